@@ -1,0 +1,76 @@
+"""``losscli losses``: list the loss registry or show one loss in full."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from losscli.cli import app
+from losscli.cli.common import FORMAT_OPTION
+from losscli.cli.output import Format, emit
+
+
+@app.command("losses")
+def losses_command(
+    name: Optional[str] = typer.Argument(None, help="Show this loss in full (formula, hyperparameters, properties, paper)."),
+    family: Optional[str] = typer.Option(None, "--family", help="Only losses of this family (e.g. noise-robust, imbalance)."),
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """List the registered losses: family, hyperparameters with defaults, properties, paper."""
+    from losscli.errors import UsageError
+    from losscli.losses import LOSSES
+    from losscli.losses.base import FAMILIES
+
+    if name:
+        info = LOSSES.get(name).info
+        data = info.to_dict()
+        if fmt in (Format.table, Format.md):
+            emit(data, fmt, text=_describe(data, md=fmt == Format.md))
+        else:
+            emit(data, fmt)
+        return
+    if family is not None and family not in FAMILIES:
+        import difflib
+
+        close = difflib.get_close_matches(family, FAMILIES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown family {family!r}.{hint} Families: {', '.join(FAMILIES)}.")
+    infos = [LOSSES.get(n).info.to_dict() for n in LOSSES.names(family=family)]
+    rows = [
+        {
+            "name": d["name"],
+            "family": d["family"],
+            "params": ", ".join(f"{k}={v}" for k, v in d["params"].items()) or "-",
+            "properties": ", ".join(_flags(d["properties"])) or "-",
+            "paper": f"{d['reference']['authors']} {d['reference']['year']}",
+        }
+        for d in infos
+    ]
+    emit(infos, fmt, rows=rows)
+
+
+def _flags(props: dict) -> list[str]:
+    out = [k for k in ("bounded", "symmetric", "multilabel", "soft_targets", "batch_coupled", "can_be_negative") if props.get(k)]
+    if props.get("needs_class_counts"):
+        out.append("class_counts")
+    if props.get("head"):
+        out.append(f"{props['head']}_head")
+    out += [f"needs:{n}" for n in props.get("needs", [])]
+    return out
+
+
+def _describe(d: dict, md: bool) -> str:
+    ref = d["reference"]
+    h = "## " if md else ""
+    lines = [f"{h}{d['name']} ({d['family']})", "", f"formula: {d['formula']}", ""]
+    if d["aliases"]:
+        lines.append(f"aliases: {', '.join(d['aliases'])}")
+    lines.append("hyperparameters:" if d["params"] else "hyperparameters: none")
+    for k, v in d["params"].items():
+        lines.append(f"  - {k} = {v!r}  (valid: {d['param_ranges'][k]}) {d['param_docs'].get(k, '')}".rstrip())
+    lines.append("properties: " + (", ".join(f"{k}={v}" for k, v in d["properties"].items())))
+    lines.append(f"paper: {ref['authors']} ({ref['year']}). {ref['title']}. {ref.get('venue', '')}".rstrip(". ") + ".")
+    if d.get("notes"):
+        lines += ["", f"notes: {d['notes']}"]
+    return "\n".join(lines)

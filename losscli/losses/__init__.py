@@ -1,0 +1,78 @@
+"""The loss registry: every loss of the literature losscli knows, exact to its paper.
+
+Usage as a library::
+
+    from losscli.losses import build_loss, LOSSES
+    loss_fn = build_loss("focal", gamma=2.0)          # or build_loss("focal(gamma=2)")
+    loss = loss_fn(logits, target)
+    LOSSES.names(family="noise-robust"); LOSSES.info("gce")
+
+Each loss lives in one small module of this package; importing the package imports them
+all (adding a loss is one file plus one ``@register_loss`` decorator).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+from losscli.losses.base import (  # noqa: F401  (public API)
+    LOSSES,
+    Loss,
+    LossInfo,
+    LossInputError,
+    Param,
+    Reference,
+    register_loss,
+)
+from losscli.specs import parse_loss_spec
+
+_COMMON_KWARGS = ("reduction", "weight", "ignore_index", "class_counts")
+_NON_LOSS_MODULES = {"base", "heads", "functional", "linear"}
+
+
+def _import_all() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name not in _NON_LOSS_MODULES and not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_import_all()
+
+
+def build_loss(name: str, **params: Any) -> Loss:
+    """Build a registered loss by name (or alias, or ``"name(param=value)"`` spec).
+
+    ``reduction``, ``weight``, ``ignore_index`` and ``class_counts`` are common keyword
+    arguments; everything else must be a hyperparameter of that loss.
+    """
+    if "(" in name:
+        name, spec_params = parse_loss_spec(name)
+        params = {**spec_params, **params}
+    return LOSSES.get(name)(**params)
+
+
+def loss_info(name: str) -> LossInfo:
+    return LOSSES.get(name).info
+
+
+def list_losses(family: str | None = None, **properties: Any) -> list[str]:
+    """Registered loss names, optionally filtered by family and metadata properties."""
+    names = LOSSES.names(family=family)
+    if properties:
+        names = [n for n in names if all(getattr(LOSSES.get(n).info, k) == v for k, v in properties.items())]
+    return names
+
+
+def linear_loss(*args: Any, **kwargs: Any):
+    """Memory-efficient final linear layer + loss (see ``losscli.losses.linear``)."""
+    from losscli.losses.linear import linear_loss as _linear_loss
+
+    return _linear_loss(*args, **kwargs)
+
+
+__all__ = [
+    "LOSSES", "Loss", "LossInfo", "LossInputError", "Param", "Reference",
+    "build_loss", "linear_loss", "list_losses", "loss_info", "register_loss",
+]

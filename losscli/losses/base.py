@@ -1,0 +1,398 @@
+"""Loss base class, hyperparameter specs and the loss registry.
+
+Every loss is one small class: it declares its metadata with ``@register_loss`` and
+implements ``per_sample(logits, target, **context) -> [N]``. The base class does what
+every loss needs and nobody should write twice: input validation, the float32 upcast of
+low-precision logits, ``ignore_index`` masking, per-class ``weight`` and the reduction
+with torch's semantics (weighted mean = sum_i w_{y_i} l_i / sum_i w_{y_i}).
+Batch-coupled losses (a batch-level metric such as Jaccard) implement ``batch_loss``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, asdict
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from losscli.errors import UsageError
+from losscli.registry import Registry
+
+REDUCTIONS = ("mean", "sum", "none")
+#: keyword arguments of ``forward`` beyond (logits, target); the same names everywhere
+CONTEXT_KEYS = ("teacher_logits", "index", "epoch")
+FAMILIES = (
+    "standard",
+    "noise-robust",
+    "imbalance",
+    "calibration",
+    "efficiency",
+    "metric-surrogate",
+    "multi-label",
+    "distillation",
+)
+
+
+class LossInputError(UsageError):
+    """Wrong shapes, dtypes or values passed to a loss."""
+
+
+# --------------------------------------------------------------------------- metadata
+@dataclass(frozen=True)
+class Param:
+    """A hyperparameter: default, valid range and type. Bounds are inclusive unless stated."""
+
+    name: str
+    default: Any
+    doc: str = ""
+    kind: str = "float"  # float | int | str | bool | float_list
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: value must be > low (not >=)
+    high_open: bool = False
+    choices: tuple | None = None
+    nullable: bool = False  # None is a valid value (e.g. "derive it")
+
+    def describe_range(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return " and ".join(parts) if parts else "any"
+
+    def validate(self, value: Any, loss_name: str) -> Any:
+        """Coerce ``value`` to this parameter's type and check its range."""
+        where = f"{loss_name}: parameter {self.name!r}"
+        if value is None:
+            if self.nullable or self.default is None:
+                return None
+            raise UsageError(f"{where} cannot be None")
+        try:
+            if self.kind == "float":
+                if isinstance(value, bool):
+                    raise TypeError
+                value = float(value)
+            elif self.kind == "int":
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise TypeError
+                value = int(value)
+            elif self.kind == "bool":
+                if isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise TypeError
+                    value = value.lower() in ("true", "1", "yes")
+                elif not isinstance(value, bool):
+                    raise TypeError
+            elif self.kind == "str":
+                if not isinstance(value, str):
+                    raise TypeError
+            elif self.kind == "float_list":
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    value = [float(value)]
+                elif isinstance(value, torch.Tensor):
+                    value = [float(v) for v in value.flatten().tolist()]
+                else:
+                    value = [float(v) for v in value]
+            else:  # pragma: no cover - programming error
+                raise AssertionError(f"unknown Param kind {self.kind}")
+        except (TypeError, ValueError):
+            raise UsageError(f"{where} must be a {self.kind.replace('_', ' ')}, got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise UsageError(f"{where} must be {self.describe_range()}, got {value!r}")
+        if self.kind in ("float", "int"):
+            if isinstance(value, float) and math.isnan(value):
+                raise UsageError(f"{where} must be a number, got nan")
+            bad_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+            bad_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+            if bad_low or bad_high:
+                raise UsageError(f"{where} must be {self.describe_range()}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Reference:
+    title: str
+    authors: str
+    year: int
+    venue: str = ""
+    url: str = ""
+
+    def short(self) -> str:
+        return f"{self.authors} ({self.year}), {self.title}"
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """Everything the registry, the docs and the engine know about a loss."""
+
+    name: str
+    family: str
+    reference: Reference
+    formula: str
+    params: tuple[Param, ...] = ()
+    bounded: bool = False
+    symmetric: bool = False
+    convex: bool | None = None
+    needs_class_counts: bool = False
+    multilabel: bool = False
+    soft_targets: bool = False
+    supports_weight: bool = False
+    supports_ignore_index: bool = True
+    batch_coupled: bool = False
+    can_be_negative: bool = False
+    head: str | None = None  # "cosine" | "distance": the engine installs ``make_head``
+    needs: tuple[str, ...] = ()  # context the engine must pass to forward (CONTEXT_KEYS)
+    # forward context that is optional: used when given (e.g. ``epoch`` for a schedule)
+    uses: tuple[str, ...] = ()
+    # upper bound of the per-sample loss as a function of (params, num_classes), if bounded
+    upper_bound: Callable[[dict, int], float] | None = None
+    # extra constructor arguments the registry-wide tests need (e.g. a harmonic ``n``)
+    test_params: dict = field(default_factory=dict)
+    notes: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON/YAML (stable keys: name, family, params, reference)."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "family": self.family,
+            "params": {p.name: p.default for p in self.params},
+            "param_ranges": {p.name: p.describe_range() for p in self.params},
+            "param_docs": {p.name: p.doc for p in self.params},
+            "formula": self.formula,
+            "properties": {
+                "bounded": self.bounded,
+                "symmetric": self.symmetric,
+                "convex": self.convex,
+                "can_be_negative": self.can_be_negative,
+                "needs_class_counts": self.needs_class_counts,
+                "multilabel": self.multilabel,
+                "soft_targets": self.soft_targets,
+                "supports_weight": self.supports_weight,
+                "batch_coupled": self.batch_coupled,
+                "head": self.head,
+                "needs": list(self.needs),
+            },
+            "reference": asdict(self.reference),
+            "notes": self.notes,
+        }
+
+
+LOSSES: Registry[type["Loss"]] = Registry("loss")
+
+
+def register_loss(
+    name: str,
+    *,
+    family: str,
+    reference: Reference,
+    formula: str,
+    params: Sequence[Param] = (),
+    aliases: Sequence[str] = (),
+    **props: Any,
+) -> Callable[[type["Loss"]], type["Loss"]]:
+    """Class decorator: attach a ``LossInfo`` and add the class to ``LOSSES``."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown loss family {family!r}; use one of {FAMILIES}")
+
+    def decorator(cls: type[Loss]) -> type[Loss]:
+        info = LossInfo(
+            name=name, family=family, reference=reference, formula=formula,
+            params=tuple(params), aliases=tuple(aliases), **props,
+        )
+        cls.info = info
+        LOSSES.add(name, cls, aliases=aliases, family=family, info=info)
+        return cls
+
+    return decorator
+
+
+def validate_params(info: LossInfo, params: dict[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``params``; unknown names and bad values raise UsageError."""
+    known = {p.name: p for p in info.params}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        valid = ", ".join(f"{p.name}={p.default!r}" for p in info.params) or "(none)"
+        raise UsageError(
+            f"{info.name}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"valid parameters: {valid}"
+        )
+    return {name: p.validate(params.get(name, p.default), info.name) for name, p in known.items()}
+
+
+# --------------------------------------------------------------------------- base class
+class Loss(nn.Module):
+    """Base of every registered loss.
+
+    Subclasses implement ``per_sample`` (returns the unweighted, unreduced ``[N]`` loss)
+    or, when ``info.batch_coupled``, ``batch_loss``. Hyperparameters are available as
+    attributes (``self.gamma``) and in ``self.params``.
+    """
+
+    info: ClassVar[LossInfo]
+    #: True when ``per_sample`` applies ``self.weight`` itself (e.g. label smoothing,
+    #: whose smoothing term weights every class by its own weight)
+    handles_weight: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        reduction: str = "mean",
+        weight: Sequence[float] | torch.Tensor | None = None,
+        ignore_index: int = -100,
+        class_counts: Sequence[float] | torch.Tensor | None = None,
+        **params: Any,
+    ):
+        super().__init__()
+        info = self.info
+        if reduction not in REDUCTIONS:
+            raise UsageError(f"{info.name}: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+        self.reduction = reduction
+        self.params = validate_params(info, params)
+        for key, value in self.params.items():
+            setattr(self, key, value)
+        self.ignore_index = int(ignore_index)
+        if weight is not None and not info.supports_weight:
+            raise UsageError(f"{info.name} does not support per-class weights")
+        self.register_buffer("weight", _as_float_tensor(weight, "weight") if weight is not None else None, persistent=False)
+        if class_counts is not None:
+            counts = _as_float_tensor(class_counts, "class_counts")
+            if (counts < 0).any():
+                raise UsageError(f"{info.name}: class_counts must be non-negative")
+            self.register_buffer("class_counts", counts, persistent=False)
+        elif info.needs_class_counts:
+            raise UsageError(
+                f"{info.name} needs the training set's class counts: build_loss({info.name!r}, class_counts=[...]) "
+                "(the engine passes them automatically)"
+            )
+        else:
+            self.class_counts = None
+
+    # -- hooks for subclasses ---------------------------------------------------------
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor, **context: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch_loss(self, logits: torch.Tensor, target: torch.Tensor, **context: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def make_head(self, in_features: int, num_classes: int) -> nn.Module | None:
+        """A learnable output layer this loss needs (cosine or distance head), or None."""
+        return None
+
+    def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Map the head's output to logits whose softmax is the model's prediction.
+
+        Identity for ordinary heads; a cosine head's similarities are scaled by ``s``.
+        """
+        return logits
+
+    def extra_repr(self) -> str:
+        items = [f"{k}={v!r}" for k, v in self.params.items()]
+        if self.reduction != "mean":
+            items.append(f"reduction={self.reduction!r}")
+        return ", ".join(items)
+
+    # -- the shared path --------------------------------------------------------------
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, **context: Any) -> torch.Tensor:
+        unknown = set(context) - set(CONTEXT_KEYS)
+        if unknown:
+            raise LossInputError(
+                f"{self.info.name}: unknown keyword argument(s) {sorted(unknown)}; forward takes {', '.join(CONTEXT_KEYS)}"
+            )
+        missing = [k for k in self.info.needs if context.get(k) is None]
+        if missing:
+            raise LossInputError(f"{self.info.name} needs forward(..., {missing[0]}=...)")
+        logits, target, kind = self._check_inputs(logits, target)
+        x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+        if self.info.batch_coupled:
+            if self.reduction != "mean":
+                raise LossInputError(
+                    f"{self.info.name} is a batch-level loss: only reduction='mean' is defined "
+                    "(it has no per-sample decomposition)"
+                )
+            return self.batch_loss(x, target, **context)
+
+        if kind != "index":  # soft or multi-label targets: no ignore_index, mean over rows
+            if self.weight is not None and not self.handles_weight:
+                raise LossInputError(f"{self.info.name}: per-class weight is not supported with [N, C] targets")
+            per = self.per_sample(x, target, **context)
+            return per if self.reduction == "none" else (per.sum() if self.reduction == "sum" else per.mean())
+
+        valid = target != self.ignore_index
+        # Ignored rows get a harmless class 0 so indexing stays in range; masked below.
+        safe_target = torch.where(valid, target, torch.zeros_like(target))
+        per = self.per_sample(x, safe_target, **context)
+        if self.weight is not None:
+            w = self.weight.to(per.dtype)[safe_target]
+            if not self.handles_weight:
+                per = per * w
+            denom_weights = torch.where(valid, w, torch.zeros_like(w))
+        else:
+            denom_weights = valid.to(per.dtype)
+        per = torch.where(valid, per, torch.zeros_like(per))
+        if self.reduction == "none":
+            return per
+        if self.reduction == "sum":
+            return per.sum()
+        return per.sum() / denom_weights.sum()
+
+    def _check_inputs(self, logits: torch.Tensor, target: torch.Tensor):
+        name = self.info.name
+        if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
+            raise LossInputError(f"{name}: logits and target must be torch tensors")
+        if logits.dim() != 2:
+            raise LossInputError(f"{name}: logits must be [N, C], got shape {list(logits.shape)}")
+        if not logits.is_floating_point():
+            raise LossInputError(f"{name}: logits must be floating point, got {logits.dtype}")
+        n, c = logits.shape
+        if c < 2:
+            raise LossInputError(f"{name}: logits need at least 2 classes, got C={c}")
+        if target.dim() == 1:
+            if target.shape[0] != n:
+                raise LossInputError(f"{name}: target has {target.shape[0]} entries but logits have N={n} rows")
+            if target.is_floating_point() or target.dtype == torch.bool:
+                raise LossInputError(f"{name}: class-index targets must be integers, got {target.dtype}")
+            target = target.long()
+            if target.device.type == "cpu" and n:  # range check costs a device sync on GPU: CPU only
+                bad = (target != self.ignore_index) & ((target < 0) | (target >= c))
+                if bad.any():
+                    raise LossInputError(
+                        f"{name}: target values must be in [0, {c - 1}] (or ignore_index={self.ignore_index}), "
+                        f"got {int(target[bad][0])}"
+                    )
+            if self.info.multilabel:  # a single-label dataset used with a multi-label loss
+                valid = target != self.ignore_index
+                onehot = torch.nn.functional.one_hot(torch.where(valid, target, 0), c).to(logits.dtype)
+                return logits, onehot, "multilabel"
+            return logits, target, "index"
+        if target.dim() == 2:
+            if tuple(target.shape) != (n, c):
+                raise LossInputError(f"{name}: [N, C] targets must match logits {list(logits.shape)}, got {list(target.shape)}")
+            if self.info.multilabel:
+                return logits, target.to(logits.dtype if logits.dtype == torch.float64 else torch.float32), "multilabel"
+            if not self.info.soft_targets:
+                raise LossInputError(f"{name} takes class-index targets [N] (int64), not [N, C] probabilities")
+            if not target.is_floating_point():
+                raise LossInputError(f"{name}: probability targets must be floating point, got {target.dtype}")
+            return logits, target.to(logits.dtype if logits.dtype == torch.float64 else torch.float32), "soft"
+        raise LossInputError(f"{name}: target must be [N] class indices or [N, C], got shape {list(target.shape)}")
+
+
+def _as_float_tensor(values: Any, what: str) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(values, dtype=torch.float64 if not isinstance(values, torch.Tensor) else None)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a list of numbers") from None
+    if t.dim() != 1:
+        raise UsageError(f"{what} must be a 1-D list of numbers, got shape {list(t.shape)}")
+    return t.float() if t.dtype != torch.float64 else t.float()
