@@ -30,8 +30,12 @@ def to_plain(obj: Any) -> Any:
         return obj.value
     if isinstance(obj, float):
         return None if math.isnan(obj) else obj
-    if isinstance(obj, (str, int, bool)) or obj is None:
+    if isinstance(obj, bool) or obj is None:
         return obj
+    if isinstance(obj, str):
+        return str(obj)  # str subclasses (torch.__version__) are not YAML-safe
+    if isinstance(obj, int):
+        return int(obj)
     if hasattr(obj, "tolist"):  # torch tensors and numpy arrays/scalars
         return to_plain(obj.tolist())
     if hasattr(obj, "__fspath__"):

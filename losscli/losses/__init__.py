@@ -53,6 +53,14 @@ def build_loss(name: str, **params: Any) -> Loss:
     return LOSSES.get(name)(**params)
 
 
+def check_loss_spec(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Validate a loss name and its hyperparameters without building it (no class counts needed)."""
+    from losscli.losses.base import validate_params
+
+    cls = LOSSES.get(name)
+    return cls.info.name, validate_params(cls.info, {k: v for k, v in params.items() if k not in _COMMON_KWARGS})
+
+
 def loss_info(name: str) -> LossInfo:
     return LOSSES.get(name).info
 
@@ -74,5 +82,5 @@ def linear_loss(*args: Any, **kwargs: Any):
 
 __all__ = [
     "LOSSES", "Loss", "LossInfo", "LossInputError", "Param", "Reference",
-    "build_loss", "linear_loss", "list_losses", "loss_info", "register_loss",
+    "build_loss", "check_loss_spec", "linear_loss", "list_losses", "loss_info", "register_loss",
 ]

@@ -1,0 +1,59 @@
+"""``losscli calibrate``: fit post-hoc calibrators on validation logits, score them on test logits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from losscli.cli import app
+from losscli.cli.common import FORMAT_OPTION
+from losscli.cli.output import Format, emit, log
+
+_DEFAULT_METHODS = "temperature,vector,matrix,dirichlet,histogram,isotonic"
+
+
+@app.command("calibrate")
+def calibrate_command(
+    run_dir: Optional[Path] = typer.Argument(
+        None, help="Run directory with logits.pt (val/test logits and labels); outputs are written into it."),
+    methods: str = typer.Option(_DEFAULT_METHODS, "--methods", "-m",
+                                help="Comma-separated calibrators: temperature, vector, matrix, dirichlet, histogram, isotonic."),
+    bins: int = typer.Option(15, "--bins", min=1, help="Equal-width bins for ECE/MCE/classwise ECE (and equal-mass for adaptive ECE)."),
+    val_logits: Optional[Path] = typer.Option(None, "--val-logits", help="Validation logits [N, C] (.pt, .npy, .npz), instead of RUN_DIR."),
+    val_labels: Optional[Path] = typer.Option(None, "--val-labels", help="Validation labels [N] (.pt, .npy, .npz)."),
+    test_logits: Optional[Path] = typer.Option(None, "--test-logits", help="Test logits [M, C] (.pt, .npy, .npz)."),
+    test_labels: Optional[Path] = typer.Option(None, "--test-labels", help="Test labels [M] (.pt, .npy, .npz)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Write calibration.yaml/.md, diagrams and calibrators here (default: RUN_DIR; with files: nothing written)."),
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """Fit calibrators on the validation split, compare them on the test split (before/after)."""
+    from losscli.errors import UsageError
+
+    files = {"--val-logits": val_logits, "--val-labels": val_labels, "--test-logits": test_logits,
+             "--test-labels": test_labels}
+    given = [k for k, v in files.items() if v is not None]
+    if run_dir is not None and given:
+        raise UsageError(f"give either RUN_DIR or the logits/labels files, not both ({', '.join(given)} with {run_dir})")
+    if run_dir is None and not given:
+        raise UsageError("give a RUN_DIR, or --val-logits, --val-labels, --test-logits and --test-labels")
+    if run_dir is None and len(given) < 4:
+        missing = [k for k in files if files[k] is None]
+        raise UsageError(f"missing {', '.join(missing)} (all four files are needed without a RUN_DIR)")
+
+    from losscli.calibrate import calibrate_files, calibrate_run, render_markdown, resolve_methods, summary_rows
+
+    names = resolve_methods(methods)
+    if run_dir is not None:
+        report = calibrate_run(run_dir, names, bins, out_dir=out)
+        dest: Optional[Path] = out if out is not None else run_dir
+    else:
+        report = calibrate_files(val_logits, val_labels, test_logits, test_labels, names, bins, out_dir=out)
+        dest = out
+    if dest is not None:
+        log(f"wrote {Path(dest) / 'calibration.md'}, calibration.yaml, reliability diagrams and calibrators/")
+    rows = summary_rows(report, "test")
+    text = render_markdown(report, report.get("files", {}).get("reliability")) if fmt == Format.md else None
+    emit(report, fmt, rows=rows, text=text)

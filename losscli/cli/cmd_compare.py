@@ -1,0 +1,77 @@
+"""``losscli compare``: losses x seeds x noise x imbalance -> the loss adoption report."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from losscli.cli import app
+from losscli.cli import run_options as o
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION
+from losscli.cli.output import Format, emit, log
+
+
+@app.command("compare")
+def compare_command(
+    losses: Optional[str] = typer.Option(None, "--losses", help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (0..N-1)."),
+    noise: Optional[str] = typer.Option(None, "--noise", help="Comma list of label-noise settings: none,sym:0.4,asym:0.3,instance:0.2."),
+    imbalance: Optional[str] = typer.Option(None, "--imbalance", help="Comma list of imbalance settings: none,exp:100,step:10."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline loss (default: the first listed)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Preset name or YAML file (default: `default` when nothing else is given)."),
+    dataset: Optional[str] = o.DATASET,
+    data_dir: Optional[str] = o.DATA_DIR,
+    download: Optional[bool] = o.DOWNLOAD,
+    model: Optional[str] = o.MODEL,
+    epochs: Optional[int] = o.EPOCHS,
+    batch_size: Optional[int] = o.BATCH,
+    lr: Optional[float] = o.LR,
+    optimizer: Optional[str] = o.OPTIMIZER,
+    schedule: Optional[str] = o.SCHEDULE,
+    device: Optional[str] = o.DEVICE,
+    compile: Optional[bool] = o.COMPILE,
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default 1: batched in-process)."),
+    batch_runs: Optional[bool] = typer.Option(None, "--batch-runs/--no-batch-runs", help="Train compatible runs together with torch.func (default on)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run runs recorded as failed."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip runs already finished in --out (default). --no-resume refuses a non-empty --out."),
+    sets: Optional[List[str]] = o.SET,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Compare directory (default compare/<preset-or-custom>)."),
+    quiet: bool = QUIET_OPTION,
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """Compare losses under controlled conditions: accuracy, calibration, robustness, cost, with paired statistics."""
+    from pathlib import Path
+
+    from losscli.config import build_config
+    from losscli.errors import RunFailedError, UsageError
+
+    overrides = o.flag_overrides(
+        dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
+        lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile,
+        losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, jobs=jobs, batch_runs=batch_runs,
+    )
+    preset_name = preset or "default"
+    cfg = build_config(preset_name, overrides, sets)
+    if cfg.jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+    out_dir = Path(out) if out else Path("compare") / Path(preset_name).stem
+    if not resume and out_dir.exists() and any(out_dir.iterdir()):
+        raise UsageError(f"{out_dir} is not empty and --no-resume was given; choose another --out or remove it")
+
+    from losscli.engine.compare import run_compare
+    from losscli.report.compare import summary_rows
+
+    report = run_compare(cfg, out_dir, jobs=cfg.jobs, retry_failed=retry_failed, log=None if quiet else log,
+                         progress=not quiet)
+    rows = summary_rows(report)
+    if fmt in (Format.yaml, Format.json):
+        emit(report, fmt)
+    else:
+        emit(report, fmt, rows=rows)
+        if not quiet:
+            for v in report.get("verdicts", []):
+                log(f"  {v if isinstance(v, str) else v.get('text', v)}")
+    log(f"report: {out_dir / 'report.md'} (data: {out_dir / 'report.yaml'})")
+    if report.get("n_failed"):
+        raise RunFailedError(f"{report['n_failed']} run(s) failed; see {out_dir / 'report.md'} (results of the others are kept)")

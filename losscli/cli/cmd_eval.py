@@ -1,0 +1,44 @@
+"""``losscli eval``: every metric of a finished run (optionally after a fitted calibrator)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from losscli.cli import app
+from losscli.cli.common import FORMAT_OPTION
+from losscli.cli.output import Format, emit
+
+
+@app.command("eval")
+def eval_command(
+    run_dir: Optional[str] = typer.Argument(None, help="A run directory written by `losscli train`."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="A model.pt (its run's config.yaml must sit beside it)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Evaluate on this dataset's test split instead."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory for --dataset."),
+    calibrator: Optional[str] = typer.Option(None, "--calibrator", help="Apply a calibrator fitted by `losscli calibrate` (e.g. temperature)."),
+    bins: int = typer.Option(15, "--bins", help="Bins for the ECE family."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """Evaluate a run: accuracy, top-5, macro-F1, NLL, Brier, ECE family, AURC, per-class and many/medium/few-shot accuracy."""
+    from pathlib import Path
+
+    from losscli.errors import UsageError
+
+    if (run_dir is None) == (checkpoint is None):
+        raise UsageError("pass a RUN_DIR or --checkpoint FILE (one of them)")
+    directory = Path(run_dir) if run_dir else Path(checkpoint).parent
+    if not directory.is_dir():
+        raise UsageError(f"run directory {str(directory)!r} does not exist")
+    from losscli.engine.evaluate import evaluate_run
+
+    report = evaluate_run(directory, dataset=dataset, data_dir=data_dir, calibrator=calibrator, n_bins=bins, device=device)
+    rows = []
+    for split in ("test", "val"):
+        if report["metrics"].get(split):
+            rows.append({"split": split, **report["metrics"][split]})
+    emit(report, fmt, rows=rows)
+    if fmt in (Format.table, Format.md) and report.get("shot_accuracy"):
+        emit(report, fmt, rows=[{"split": "test", **report["shot_accuracy"]}])

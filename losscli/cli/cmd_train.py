@@ -1,0 +1,100 @@
+"""``losscli train``: one model, one loss, one dataset -> a run directory."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from losscli.cli import app
+from losscli.cli import run_options as o
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION
+from losscli.cli.output import Format, emit, log
+
+
+@app.command("train")
+def train_command(
+    loss: Optional[str] = typer.Option(None, "--loss", "-l", help="Loss name or spec, e.g. focal or 'focal(gamma=3)'."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Loss hyperparameter name=value (repeatable)."),
+    preset: Optional[str] = o.PRESET,
+    dataset: Optional[str] = o.DATASET,
+    data_dir: Optional[str] = o.DATA_DIR,
+    download: Optional[bool] = o.DOWNLOAD,
+    model: Optional[str] = o.MODEL,
+    epochs: Optional[int] = o.EPOCHS,
+    batch_size: Optional[int] = o.BATCH,
+    lr: Optional[float] = o.LR,
+    optimizer: Optional[str] = o.OPTIMIZER,
+    schedule: Optional[str] = o.SCHEDULE,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, data order and label noise."),
+    noise: Optional[str] = typer.Option(None, "--noise", help="Label noise: none, sym:0.4, asym:0.4, instance:0.4."),
+    imbalance: Optional[str] = typer.Option(None, "--imbalance", help="Long tail: none, exp:100, step:10."),
+    device: Optional[str] = o.DEVICE,
+    compile: Optional[bool] = o.COMPILE,
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher (for kd)."),
+    image_column: Optional[str] = o.IMAGE_COL,
+    text_column: Optional[str] = o.TEXT_COL,
+    label_column: Optional[str] = o.LABEL_COL,
+    sets: Optional[List[str]] = o.SET,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<loss>-<dataset>-s<seed>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing completed run directory."),
+    quiet: bool = QUIET_OPTION,
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """Train one model with one loss. Writes config.yaml, metrics.jsonl, model.pt, logits, report.md/.yaml."""
+    from pathlib import Path
+
+    from losscli.config import build_config
+    from losscli.errors import RunFailedError
+    from losscli.specs import format_loss_spec, parse_assignments, parse_loss_spec
+
+    overrides = o.flag_overrides(
+        dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
+        lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, image_column=image_column,
+        text_column=text_column, label_column=label_column, seed=seed, noise=noise, imbalance=imbalance,
+    )
+    if loss is not None or param:
+        name, params = parse_loss_spec(loss or "ce")
+        params.update(parse_assignments(param or [], what="--param"))
+        overrides["loss"] = format_loss_spec(name, params)
+    cfg = build_config(preset, overrides, sets)
+    from losscli.data.specs import parse_imbalance_spec, parse_noise_spec
+    from losscli.engine.spec import RunSpec
+
+    for n in cfg.noise_list():  # cheap checks first: no torch needed to reject a typo
+        parse_noise_spec(n)
+    for i in cfg.imbalance_list():
+        parse_imbalance_spec(i)
+    from losscli.engine.trainer import train_run
+    from losscli.losses import check_loss_spec
+
+    spec = RunSpec.from_config(cfg, teacher=teacher)
+    check_loss_spec(spec.loss, spec.loss_params)  # fail on a typo before loading any data
+    run_dir = Path(out) if out else Path("runs") / f"{spec.loss}-{_slug(spec.dataset.name)}-s{spec.seed}"
+    report = train_run(spec, run_dir, overwrite=overwrite, progress=not quiet, log=None if quiet else log)
+    _print_summary(report, fmt)
+    if report["status"] != "ok":
+        raise RunFailedError(f"run failed: {report['error']} (partial results kept in {run_dir})")
+    if not quiet:
+        log(f"run directory: {run_dir}")
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:40] or "data"
+
+
+def _print_summary(report: dict, fmt: Format) -> None:
+    if fmt in (Format.yaml, Format.json):
+        emit(report, fmt)
+        return
+    m = report.get("metrics") or {}
+    test = m.get("test") or {}
+    row = {"loss": report["loss"]["label"], "status": report["status"], **{k: test.get(k) for k in
+           ("accuracy", "macro_f1", "nll", "ece", "brier")}, "train_s": report["timing"]["train_seconds"]}
+    best = m.get("best_epoch")
+    if best:
+        row["best_epoch"] = best["epoch"]
+        row["best_epoch_test_acc"] = best["test_accuracy"]
+    emit(report, fmt, rows=[row])

@@ -1,0 +1,1 @@
+"""Training and evaluation engine: device handling, one-run trainer, batched multi-run trainer."""

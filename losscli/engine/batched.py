@@ -1,0 +1,197 @@
+"""Train many runs at once: stacked parameters + ``torch.func`` (vmap over models).
+
+Runs that share data inputs, model architecture, optimizer and budget (``RunSpec.batch_group``)
+train in one process as one vmapped model. Each run keeps its own seed (init, data order,
+label noise), its own loss applied to its own slice of the logits, and its own optimizer
+state slice. The total loss is the sum of per-run mean losses, so each run's gradient is
+exactly that of a separate run; AdamW/SGD are elementwise, so the updates match too
+(tests check this against separate runs). Where batching cannot be exact — BatchNorm in
+train mode, dropout, a loss with its own head, learnable parameters or per-sample state —
+``batchable`` says why and the caller trains that run on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.func import functional_call, stack_module_state
+
+from losscli.engine import rundir
+from losscli.engine.device import autocast, autocast_dtype, environment, resolve_device, seeded_generator, should_compile
+from losscli.engine.optim import build_optimizer, lr_factor, validate_train_config
+from losscli.engine.recorder import RunRecorder, Stopwatch
+from losscli.engine.setup import (STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data,
+                                  loss_context, resolved_model_name)
+from losscli.engine.spec import RunSpec
+from losscli.engine.trainer import epoch_batches, finalize_metrics, steps_per_epoch
+
+
+def batchable(loss_fn, model) -> str | None:
+    """None when this run can train stacked with others; otherwise the reason it cannot."""
+    info = loss_fn.info
+    if loss_fn.make_head(8, 2) is not None or info.head:
+        return f"{info.name} brings its own head"
+    if any(True for _ in loss_fn.parameters()):
+        return f"{info.name} has learnable parameters"
+    if {"index", "teacher_logits"} & set(info.needs):
+        return f"{info.name} needs per-sample state or a teacher"
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            return "the model uses BatchNorm (batch statistics differ when stacked)"
+        if isinstance(m, torch.nn.Dropout) and m.p > 0:
+            return "the model uses dropout (random masks differ when stacked)"
+    return None
+
+
+def train_group(specs: list[RunSpec], run_dirs: list[Path], *, overwrite: bool = True, progress: bool = False,
+                data_cache: dict | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``specs`` (one batch group) together; write each run's directory; return reports."""
+    assert specs and len(specs) == len(run_dirs)
+    first = specs[0]
+    validate_train_config(first.train)
+    device = resolve_device(first.device)
+    amp = autocast_dtype(first.precision, device)
+    compiled = should_compile(first.compile, device)
+    cfg = first.train
+
+    bundles = [load_run_data(s, data_cache) for s in specs]
+    losses = [build_run_loss(s, b).to(device) for s, b in zip(specs, bundles)]
+    models = [build_run_model(s, b, l) for s, b, l in zip(specs, bundles, losses)]
+    for loss_fn, model in zip(losses, models):
+        reason = batchable(loss_fn, model)
+        if reason:
+            raise ValueError(f"cannot batch {loss_fn.info.name}: {reason}")
+    R = len(specs)
+    env = {**environment(device, compiled, amp), "batched_runs": R}
+    recs = []
+    for s, d, b in zip(specs, run_dirs, bundles):
+        rec = RunRecorder(s, rundir.prepare_run_dir(Path(d), overwrite), env, b, resolved_model_name(s, b))
+        rec.start()
+        recs.append(rec)
+
+    for m in models:
+        m.to(device)
+    params, buffers = stack_module_state(models)  # leaf tensors [R, ...]
+    template = copy.deepcopy(models[0]).to("meta")
+
+    def one_model(p, b, x):
+        return functional_call(template, (p, b), (x,))
+
+    forward_each = torch.vmap(one_model, in_dims=(0, 0, 0))  # x: [R, B, ...]
+    forward_shared = torch.vmap(one_model, in_dims=(0, 0, None))  # x: [N, ...] shared (evaluation)
+    if compiled:
+        forward_each = torch.compile(forward_each)
+
+    x_train = bundles[0].x_train.to(device)
+    y_train = torch.stack([b.y_train for b in bundles]).to(device)  # [R, N]: labels differ per seed (noise)
+    data0 = DeviceData.from_bundle(bundles[0], device)
+    n_train = x_train.shape[0]
+    spe = steps_per_epoch(n_train, cfg.batch_size)
+    total = spe * cfg.epochs
+    optimizer = build_optimizer(list(params.values()), cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spe, cfg))
+    orders = [seeded_generator(s.seed, STREAM_ORDER) for s in specs]
+    alive = [True] * R
+
+    for epoch in range(1, cfg.epochs + 1):
+        step_losses = torch.empty(R, spe, device=device)
+        batches = [epoch_batches(n_train, cfg.batch_size, g) for g in orders]
+        with Stopwatch(device) as sw:
+            for b in range(spe):
+                idx = torch.stack([batches[r][b] for r in range(R)]).to(device)  # [R, B]
+                with autocast(amp, device):
+                    logits = forward_each(params, buffers, x_train[idx])
+                yb = torch.gather(y_train, 1, idx)
+                per_run = torch.stack([
+                    losses[r](logits[r], yb[r], **loss_context(losses[r], idx[r], epoch, None)) for r in range(R)
+                ])
+                optimizer.zero_grad(set_to_none=True)
+                per_run.sum().backward()
+                if cfg.grad_clip is not None:
+                    _clip_per_run(params, cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step_losses[:, b] = per_run.detach()
+        for rec in recs:
+            rec.train_seconds += sw.seconds / R  # the group's time, shared evenly
+            rec.samples_seen += spe * min(cfg.batch_size, n_train)
+        bad_runs = _nonfinite_steps(step_losses)
+        with Stopwatch(device) as ew:
+            val_acc = _stacked_accuracy(forward_shared, params, buffers, data0.x_val, data0.y_val, amp)
+            test_acc = _stacked_accuracy(forward_shared, params, buffers, data0.x_test, data0.y_test, amp)
+        for r, rec in enumerate(recs):
+            if not alive[r]:
+                continue
+            rec.eval_seconds += ew.seconds / R
+            if r in bad_runs:
+                step, value = bad_runs[r]
+                rec.fail(f"non-finite loss ({value}) at epoch {epoch}, step {step + 1} of {spe}; try a lower --lr, "
+                         "gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
+                rec.finish(rec.good_state or {}, None, None)
+                alive[r] = False
+                if log:
+                    log(f"{specs[r].loss_label} (seed {specs[r].seed}) failed: {rec.failed}")
+                continue
+            rec.record_epoch(epoch, step_losses[r].mean().item(), val_acc[r], test_acc[r], optimizer.param_groups[0]["lr"])
+            rec.good_state = {f"model.{k}": v[r].detach().to("cpu", copy=True) for k, v in {**params, **buffers}.items()}
+        if not any(alive):
+            break
+
+    reports = []
+    for r, rec in enumerate(recs):
+        if not alive[r]:
+            reports.append(_read_back(rec))
+            continue
+        model = models[r]
+        with torch.no_grad():
+            model.load_state_dict({k: v[r].detach() for k, v in {**params, **buffers}.items()})
+        metrics, logits = finalize_metrics(model, losses[r], DeviceData.from_bundle(bundles[r], device), bundles[r], amp)
+        state = {f"model.{k}": v for k, v in model.state_dict().items()}
+        reports.append(rec.finish(state, logits, metrics))
+        if log:
+            log(f"{specs[r].loss_label} (seed {specs[r].seed}): test accuracy {metrics['test']['accuracy']:.4f}")
+    return reports
+
+
+def _read_back(rec: RunRecorder) -> dict[str, Any]:
+    report = rundir.read_report(rec.run_dir)
+    assert report is not None
+    return report
+
+
+def _clip_per_run(params: dict[str, torch.Tensor], max_norm: float) -> None:
+    """clip_grad_norm_ for each run's slice separately (the global norm of one run)."""
+    grads = [p.grad for p in params.values() if p.grad is not None]
+    if not grads:
+        return
+    sq = torch.stack([g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads]).sum(0)  # [R]
+    scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
+
+
+def _nonfinite_steps(step_losses: torch.Tensor) -> dict[int, tuple[int, float]]:
+    losses = step_losses.detach().float().cpu()
+    bad = ~torch.isfinite(losses)
+    out = {}
+    for r in range(losses.shape[0]):
+        if bool(bad[r].any()):
+            step = int(bad[r].nonzero()[0, 0])
+            out[r] = (step, float(losses[r, step]))
+    return out
+
+
+@torch.no_grad()
+def _stacked_accuracy(forward_shared, params, buffers, x, y, amp, chunk: int = 4096) -> list[float]:
+    R = next(iter(params.values())).shape[0]
+    if x.shape[0] == 0:
+        return [float("nan")] * R
+    correct = torch.zeros(R, device=x.device)
+    for start in range(0, x.shape[0], chunk):
+        with autocast(amp, x.device):
+            logits = forward_shared(params, buffers, x[start:start + chunk])  # [R, n, C]
+        correct += (logits.argmax(-1) == y[start:start + chunk]).sum(-1)
+    return (correct / x.shape[0]).tolist()

@@ -1,0 +1,87 @@
+"""Device, precision and compile decisions, and seeding, in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+
+import torch
+
+from losscli.errors import UsageError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU. A requested but absent CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def should_compile(flag: bool | None, device: torch.device) -> bool:
+    """torch.compile is on by default on CUDA and opt-in on CPU (it costs ~30 s per graph there)."""
+    return device.type == "cuda" if flag is None else bool(flag)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast only on GPU (``auto``); ``fp32`` turns it off."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "fp32":
+        return None
+    if device.type != "cuda":
+        if precision == "bf16":
+            raise UsageError("precision bf16 is only used on CUDA devices; use --set precision=fp32 (or auto) on CPU")
+        return None
+    return torch.bfloat16
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seeded_generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Independent RNG streams per purpose (init, data order, ...) derived from the run seed."""
+    g = torch.Generator(device=device)
+    g.manual_seed((int(seed) * 1_000_003 + stream * 7919) % (2**63 - 1))
+    return g
+
+
+@contextlib.contextmanager
+def seeded(seed: int, stream: int = 0):
+    """Seed torch's global RNG inside the block (model init), restoring it afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed((int(seed) * 1_000_003 + stream * 7919) % (2**63 - 1))
+        yield
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def environment(device: torch.device, compiled: bool, amp_dtype: torch.dtype | None) -> dict:
+    from losscli import __version__
+
+    return {
+        "losscli": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "dtype": "bfloat16-autocast" if amp_dtype is not None else "float32",
+        "compiled": compiled,
+    }

@@ -1,0 +1,51 @@
+"""Markdown for one run's report (pure function of the report dict)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from losscli.cli.output import render_table
+
+_TEST_KEYS = ("accuracy", "top5", "macro_f1", "balanced_accuracy", "nll", "brier", "ece", "adaptive_ece",
+              "classwise_ece", "mce", "aurc")
+
+
+def render_run_markdown(report: dict[str, Any]) -> str:
+    cfg = report.get("config", {})
+    env = report.get("env", {})
+    m = report.get("metrics") or {}
+    lines = [f"# losscli run: {report['loss']['label']} (seed {report['seed']})", ""]
+    if report.get("status") != "ok":
+        lines += [f"**Run failed:** {report.get('error')}", ""]
+    s = report.get("setting", {})
+    train = cfg.get("train", {})
+    lines += [
+        f"- dataset: `{s.get('dataset')}`, noise `{s.get('noise')}`, imbalance `{s.get('imbalance')}`",
+        f"- model: `{cfg.get('model', {}).get('resolved_name')}`; {train.get('epochs')} epochs, batch {train.get('batch_size')}, "
+        f"{train.get('optimizer')} lr {train.get('lr')}, {train.get('schedule')} schedule",
+        f"- device: {env.get('device')} ({env.get('device_name')}), {env.get('dtype')}, compiled: {env.get('compiled')}",
+        f"- train time: {report.get('timing', {}).get('train_seconds')} s",
+        "",
+    ]
+    best, last = m.get("best_epoch"), m.get("last_epoch")
+    if best:
+        lines.append(f"- best epoch (by validation accuracy): {best['epoch']}, test accuracy {best['test_accuracy']:.4f}")
+    if last:
+        lines.append(f"- last epoch: {last['epoch']}, test accuracy {last['test_accuracy']:.4f}")
+    lines.append("")
+    rows = []
+    for split in ("test", "val"):
+        if m.get(split):
+            rows.append({"split": split, **{k: m[split].get(k) for k in _TEST_KEYS}})
+    if rows:
+        lines += ["## Metrics (last epoch)", "", render_table(rows, "md", ["split", *_TEST_KEYS]), ""]
+    if m.get("train"):
+        lines += ["## Training set", "", render_table([m["train"]], "md"), ""]
+    if m.get("shot_accuracy"):
+        lines += ["## Long-tail accuracy (many / medium / few-shot classes)", "", render_table([m["shot_accuracy"]], "md"), ""]
+    lines += [
+        "ECE: 15 equal-width bins on the top-label confidence, last bin closed at 1.0; Brier: sum over classes, "
+        "mean over samples; classwise ECE: mean over classes.",
+        "",
+    ]
+    return "\n".join(lines)

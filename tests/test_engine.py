@@ -1,0 +1,142 @@
+"""Trainer, batched trainer, run directory, NaN handling and eval on synthetic data (tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from losscli.config import build_config
+from losscli.engine.spec import RunSpec
+
+SYNTH = {"name": "synthetic", "options": {"classes": 4, "dim": 8, "n_train": 240, "n_test": 100, "separation": 2.0}}
+
+
+def _cfg(**over):
+    base = {"dataset": SYNTH, "model": {"name": "mlp"}, "train": {"epochs": 3, "batch_size": 32, "lr": 0.01},
+            "device": "cpu"}
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base[k] = {**base[k], **v}
+        else:
+            base[k] = v
+    return build_config(None, base)
+
+
+def _spec(loss="ce", seed=0, noise="none", **over):
+    return RunSpec.from_config(_cfg(**over), loss, seed=seed, noise=noise, imbalance="none")
+
+
+def test_train_run_writes_the_run_directory(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    report = train_run(_spec(), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "model.pt", "logits.pt", "report.md", "report.yaml"):
+        assert (run / name).is_file(), name
+    assert report["status"] == "ok" and report["schema"] == "losscli/run/v1"
+    on_disk = yaml.safe_load((run / "report.yaml").read_text())
+    assert on_disk["metrics"]["test"]["accuracy"] == pytest.approx(report["metrics"]["test"]["accuracy"])
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2, 3]
+    state = torch.load(run / "model.pt", weights_only=True)
+    assert any(k.startswith("model.") for k in state)
+    logits = torch.load(run / "logits.pt", weights_only=True)
+    assert logits["test_logits"].shape == (100, 4) and logits["val_labels"].dtype == torch.int64
+    assert report["metrics"]["best_epoch"]["epoch"] in (1, 2, 3)
+    assert report["metrics"]["last_epoch"]["epoch"] == 3
+    assert report["metrics"]["test"]["accuracy"] > 0.5  # separable data: well above chance (0.25)
+
+
+def test_rerun_into_completed_dir_needs_overwrite(tmp_path):
+    from losscli.engine.trainer import train_run
+    from losscli.errors import UsageError
+
+    train_run(_spec(), tmp_path / "run", progress=False)
+    with pytest.raises(UsageError, match="--overwrite"):
+        train_run(_spec(), tmp_path / "run", progress=False)
+    train_run(_spec(), tmp_path / "run", progress=False, overwrite=True)
+
+
+def test_training_is_deterministic_per_seed(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    a = train_run(_spec(seed=3), tmp_path / "a", progress=False)
+    b = train_run(_spec(seed=3), tmp_path / "b", progress=False)
+    c = train_run(_spec(seed=4), tmp_path / "c", progress=False)
+    assert a["history"] == [dict(h, train_seconds=h2["train_seconds"]) for h, h2 in zip(b["history"], a["history"])]
+    assert [h["train_loss"] for h in a["history"]] != [h["train_loss"] for h in c["history"]]
+
+
+def test_nan_stops_the_run_cleanly(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    # a huge learning rate on the unbounded square loss diverges within a few steps
+    spec = _spec("square", train={"lr": 1e6, "optimizer": "sgd", "epochs": 3, "warmup_epochs": 0})
+    report = train_run(spec, tmp_path / "nan", progress=False)
+    assert report["status"] == "failed"
+    assert "epoch" in report["error"] and "step" in report["error"]
+    on_disk = yaml.safe_load((tmp_path / "nan" / "report.yaml").read_text())
+    assert on_disk["status"] == "failed"
+    assert (tmp_path / "nan" / "config.yaml").is_file()
+
+
+def test_noise_reported_in_train_metrics(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    report = train_run(_spec(noise="sym:0.4"), tmp_path / "noisy", progress=False)
+    train = report["metrics"]["train"]
+    assert {"accuracy", "clean_accuracy", "noisy_memorized"} <= set(train)
+    assert report["data"]["noise"]["spec"].startswith("sym")
+
+
+@pytest.mark.parametrize("losses,clip", [(["ce", "focal(gamma=2)", "gce"], None), (["ce", "ce", "label_smoothing"], 0.5)])
+def test_batched_training_equals_separate_runs(tmp_path, losses, clip):
+    """The torch.func stacked trainer gives each run the same trajectory as a separate run."""
+    from losscli.engine.batched import train_group
+    from losscli.engine.trainer import train_run
+
+    specs = [_spec(l, seed=s, noise="sym:0.2", train={"grad_clip": clip}) for s, l in enumerate(losses)]
+    batched = train_group(specs, [tmp_path / f"b{i}" for i in range(len(specs))])
+    for i, spec in enumerate(specs):
+        single = train_run(spec, tmp_path / f"s{i}", progress=False)
+        for hb, hs in zip(batched[i]["history"], single["history"]):
+            assert hb["train_loss"] == pytest.approx(hs["train_loss"], rel=1e-4, abs=1e-6)
+            assert hb["test_accuracy"] == pytest.approx(hs["test_accuracy"], abs=1e-9)
+        wb = torch.load(tmp_path / f"b{i}" / "model.pt", weights_only=True)
+        ws = torch.load(tmp_path / f"s{i}" / "model.pt", weights_only=True)
+        for k in ws:
+            torch.testing.assert_close(wb[k], ws[k], rtol=1e-4, atol=1e-5)
+
+
+def test_batchable_reasons():
+    from losscli.engine.batched import batchable
+    from losscli.losses import build_loss
+    from losscli.models import build_model
+
+    mlp = build_model("mlp", (8,), 4)
+    assert batchable(build_loss("ce"), mlp) is None
+    assert "head" in batchable(build_loss("ldam", class_counts=[10, 5, 3, 1]), mlp)
+    assert "state" in batchable(build_loss("aldr_kl"), mlp)
+
+
+def test_eval_run_recomputes_metrics(tmp_path):
+    from losscli.engine.evaluate import evaluate_run
+    from losscli.engine.trainer import train_run
+
+    report = train_run(_spec("focal"), tmp_path / "run", progress=False)
+    ev = evaluate_run(tmp_path / "run", device="cpu")
+    assert ev["metrics"]["test"]["accuracy"] == pytest.approx(report["metrics"]["test"]["accuracy"], abs=1e-6)
+    assert len(ev["per_class_test_accuracy"]) == 4
+
+
+def test_cosine_head_loss_trains(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    report = train_run(_spec("ldam"), tmp_path / "ldam", progress=False)
+    assert report["status"] == "ok"
+    state = torch.load(tmp_path / "ldam" / "model.pt", weights_only=True)
+    assert any("head" in k for k in state)
