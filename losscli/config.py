@@ -74,7 +74,9 @@ class Config:
     compile: Optional[bool] = None  # None: on for CUDA, off for CPU
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16
     jobs: int = 1
-    batch_runs: bool = True
+    # train compatible runs stacked with torch.func: None = auto (on CUDA, where tiny models are
+    # launch-bound; off on CPU, where stacked grouped convolutions measured slower than separate runs)
+    batch_runs: Optional[bool] = None
 
     # -- views used by the commands -----------------------------------------------------
     def seed_list(self) -> list[int]:

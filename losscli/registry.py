@@ -63,8 +63,9 @@ class Registry(Generic[T]):
         if key in self._aliases:
             return self._aliases[key]
         candidates = list(self._entries) + list(self._aliases)
-        close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(repr(self._aliases.get(c, c)) for c in close)}?" if close else ""
+        close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
+        names = list(dict.fromkeys(self._aliases.get(c, c) for c in close))[:3]  # aliases -> names, once each
+        hint = f" Did you mean {', '.join(map(repr, names))}?" if names else ""
         raise UnknownNameError(
             f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}."
         )

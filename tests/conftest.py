@@ -18,3 +18,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+def pytest_configure(config):
+    # Tests use tiny tensors: one intra-op thread avoids thread start-up and contention
+    # overhead on small CI machines (and keeps timing of the suite predictable).
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass

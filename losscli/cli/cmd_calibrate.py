@@ -17,7 +17,7 @@ _DEFAULT_METHODS = "temperature,vector,matrix,dirichlet,histogram,isotonic"
 @app.command("calibrate")
 def calibrate_command(
     run_dir: Optional[Path] = typer.Argument(
-        None, help="Run directory with logits.pt (val/test logits and labels); outputs are written into it."),
+        None, metavar="RUN_DIR", help="Run directory with logits.pt (val/test logits and labels); outputs are written into it."),
     methods: str = typer.Option(_DEFAULT_METHODS, "--methods", "-m",
                                 help="Comma-separated calibrators: temperature, vector, matrix, dirichlet, histogram, isotonic."),
     bins: int = typer.Option(15, "--bins", min=1, help="Equal-width bins for ECE/MCE/classwise ECE (and equal-mass for adaptive ECE)."),

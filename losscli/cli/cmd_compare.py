@@ -32,7 +32,7 @@ def compare_command(
     device: Optional[str] = o.DEVICE,
     compile: Optional[bool] = o.COMPILE,
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default 1: batched in-process)."),
-    batch_runs: Optional[bool] = typer.Option(None, "--batch-runs/--no-batch-runs", help="Train compatible runs together with torch.func (default on)."),
+    batch_runs: Optional[bool] = typer.Option(None, "--batch-runs/--no-batch-runs", help="Train compatible runs together with torch.func (default: on CUDA only, where it is faster)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run runs recorded as failed."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip runs already finished in --out (default). --no-resume refuses a non-empty --out."),
     sets: Optional[List[str]] = o.SET,
@@ -64,14 +64,37 @@ def compare_command(
 
     report = run_compare(cfg, out_dir, jobs=cfg.jobs, retry_failed=retry_failed, log=None if quiet else log,
                          progress=not quiet)
-    rows = summary_rows(report)
     if fmt in (Format.yaml, Format.json):
         emit(report, fmt)
     else:
-        emit(report, fmt, rows=rows)
+        emit(report, fmt, rows=_compact_rows(summary_rows(report)))
         if not quiet:
-            for v in report.get("verdicts", []):
-                log(f"  {v if isinstance(v, str) else v.get('text', v)}")
+            for verdict in report.get("verdicts", []):
+                for sentence in verdict.get("sentences", []):
+                    log(f"  [{verdict.get('label')}] {sentence}")
     log(f"report: {out_dir / 'report.md'} (data: {out_dir / 'report.yaml'})")
     if report.get("n_failed"):
         raise RunFailedError(f"{report['n_failed']} run(s) failed; see {out_dir / 'report.md'} (results of the others are kept)")
+
+
+def _compact_rows(rows: list[dict]) -> list[dict]:
+    """The terminal table: one line per (setting, loss) with the numbers people scan first."""
+
+    def pm(row: dict, key: str, digits: int = 3) -> str:
+        mean, std = row.get(key), row.get(f"{key}_std")
+        if mean is None:
+            return "-"
+        return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
+
+    out = []
+    for r in rows:
+        p = r.get("p_vs_baseline")
+        out.append({
+            "noise": r.get("noise"), "imbalance": r.get("imbalance"), "loss": r.get("loss"),
+            "runs": f"{r.get('n_ok')}" + (f" ({r.get('n_failed')} failed)" if r.get("n_failed") else ""),
+            "accuracy": pm(r, "accuracy"), "macro_f1": pm(r, "macro_f1"), "nll": pm(r, "nll"), "ece": pm(r, "ece"),
+            "p vs baseline": "-" if p is None else f"{p:.3g}",
+            "W/T/L": "-" if r.get("wins") is None else f"{r.get('wins')}/{r.get('ties')}/{r.get('losses')}",
+            "verdict": r.get("outcome"),
+        })
+    return out

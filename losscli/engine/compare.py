@@ -98,6 +98,17 @@ def plan_tasks(specs: list[RunSpec], run_dirs: list[Path], batch: bool,
     return tasks + singles
 
 
+def _batching(cfg: Config, log: Callable[[str], None] | None) -> bool:
+    if cfg.batch_runs is not None:
+        return cfg.batch_runs
+    from losscli.engine.device import resolve_device
+
+    on_cuda = resolve_device(cfg.device).type == "cuda"
+    if log and not on_cuda:
+        log("runs train one by one on CPU (stacked training is not faster there; --batch-runs forces it)")
+    return on_cuda
+
+
 def run_compare(cfg: Config, out_dir: Path, *, jobs: int = 1, retry_failed: bool = False,
                 log: Callable[[str], None] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the grid and write report.yaml, report.md and plots to ``out_dir``."""
@@ -116,7 +127,7 @@ def run_compare(cfg: Config, out_dir: Path, *, jobs: int = 1, retry_failed: bool
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if pending:
-        tasks = plan_tasks([s for s, _ in pending], [d for _, d in pending], cfg.batch_runs, log)
+        tasks = plan_tasks([s for s, _ in pending], [d for _, d in pending], _batching(cfg, log), log)
         executor = make_executor(jobs, log)
         bar = _bar(len(pending), progress)
         for task, err in executor.run(tasks):

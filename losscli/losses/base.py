@@ -151,6 +151,11 @@ class LossInfo:
     uses: tuple[str, ...] = ()
     # upper bound of the per-sample loss as a function of (params, num_classes), if bounded
     upper_bound: Callable[[dict, int], float] | None = None
+    # False when the loss defines a surrogate gradient (random/detached derivatives, EnsLoss):
+    # then autograd of the value is not "the" gradient and gradcheck does not apply
+    exact_gradient: bool = True
+    # False when the value is random by design (EnsLoss): no permutation-invariance check
+    deterministic: bool = True
     # extra constructor arguments the registry-wide tests need (e.g. a harmonic ``n``)
     test_params: dict = field(default_factory=dict)
     notes: str = ""
@@ -311,6 +316,9 @@ class Loss(nn.Module):
         missing = [k for k in self.info.needs if context.get(k) is None]
         if missing:
             raise LossInputError(f"{self.info.name} needs forward(..., {missing[0]}=...)")
+        # multi-label losses take 1-D class indices too (one-hot); remember ignored rows first
+        row_mask = (target != self.ignore_index) if (self.info.multilabel and isinstance(target, torch.Tensor)
+                                                     and target.dim() == 1 and not target.is_floating_point()) else None
         logits, target, kind = self._check_inputs(logits, target)
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
@@ -326,6 +334,10 @@ class Loss(nn.Module):
             if self.weight is not None and not self.handles_weight:
                 raise LossInputError(f"{self.info.name}: per-class weight is not supported with [N, C] targets")
             per = self.per_sample(x, target, **context)
+            if row_mask is not None:
+                per = torch.where(row_mask, per, torch.zeros_like(per))
+                if self.reduction == "mean":
+                    return per.sum() / row_mask.sum().to(per.dtype)
             return per if self.reduction == "none" else (per.sum() if self.reduction == "sum" else per.mean())
 
         valid = target != self.ignore_index

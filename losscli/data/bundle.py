@@ -1,0 +1,170 @@
+"""``DataBundle``: one dataset as CPU tensors (train / val / test) plus plain-data facts.
+
+Sources build a bundle with :func:`make_bundle`, which checks dtypes and shapes, carves a
+validation split from train when the source has none, and fills ``info``. Noise and
+imbalance return new bundles (``dataclasses.replace``); val and test are never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from losscli.errors import UsageError
+
+KINDS = ("vector", "sequence1d", "image", "tokens")
+
+
+@dataclass
+class DataBundle:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor  # labels used for training (possibly corrupted)
+    y_train_clean: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    input_shape: tuple  # per-sample shape
+    kind: str  # "vector" | "sequence1d" | "image" | "tokens"
+    class_names: list[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Number of training samples per (possibly corrupted) training label."""
+        return torch.bincount(self.y_train, minlength=self.num_classes).tolist()
+
+    @property
+    def clean_class_counts(self) -> list[int]:
+        return torch.bincount(self.y_train_clean, minlength=self.num_classes).tolist()
+
+    @property
+    def noisy_mask(self) -> torch.Tensor:
+        """Bool ``[N_train]``: training labels that differ from the clean ones."""
+        return self.y_train != self.y_train_clean
+
+    def replace(self, **changes: Any) -> "DataBundle":
+        """A copy with ``changes`` applied; ``info`` is deep-copied so bundles never share it."""
+        changes.setdefault("info", copy.deepcopy(self.info))
+        return dataclasses.replace(self, **changes)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def carve_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified split of indices: ``(keep, carved)`` with ``round(fraction * n_c)`` carved per class.
+
+    Both index tensors are sorted, so the result depends only on ``(y, fraction, seed)``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise UsageError(f"val_fraction must be in [0, 1), got {fraction!r}")
+    g = torch.Generator().manual_seed(int(seed))
+    carved = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        k = int(round(fraction * len(idx)))
+        if k:
+            carved.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    carved_idx = torch.sort(torch.cat(carved))[0] if carved else torch.zeros(0, dtype=torch.long)
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[carved_idx] = False
+    return torch.nonzero(mask).flatten(), carved_idx
+
+
+def _tensor(a: Any) -> torch.Tensor:
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        a = a.copy()
+    return torch.as_tensor(a)
+
+
+def _as_x(x: Any, kind: str, what: str) -> torch.Tensor:
+    t = _tensor(x)
+    if kind == "tokens":
+        if t.dtype.is_floating_point:
+            raise UsageError(f"{what}: token ids must be integers, got {t.dtype}")
+        return t.to(torch.int64).contiguous()
+    return t.to(torch.float32).contiguous()
+
+
+def _as_y(y: Any, what: str) -> torch.Tensor:
+    t = _tensor(y)
+    if t.dtype.is_floating_point:
+        if not torch.equal(t, t.round()):
+            raise UsageError(f"{what}: labels must be integers")
+    elif t.dtype == torch.bool or t.dtype.is_complex:
+        raise UsageError(f"{what}: labels must be integers, got {t.dtype}")
+    t = t.to(torch.int64).reshape(-1)
+    if len(t) and int(t.min()) < 0:
+        raise UsageError(f"{what}: labels must be >= 0, got {int(t.min())}")
+    return t
+
+
+def make_bundle(
+    name: str,
+    *,
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    kind: str,
+    x_val: Any = None,
+    y_val: Any = None,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    info: dict[str, Any] | None = None,
+) -> DataBundle:
+    """Validate tensors, carve val from train when absent, and build the bundle."""
+    if kind not in KINDS:
+        raise UsageError(f"{name}: unknown data kind {kind!r}; use one of {', '.join(KINDS)}")
+    xtr, ytr = _as_x(x_train, kind, f"{name} train"), _as_y(y_train, f"{name} train")
+    xte, yte = _as_x(x_test, kind, f"{name} test"), _as_y(y_test, f"{name} test")
+    info = dict(info or {})
+    if (x_val is None) != (y_val is None):
+        raise UsageError(f"{name}: x_val and y_val must be given together")
+    if x_val is None:
+        keep, carved = carve_split(ytr, val_fraction, split_seed)
+        xva, yva = xtr[carved], ytr[carved]
+        xtr, ytr = xtr[keep], ytr[keep]
+        info["val_source"] = f"carved from train (fraction {val_fraction:g}, split_seed {split_seed})"
+    else:
+        xva, yva = _as_x(x_val, kind, f"{name} val"), _as_y(y_val, f"{name} val")
+        info["val_source"] = "provided by the dataset"
+    for split, (x, y) in {"train": (xtr, ytr), "val": (xva, yva), "test": (xte, yte)}.items():
+        if len(x) != len(y):
+            raise UsageError(f"{name} {split}: {len(x)} inputs but {len(y)} labels")
+        if x.shape[1:] != xtr.shape[1:] and len(x):
+            raise UsageError(f"{name} {split}: sample shape {tuple(x.shape[1:])} differs from train {tuple(xtr.shape[1:])}")
+    if len(ytr) == 0:
+        raise UsageError(f"{name}: the training split is empty")
+    seen = max(int(y.max()) for y in (ytr, yva, yte) if len(y)) + 1
+    if num_classes is None:
+        num_classes = seen
+    elif seen > num_classes:
+        raise UsageError(f"{name}: label {seen - 1} out of range for {num_classes} classes")
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        if len(class_names) != num_classes:
+            class_names = None
+    info.setdefault("source", name)
+    info["sizes"] = {"train": len(ytr), "val": len(yva), "test": len(yte)}
+    info["num_classes"] = int(num_classes)
+    info["input_shape"] = list(xtr.shape[1:])
+    info["kind"] = kind
+    info.setdefault("noise", {"spec": "none", "rate": 0.0, "actual_fraction_flipped": 0.0})
+    info.setdefault("imbalance", {"spec": "none", "ratio": 1.0,
+                                  "class_counts": torch.bincount(ytr, minlength=num_classes).tolist()})
+    return DataBundle(
+        name=name, x_train=xtr, y_train=ytr, y_train_clean=ytr.clone(), x_val=xva, y_val=yva,
+        x_test=xte, y_test=yte, num_classes=int(num_classes), input_shape=tuple(xtr.shape[1:]),
+        kind=kind, class_names=class_names, info=info,
+    )

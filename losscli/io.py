@@ -1,0 +1,69 @@
+"""Atomic file writes: a temp file in the target's directory, then ``os.replace``.
+
+A reader (or a crash) never sees a half-written file: either the old content or the
+new one. Parent directories are created as needed. Nothing heavy is imported at module
+import time (torch and yaml are imported inside the functions that need them).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "write_yaml", "write_json"]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            try:
+                os.fsync(fh.fileno())
+            except OSError:  # some filesystems do not support fsync; the rename is still atomic
+                pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save(obj, path)`` atomically (serialised in memory, then written and renamed)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def write_yaml(path: PathLike, data: Any) -> Path:
+    """Dump ``data`` as YAML (tensors, numpy values, enums, paths made plain; NaN -> null), atomically."""
+    from losscli.cli.output import dump_yaml
+
+    return atomic_write_text(path, dump_yaml(data))
+
+
+def write_json(path: PathLike, data: Any) -> Path:
+    """Dump ``data`` as indented JSON (same conversions as :func:`write_yaml`), atomically."""
+    from losscli.cli.output import dump_json
+
+    return atomic_write_text(path, dump_json(data) + "\n")

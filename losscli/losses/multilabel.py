@@ -1,0 +1,146 @@
+"""Multi-label sigmoid losses (BCE, sigmoid focal, ASL) and single-label ASL.
+
+Multi-label losses take ``[N, C]`` 0/1 targets (1-D class indices are one-hot encoded by
+the base class) and their per-sample value is the **sum over the C labels**, so
+``reduction="sum"`` equals torchvision's / ASL's sum over all entries (LOSSES.md Part A).
+Probabilities come from ``logsigmoid`` / ``log_softmax``; ``1 - sigmoid(z)`` is
+``sigmoid(-z)``, never a subtraction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from losscli.losses.base import Loss, Param, Reference, register_loss
+
+_POW_FLOOR = 1e-30  # floor for the base of a fractional power (finite derivative at 0)
+
+
+def _pow(base: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``base ** gamma`` for ``base >= 0`` with finite gradients where ``base`` is 0."""
+    if gamma == 0:
+        return torch.ones_like(base)
+    if gamma >= 1:
+        return base.pow(gamma)
+    return base.clamp_min(_POW_FLOOR).pow(gamma)
+
+
+_FOCAL_REF = Reference("Focal Loss for Dense Object Detection", "Lin, Goyal, Girshick, He & Dollar", 2017, "ICCV")
+_ASL_REF = Reference(
+    "Asymmetric Loss For Multi-Label Classification",
+    "Ridnik, Ben-Baruch, Zamir, Noy, Friedman, Protter & Zelnik-Manor", 2021, "ICCV",
+    "https://github.com/Alibaba-MIIL/ASL",
+)
+
+
+@register_loss(
+    "bce",
+    aliases=("binary_cross_entropy", "multilabel_bce"),
+    family="multi-label",
+    reference=Reference("A Review on Multi-Label Learning Algorithms (binary relevance)", "Zhang & Zhou", 2014, "IEEE TKDE"),
+    formula="l = sum_k [ -Y_k log sigmoid(z_k) - (1 - Y_k) log sigmoid(-z_k) ]  (BCEWithLogits summed over labels)",
+    convex=True,
+    multilabel=True,
+    notes="Per-sample value is the sum over labels: reduction='sum' equals "
+    "F.binary_cross_entropy_with_logits(reduction='sum'); 'mean' is that sum / N (not / N*C). "
+    "Targets in [0, 1] (soft multi-label targets) are accepted.",
+)
+class MultiLabelBCE(Loss):
+    def per_sample(self, logits, target, **context):
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
+
+
+@register_loss(
+    "sigmoid_focal",
+    family="multi-label",
+    reference=_FOCAL_REF,
+    formula="l = sum_k alpha_t (1 - p_t)^gamma BCEWithLogits(z_k, Y_k), p = sigmoid(z), "
+    "p_t = p Y + (1-p)(1-Y), alpha_t = alpha Y + (1-alpha)(1-Y)",
+    params=(
+        Param("alpha", 0.25, "weight of positives (negatives get 1 - alpha); alpha < 0 disables weighting", high=1.0),
+        Param("gamma", 2.0, "focusing parameter", low=0.0),
+    ),
+    convex=False,
+    multilabel=True,
+    notes="Same maths as torchvision.ops.sigmoid_focal_loss: reduction='sum' equals it with reduction='sum'; "
+    "losscli's 'mean' is the sum over labels averaged over N (torchvision's 'mean' averages over N*C). "
+    "The focal factor is not detached (true gradient).",
+)
+class SigmoidFocal(Loss):
+    def per_sample(self, logits, target, **context):
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        p = torch.sigmoid(logits)
+        one_minus_pt = p + target - 2.0 * p * target  # = p (1 - Y) + (1 - p) Y, torchvision's expression
+        loss = _pow(one_minus_pt, self.gamma) * bce
+        if self.alpha >= 0:
+            loss = ((1.0 - self.alpha) + (2.0 * self.alpha - 1.0) * target) * loss
+        return loss.sum(dim=1)
+
+
+@register_loss(
+    "asl",
+    aliases=("asymmetric",),
+    family="multi-label",
+    reference=_ASL_REF,
+    formula="l = -sum_k [ Y (1-p)^gamma_pos log max(p, eps) + (1-Y) p_m^gamma_neg log max(1-p_m, eps) ], "
+    "p = sigmoid(z), p_m = max(p - clip, 0)",
+    params=(
+        Param("gamma_neg", 4.0, "focusing parameter of negatives", low=0.0),
+        Param("gamma_pos", 0.0, "focusing parameter of positives (train.py: 0; the class default is 1)", low=0.0),
+        Param("clip", 0.05, "probability margin shifted off negatives", low=0.0, high=1.0),
+        Param("eps", 1e-8, "clamp inside the logs", low=0.0, low_open=True, high=1.0),
+    ),
+    convex=False,
+    multilabel=True,
+    notes="AsymmetricLossOptimized semantics: the focusing weights are NOT detached "
+    "(disable_torch_grad_focal_loss=False; the AsymmetricLoss class detaches them by default). "
+    "Defaults from ASL's train.py (gamma_pos=0). reduction='sum' equals ASL's loss (a sum over batch and labels).",
+)
+class ASL(Loss):
+    def per_sample(self, logits, target, **context):
+        log_eps = math.log(self.eps)
+        p = torch.sigmoid(logits)
+        log_pos = F.logsigmoid(logits).clamp_min(log_eps)  # log max(p, eps), exact in the tail
+        if self.clip > 0:  # p_m = max(p - clip, 0); log max(1 - p_m, eps) = log max(min(1 - p + clip, 1), eps)
+            p_m = (p - self.clip).clamp_min(0.0)
+            log_neg = torch.log((1.0 + self.clip - p).clamp_max(1.0)).clamp_min(log_eps)  # argument >= clip
+        else:
+            p_m = p
+            log_neg = F.logsigmoid(-logits).clamp_min(log_eps)
+        pos = log_pos if self.gamma_pos == 0 else _pow(torch.sigmoid(-logits), self.gamma_pos) * log_pos
+        neg = _pow(p_m, self.gamma_neg) * log_neg
+        return -(target * pos + (1 - target) * neg).sum(dim=1)
+
+
+@register_loss(
+    "asl_single",
+    family="imbalance",
+    reference=_ASL_REF,
+    formula="l = -sum_k t_k w_k log p_k, t = (1-eps) e_y + eps/C, w_y = (1-p_y)^gamma_pos, w_k = p_k^gamma_neg (k != y)",
+    params=(
+        Param("gamma_pos", 0.0, "focusing exponent of the target class", low=0.0),
+        Param("gamma_neg", 4.0, "exponent of the non-target probabilities", low=0.0),
+        Param("epsilon", 0.1, "label smoothing mass (the code's eps)", low=0.0, high=1.0),
+    ),
+    convex=False,
+    supports_weight=True,
+    notes="ASLSingleLabel of the official code (weights not detached). Negatives only contribute through "
+    "the smoothing mass eps/C: with epsilon=0 and gamma_pos=0 it is exactly CE. The parameter is named "
+    "epsilon (the code's eps) to match losscli's label_smoothing.",
+)
+class ASLSingleLabel(Loss):
+    def per_sample(self, logits, target, **context):
+        c = logits.shape[1]
+        idx = target.unsqueeze(1)
+        logp = F.log_softmax(logits, dim=1)
+        logp_y = logp.gather(1, idx).squeeze(1)
+        pos = _pow(-torch.expm1(logp_y), self.gamma_pos) * logp_y
+        on = 1.0 - self.epsilon + self.epsilon / c
+        out = -on * pos
+        if self.epsilon > 0:
+            neg = torch.exp(self.gamma_neg * logp) * logp if self.gamma_neg != 0 else logp
+            out = out - (self.epsilon / c) * neg.scatter(1, idx, 0.0).sum(dim=1)
+        return out

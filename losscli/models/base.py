@@ -1,0 +1,101 @@
+"""Model registry, the ``Classifier`` contract and ``build_model`` / ``auto_model``.
+
+Every model is a :class:`Classifier`: ``features(x) -> [N, D]`` and a final ``nn.Linear``
+named ``head``; ``forward(x) = head(features(x))``. The engine may replace ``model.head``
+with a loss-provided head (cosine / distance) that maps ``[N, D]`` to logits.
+Models avoid in-place operations on parameters, data-dependent Python control flow and
+(unless asked for) BatchNorm, so ``torch.func.functional_call`` + ``vmap`` over stacked
+parameters works.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from losscli.errors import UsageError
+from losscli.registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+#: the model ``--model auto`` picks for each data kind
+AUTO = {"sequence1d": "cnn1d", "vector": "mlp", "image": "resnet", "tokens": "bow"}
+
+
+class Classifier(nn.Module):
+    head: nn.Module
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.head.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def register_model(name: str, *, kinds: tuple[str, ...], doc: str = "", aliases: tuple[str, ...] = ()) -> Callable:
+    """Class decorator: ``@register_model("mlp", kinds=("vector", ...))``."""
+
+    def decorator(cls):
+        MODELS.add(name, cls, aliases=aliases, kinds=tuple(kinds), doc=doc or (cls.__doc__ or "").strip().split("\n")[0])
+        return cls
+
+    return decorator
+
+
+def auto_model(kind: str) -> str:
+    """The default model name for a data kind."""
+    if kind not in AUTO:
+        raise UsageError(f"no automatic model for data kind {kind!r}; known kinds: {', '.join(AUTO)}")
+    return AUTO[kind]
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The options a model accepts, with defaults."""
+    cls = MODELS.get(name)
+    sig = inspect.signature(cls.__init__)
+    return {k: p.default for k, p in sig.parameters.items()
+            if p.kind == p.KEYWORD_ONLY and p.default is not inspect.Parameter.empty}
+
+
+def build_model(name: str, input_shape, num_classes: int, kind: str | None = None, **options: Any) -> nn.Module:
+    """Instantiate model ``name`` (or ``"auto"``, which needs ``kind``) for ``input_shape`` -> ``num_classes``."""
+    if name is None or str(name).lower() == "auto":
+        if kind is None:
+            raise UsageError("model 'auto' needs the data kind (vector, sequence1d, image or tokens)")
+        name = auto_model(kind)
+    entry = MODELS.entry(name)
+    if kind is not None and kind not in entry.meta["kinds"]:
+        raise UsageError(f"model {entry.name!r} does not support {kind} data; use one of "
+                         f"{', '.join(n for n in MODELS.names() if kind in MODELS.entry(n).meta['kinds'])}")
+    valid = model_options(entry.name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        shown = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "(none)"
+        raise UsageError(f"model {entry.name!r}: unknown option{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; valid options: {shown}")
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+        raise UsageError(f"num_classes must be a positive integer, got {num_classes!r}")
+    shape = tuple(int(s) for s in (input_shape if isinstance(input_shape, (tuple, list, torch.Size)) else (input_shape,)))
+    if not shape or any(s < 1 for s in shape):
+        raise UsageError(f"model {entry.name!r}: bad input_shape {input_shape!r}")
+    return entry.obj(shape, int(num_classes), **options)
+
+
+def flat_dim(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def positive(value: Any, what: str) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)

