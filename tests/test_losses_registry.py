@@ -112,7 +112,7 @@ def test_finite_in_bfloat16(name):
 def test_gradcheck_float64(name):
     info = LOSSES.get(name).info
     if not info.exact_gradient:
-        pytest.skip(f"{name} defines a surrogate gradient (tested in its own module)")
+        pytest.skip(f"{name} defines its gradient with stop-gradients or random derivatives (tested in its own module)")
     logits, target = _inputs(name, dtype=torch.float64, seed=5, scale=1.5, n=6, c=4)
     logits.requires_grad_(True)
     fn = make_loss(name, 4)

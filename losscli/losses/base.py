@@ -151,8 +151,9 @@ class LossInfo:
     uses: tuple[str, ...] = ()
     # upper bound of the per-sample loss as a function of (params, num_classes), if bounded
     upper_bound: Callable[[dict, int], float] | None = None
-    # False when the loss defines a surrogate gradient (random/detached derivatives, EnsLoss):
-    # then autograd of the value is not "the" gradient and gradcheck does not apply
+    # False when the method defines its gradient with stop-gradients or random derivatives
+    # (circle's alphas, ACLS's detached max, EnsLoss): finite differences of the value do not
+    # equal the gradient by design, so gradcheck does not apply (each module tests its gradient)
     exact_gradient: bool = True
     # False when the value is random by design (EnsLoss): no permutation-invariance check
     deterministic: bool = True
@@ -407,4 +408,5 @@ def _as_float_tensor(values: Any, what: str) -> torch.Tensor:
         raise UsageError(f"{what} must be a list of numbers") from None
     if t.dim() != 1:
         raise UsageError(f"{what} must be a 1-D list of numbers, got shape {list(t.shape)}")
-    return t.float() if t.dtype != torch.float64 else t.float()
+    # float64: exact for large counts (token frequencies > 2**24); cast to the logits' dtype at use
+    return t.to(torch.float64)

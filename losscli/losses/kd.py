@@ -1,0 +1,56 @@
+"""Knowledge distillation (Hinton et al.): tempered KL to a teacher plus cross-entropy."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.ce import soft_cross_entropy
+
+
+@register_loss(
+    "kd",
+    aliases=("distillation", "hinton_kd"),
+    family="distillation",
+    reference=Reference(
+        "Distilling the Knowledge in a Neural Network", "Hinton, Vinyals & Dean", 2015, "NIPS Deep Learning Workshop",
+        "https://arxiv.org/abs/1503.02531",
+    ),
+    formula=(
+        "q = softmax(t/T), log s = log_softmax(z/T);  "
+        "l = alpha T^2 sum_k q_k (log q_k - log s_k) + (1 - alpha) CE(z, y)"
+    ),
+    params=(
+        Param("temperature", 4.0, "softening temperature T (RepDistiller: 4)", low=0.0, low_open=True),
+        Param("alpha", 0.9, "weight of the distillation term; the CE term gets 1 - alpha (RepDistiller: 0.9 / 0.1)",
+              low=0.0, high=1.0),
+    ),
+    convex=True,
+    soft_targets=True,
+    needs=("teacher_logits",),
+    notes=(
+        "The teacher's logits come through forward(..., teacher_logits=[N, C]) and are treated as a fixed target "
+        "(detached). The KL is summed over classes and averaged over samples (torch 'batchmean'), scaled by T^2. "
+        "With soft targets the CE part is -sum_k q_k log p_k. Convex in the student logits."
+    ),
+)
+class KDLoss(Loss):
+    def per_sample(self, logits, target, teacher_logits=None, **context):
+        if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.shape != logits.shape:
+            shape = list(teacher_logits.shape) if isinstance(teacher_logits, torch.Tensor) else type(teacher_logits).__name__
+            raise LossInputError(
+                f"kd: teacher_logits must be a tensor shaped like the logits {list(logits.shape)}, got {shape}"
+            )
+        t = self.temperature
+        with torch.no_grad():  # the teacher is a fixed target
+            log_q = F.log_softmax(teacher_logits.to(device=logits.device, dtype=logits.dtype) / t, dim=-1)
+            q = log_q.exp()
+            neg_entropy = (q * log_q).sum(dim=-1)
+        # KL(q || s) = sum_k q log q - sum_k q log s: the second term is torch's fused soft-target CE
+        kl = F.cross_entropy(logits / t, q, reduction="none") + neg_entropy
+        loss = (self.alpha * t * t) * kl
+        if self.alpha < 1.0:
+            ce = soft_cross_entropy(logits, target) if target.dim() == 2 else F.cross_entropy(logits, target, reduction="none")
+            loss = loss + (1.0 - self.alpha) * ce
+        return loss

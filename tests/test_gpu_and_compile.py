@@ -1,0 +1,68 @@
+"""GPU paths (skipped without CUDA) and the one torch.compile test (opt-in: `pytest -m compile`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from losscli.config import build_config
+from losscli.engine.spec import RunSpec
+
+SYNTH = {"name": "synthetic", "options": {"classes": 4, "dim": 8, "n_train": 512, "n_test": 128}}
+
+
+def _spec(loss="ce", seed=0, **top):
+    cfg = build_config(None, {"dataset": SYNTH, "model": {"name": "mlp"},
+                              "train": {"epochs": 2, "batch_size": 64, "lr": 0.01}, **top})
+    return RunSpec.from_config(cfg, loss, seed=seed, noise="none", imbalance="none")
+
+
+@pytest.mark.compile
+def test_compiled_training_matches_eager_on_cpu(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    eager = train_run(_spec(device="cpu", compile=False), tmp_path / "eager", progress=False)
+    compiled = train_run(_spec(device="cpu", compile=True), tmp_path / "compiled", progress=False)
+    assert compiled["env"]["compiled"] is True
+    assert compiled["timing"]["compile_seconds"] > 0
+    for a, b in zip(eager["history"], compiled["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+
+
+@pytest.mark.gpu
+def test_cuda_training_with_compile_and_bf16(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    report = train_run(_spec("focal", device="cuda"), tmp_path / "run", progress=False)
+    assert report["status"] == "ok"
+    assert report["env"]["compiled"] is True and report["env"]["dtype"] == "bfloat16-autocast"
+    assert report["metrics"]["test"]["accuracy"] > 0.5
+
+
+@pytest.mark.gpu
+def test_cuda_batched_equals_separate_in_fp32(tmp_path):
+    from losscli.engine.batched import train_group
+    from losscli.engine.trainer import train_run
+
+    specs = [_spec(l, seed=s, device="cuda", compile=False, precision="fp32") for s, l in enumerate(["ce", "gce", "poly1"])]
+    batched = train_group(specs, [tmp_path / f"b{i}" for i in range(3)])
+    for i, spec in enumerate(specs):
+        single = train_run(spec, tmp_path / f"s{i}", progress=False)
+        for hb, hs in zip(batched[i]["history"], single["history"]):
+            assert hb["train_loss"] == pytest.approx(hs["train_loss"], rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_loss_runs_on_cuda(dtype):
+    from losscli.losses import LOSSES
+    from tests.loss_cases import make_context, make_loss, make_target
+
+    for name in LOSSES.names():
+        logits = (torch.randn(64, 10, device="cuda") * 5).to(dtype).requires_grad_(True)
+        target = make_target(name, 64, 10).cuda()
+        fn = make_loss(name, 10).cuda()
+        loss = fn(logits, target, **make_context(name, logits.detach().float()))
+        loss.backward()
+        assert torch.isfinite(loss), name
+        assert torch.isfinite(logits.grad.float()).all(), name
