@@ -43,10 +43,10 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 128
     optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 0.005
+    lr: float = 0.01
     weight_decay: float = 0.0005
     momentum: float = 0.9
     schedule: str = "cosine"  # cosine | onecycle | step | constant
@@ -73,7 +73,10 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: Optional[bool] = None  # None: on for CUDA, off for CPU
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16
-    jobs: int = 1
+    # CPU intra-op threads per run: None = auto (1 for small models, which run fastest that way)
+    threads: Optional[int] = None
+    # compare worker processes: None = auto (one per CPU core on CPU; 1 on CUDA, where runs are batched)
+    jobs: Optional[int] = None
     # train compatible runs stacked with torch.func: None = auto (on CUDA, where tiny models are
     # launch-bound; off on CPU, where stacked grouped convolutions measured slower than separate runs)
     batch_runs: Optional[bool] = None

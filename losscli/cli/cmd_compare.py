@@ -31,7 +31,7 @@ def compare_command(
     schedule: Optional[str] = o.SCHEDULE,
     device: Optional[str] = o.DEVICE,
     compile: Optional[bool] = o.COMPILE,
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default 1: batched in-process)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per CPU core on CPU, 1 on CUDA where runs are batched)."),
     batch_runs: Optional[bool] = typer.Option(None, "--batch-runs/--no-batch-runs", help="Train compatible runs together with torch.func (default: on CUDA only, where it is faster)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run runs recorded as failed."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip runs already finished in --out (default). --no-resume refuses a non-empty --out."),
@@ -53,8 +53,6 @@ def compare_command(
     )
     preset_name = preset or "default"
     cfg = build_config(preset_name, overrides, sets)
-    if cfg.jobs < 1:
-        raise UsageError("--jobs must be >= 1")
     out_dir = Path(out) if out else Path("compare") / Path(preset_name).stem
     if not resume and out_dir.exists() and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} is not empty and --no-resume was given; choose another --out or remove it")
@@ -62,7 +60,7 @@ def compare_command(
     from losscli.engine.compare import run_compare
     from losscli.report.compare import summary_rows
 
-    report = run_compare(cfg, out_dir, jobs=cfg.jobs, retry_failed=retry_failed, log=None if quiet else log,
+    report = run_compare(cfg, out_dir, retry_failed=retry_failed, log=None if quiet else log,
                          progress=not quiet)
     if fmt in (Format.yaml, Format.json):
         emit(report, fmt)

@@ -20,7 +20,8 @@ import torch
 from torch.func import functional_call, stack_module_state
 
 from losscli.engine import rundir
-from losscli.engine.device import autocast, autocast_dtype, environment, resolve_device, seeded_generator, should_compile
+from losscli.engine.device import (autocast, autocast_dtype, cpu_threads, environment, resolve_device, seeded_generator,
+                                   should_compile)
 from losscli.engine.optim import build_optimizer, lr_factor, validate_train_config
 from losscli.engine.recorder import RunRecorder, Stopwatch
 from losscli.engine.setup import (STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data,
@@ -74,6 +75,13 @@ def train_group(specs: list[RunSpec], run_dirs: list[Path], *, overwrite: bool =
 
     for m in models:
         m.to(device)
+    with cpu_threads(first.threads, device, models[0]):
+        return _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log)
+
+
+def _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log) -> list[dict[str, Any]]:
+    cfg = specs[0].train
+    R = len(specs)
     params, buffers = stack_module_state(models)  # leaf tensors [R, ...]
     template = copy.deepcopy(models[0]).to("meta")
 

@@ -109,7 +109,23 @@ def _batching(cfg: Config, log: Callable[[str], None] | None) -> bool:
     return on_cuda
 
 
-def run_compare(cfg: Config, out_dir: Path, *, jobs: int = 1, retry_failed: bool = False,
+def resolve_jobs(cfg: Config, n_tasks: int) -> int:
+    """Explicit ``jobs``, else one worker per CPU core on CPU (runs are single-threaded there)
+    and one process on CUDA (runs are batched on the device instead)."""
+    import os
+
+    from losscli.engine.device import resolve_device
+
+    if cfg.jobs is not None:
+        if cfg.jobs < 1:
+            raise UsageError("jobs must be >= 1")
+        return cfg.jobs
+    if resolve_device(cfg.device).type == "cuda":
+        return 1
+    return max(1, min(os.cpu_count() or 1, n_tasks))
+
+
+def run_compare(cfg: Config, out_dir: Path, *, jobs: int | None = None, retry_failed: bool = False,
                 log: Callable[[str], None] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the grid and write report.yaml, report.md and plots to ``out_dir``."""
     out_dir = Path(out_dir)
@@ -128,6 +144,9 @@ def run_compare(cfg: Config, out_dir: Path, *, jobs: int = 1, retry_failed: bool
     t0 = time.perf_counter()
     if pending:
         tasks = plan_tasks([s for s, _ in pending], [d for _, d in pending], _batching(cfg, log), log)
+        jobs = jobs if jobs is not None else resolve_jobs(cfg, len(tasks))
+        if log and jobs > 1:
+            log(f"running {len(tasks)} tasks in {jobs} worker processes")
         executor = make_executor(jobs, log)
         bar = _bar(len(pending), progress)
         for task, err in executor.run(tasks):

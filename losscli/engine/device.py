@@ -85,3 +85,28 @@ def environment(device: torch.device, compiled: bool, amp_dtype: torch.dtype | N
         "dtype": "bfloat16-autocast" if amp_dtype is not None else "float32",
         "compiled": compiled,
     }
+
+
+#: models below this many parameters train fastest single-threaded on CPU: intra-op threads
+#: only add synchronisation (measured: cnn1d step 1.7 ms with 1 thread, 4.7 ms with 2 under load)
+SMALL_MODEL_PARAMS = 2_000_000
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, device: torch.device, model: torch.nn.Module | None = None):
+    """Set torch's intra-op threads for a CPU run and restore them afterwards; yields the count.
+
+    ``None`` (auto): one thread for small models, torch's default otherwise. GPU runs keep
+    the default (the CPU only feeds the device).
+    """
+    previous = torch.get_num_threads()
+    if threads is None:
+        small = model is not None and sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
+        threads = 1 if (device.type == "cpu" and small) else previous
+    if threads < 1:
+        raise UsageError("threads must be >= 1")
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(previous)

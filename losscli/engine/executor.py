@@ -104,8 +104,11 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+_WORKER_CACHE: dict = {}  # datasets loaded by this worker process, reused across its tasks
+
+
 def _worker(task: Task) -> None:
-    execute_task(task, None, None)
+    execute_task(task, _WORKER_CACHE, None)
 
 
 class PoolExecutor:

@@ -31,6 +31,7 @@ class RunSpec:
     compile: bool | None = None
     precision: str = "auto"
     teacher: str | None = None  # run dir of a trained teacher (kd)
+    threads: int | None = None  # CPU intra-op threads (None: auto); not part of the run's identity
 
     @classmethod
     def from_config(cls, cfg: Config, loss_spec: str | None = None, seed: int | None = None,
@@ -45,7 +46,7 @@ class RunSpec:
         return cls(
             loss=name, loss_params=params, seed=cfg.seed if seed is None else seed, noise=noise,
             imbalance=imbalance, dataset=cfg.dataset, model=cfg.model, train=cfg.train, device=cfg.device,
-            compile=cfg.compile, precision=cfg.precision, teacher=teacher,
+            compile=cfg.compile, precision=cfg.precision, teacher=teacher, threads=cfg.threads,
         )
 
     @property
@@ -66,12 +67,14 @@ class RunSpec:
             "compile": self.compile,
             "precision": self.precision,
             "teacher": self.teacher,
+            "threads": self.threads,
         }
 
     def key(self) -> str:
         """Stable hash of everything that changes the result (device excluded: recorded in env)."""
         data = self.resolved()
         data.pop("device")
+        data.pop("threads")
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

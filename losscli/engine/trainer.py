@@ -4,7 +4,6 @@ index slices of a per-epoch permutation, honest timing, NaN stops the run cleanl
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -12,8 +11,8 @@ from typing import Any, Callable
 import torch
 
 from losscli.engine import rundir
-from losscli.engine.device import (autocast, autocast_dtype, environment, resolve_device, seeded_generator,
-                                   should_compile)
+from losscli.engine.device import (autocast, autocast_dtype, cpu_threads, environment, resolve_device,
+                                   seeded_generator, should_compile)
 from losscli.engine.evaluate import full_metrics, predict_logits, train_set_metrics
 from losscli.engine.optim import build_optimizer, lr_factor, validate_train_config
 from losscli.engine.recorder import RunRecorder, Stopwatch, first_nonfinite
@@ -76,9 +75,18 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
     model.to(device)
     loss_fn.to(device)
     data = DeviceData.from_bundle(bundle, device)
-    rec = RunRecorder(spec, run_dir, environment(device, compiled, amp), bundle, resolved_model_name(spec, bundle))
-    rec.start()
+    with cpu_threads(spec.threads, device, model) as threads:
+        env = {**environment(device, compiled, amp), "threads": threads}
+        rec = RunRecorder(spec, run_dir, env, bundle, resolved_model_name(spec, bundle))
+        rec.start()
+        report = _fit(spec, model, loss_fn, data, bundle, teacher, rec, device, amp, compiled, progress)
+    if log and report["status"] == "ok":
+        log(f"{spec.loss_label}: test accuracy {report['metrics']['test']['accuracy']:.4f} -> {run_dir}")
+    return report
 
+
+def _fit(spec, model, loss_fn, data, bundle, teacher, rec: RunRecorder, device, amp, compiled, progress):
+    """The training loop proper (nanoGPT style: flat and readable)."""
     cfg = spec.train
     optimizer = build_optimizer(list(model.parameters()) + list(loss_fn.parameters()), cfg)
     n_train = data.x_train.shape[0]
@@ -88,7 +96,6 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
     forward = _compiled_forward(model, rec) if compiled else model
     order = seeded_generator(spec.seed, STREAM_ORDER)
     bar = _progress_bar(cfg.epochs, spec.loss_label, progress)
-    step = 0
 
     for epoch in range(1, cfg.epochs + 1):
         step_losses = torch.empty(spe, device=device)
@@ -106,37 +113,28 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
                 optimizer.step()
                 scheduler.step()
                 step_losses[b] = loss.detach()
-                step += 1
         rec.train_seconds += sw.seconds - (rec.compile_seconds if epoch == 1 else 0.0)
         rec.samples_seen += spe * min(cfg.batch_size, n_train)
         bad = first_nonfinite(step_losses)
         if bad is not None:
-            msg = (f"non-finite loss ({step_losses[bad].item()}) at epoch {epoch}, step {bad + 1} of {spe}; "
-                   "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
-            rec.fail(msg)
+            rec.fail(f"non-finite loss ({step_losses[bad].item()}) at epoch {epoch}, step {bad + 1} of {spe}; "
+                     "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
             bar.close()
-            return _finish_failed(rec, model, loss_fn)
-        with Stopwatch(device) as ew:
-            val_acc = _accuracy(model, loss_fn, data.x_val, data.y_val, amp)
-            test_acc = _accuracy(model, loss_fn, data.x_test, data.y_test, amp)
-        rec.eval_seconds += ew.seconds
-        train_loss = step_losses.mean().item()
-        rec.record_epoch(epoch, train_loss, val_acc, test_acc, optimizer.param_groups[0]["lr"])
-        rec.good_state = _state(model, loss_fn, clone=True)
+            return rec.finish(rec.good_state or {}, None, None)
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            with Stopwatch(device) as ew:
+                val_acc = _accuracy(model, loss_fn, data.x_val, data.y_val, amp)
+                test_acc = _accuracy(model, loss_fn, data.x_test, data.y_test, amp)
+            rec.eval_seconds += ew.seconds
+            train_loss = step_losses.mean().item()
+            rec.record_epoch(epoch, train_loss, val_acc, test_acc, optimizer.param_groups[0]["lr"])
+            rec.good_state = _state(model, loss_fn, clone=True)
+            bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_acc:.3f}")
         bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_acc:.3f}")
     bar.close()
 
     metrics, logits = finalize_metrics(model, loss_fn, data, bundle, amp)
-    report = rec.finish(_state(model, loss_fn), logits, metrics)
-    if log:
-        log(f"{spec.loss_label}: test accuracy {metrics['test']['accuracy']:.4f} -> {run_dir}")
-    return report
-
-
-def _finish_failed(rec: RunRecorder, model, loss_fn) -> dict[str, Any]:
-    state = rec.good_state or {}
-    return rec.finish(state, None, None)
+    return rec.finish(_state(model, loss_fn), logits, metrics)
 
 
 def _state(model, loss_fn, clone: bool = False) -> dict[str, torch.Tensor]:

@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.functional import (
+    CETerm, MAETerm, NCETerm, NFLTerm, NGCETerm, RCETerm, fused_softmax_loss,
+)
 
 # APL's clamps: probabilities at 1e-7 (GCE, NGCE, RCE), the one-hot at 1e-4 inside RCE's log.
 P_MIN = 1e-7
@@ -112,6 +115,14 @@ def ngce_per_sample(logits, target, q):
     return _gather(one_minus, target) / one_minus.sum(dim=1)
 
 
+def _rce_term() -> RCETerm:
+    return RCETerm(RCE_A, P_MIN)
+
+
+# The registered losses below use fused single-node versions of these formulas
+# (losscli.losses.functional): same values, hand-derived gradient, a few [N, C] passes.
+
+
 def _rce_bound(num_classes: int) -> float:
     return RCE_A * (1.0 + (num_classes - 1) * P_MIN)
 
@@ -170,7 +181,7 @@ class MAE(Loss):
 )
 class RCE(Loss):
     def per_sample(self, logits, target, **context):
-        return self.scale * rce_per_sample(logits, target)
+        return fused_softmax_loss(logits, target, [(self.scale, _rce_term())])
 
 
 @register_loss(
@@ -189,7 +200,7 @@ class RCE(Loss):
 )
 class SCE(Loss):
     def per_sample(self, logits, target, **context):
-        return self.alpha * ce_per_sample(logits, target) + self.beta * rce_per_sample(logits, target)
+        return fused_softmax_loss(logits, target, [(self.alpha, CETerm()), (self.beta, _rce_term())])
 
 
 @register_loss(
@@ -227,7 +238,7 @@ class NCE(Loss):
 )
 class NFL(Loss):
     def per_sample(self, logits, target, **context):
-        return self.scale * nfl_per_sample(logits, target, self.gamma)
+        return fused_softmax_loss(logits, target, [(self.scale, NFLTerm(self.gamma, _POW_FLOOR))])
 
 
 @register_loss(
@@ -245,7 +256,7 @@ class NFL(Loss):
 )
 class NGCE(Loss):
     def per_sample(self, logits, target, **context):
-        return self.scale * ngce_per_sample(logits, target, self.q)
+        return fused_softmax_loss(logits, target, [(self.scale, NGCETerm(self.q, LOG_P_MIN))])
 
 
 @register_loss(
@@ -263,7 +274,7 @@ class NGCE(Loss):
 )
 class NCEandRCE(Loss):
     def per_sample(self, logits, target, **context):
-        return self.alpha * nce_per_sample(logits, target) + self.beta * rce_per_sample(logits, target)
+        return fused_softmax_loss(logits, target, [(self.alpha, NCETerm()), (self.beta, _rce_term())])
 
 
 @register_loss(
@@ -281,7 +292,7 @@ class NCEandRCE(Loss):
 )
 class NCEandMAE(Loss):
     def per_sample(self, logits, target, **context):
-        return self.alpha * nce_per_sample(logits, target) + self.beta * mae_per_sample(logits, target)
+        return fused_softmax_loss(logits, target, [(self.alpha, NCETerm()), (self.beta, MAETerm())])
 
 
 @register_loss(
@@ -300,4 +311,6 @@ class NCEandMAE(Loss):
 )
 class NFLandRCE(Loss):
     def per_sample(self, logits, target, **context):
-        return self.alpha * nfl_per_sample(logits, target, self.gamma) + self.beta * rce_per_sample(logits, target)
+        return fused_softmax_loss(
+            logits, target, [(self.alpha, NFLTerm(self.gamma, _POW_FLOOR)), (self.beta, _rce_term())]
+        )

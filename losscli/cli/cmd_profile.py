@@ -1,0 +1,168 @@
+"""``losscli profile``: what a loss costs (time, memory, scaling) and its analytic shape."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from losscli.cli import app
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, parse_csv
+from losscli.cli.output import Format, emit, log, render_table
+
+_COST_COLUMNS = ["loss", "n", "c", "dtype", "forward_ms", "backward_ms", "total_ms", "total_ms_p20", "total_ms_p80",
+                 "peak_mb", "peak_delta_mb", "overhead_vs_ce"]
+_GPU_COLUMNS = ["bandwidth_gbs", "bandwidth_frac"]
+_LINEAR_COLUMNS = ["loss", "n", "c", "d", "dtype", "chunk_size", "materialised_ms", "chunked_ms", "time_ratio",
+                   "materialised_peak_mb", "chunked_peak_mb", "memory_ratio", "grad_max_rel_err"]
+_SHAPE_COLUMNS = ["loss", "bounded", "bounded_registry", "max_value", "symmetric", "symmetric_registry", "sum_spread",
+                  "calibrated", "proper", "minimiser_max_error", "flag"]
+
+
+def _ints(text: str, what: str) -> list[int]:
+    """``"1000,32k,128_000"`` -> ``[1000, 32000, 128000]``."""
+    from losscli.errors import UsageError
+
+    out = []
+    for item in parse_csv(text):
+        raw = item.lower().replace("_", "")
+        mult = 1000 if raw.endswith("k") else 1
+        try:
+            value = float(raw[:-1] if mult > 1 else raw) * mult
+            if not value.is_integer():
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"{what} must be a comma list of integers (e.g. 1000,32000 or 32k), got {item!r}") from None
+        out.append(int(value))
+    if not out:
+        raise UsageError(f"{what} needs at least one value")
+    return out
+
+
+@app.command("profile")
+def profile_command(
+    losses: Optional[str] = typer.Option(None, "--losses", "-l", help="Comma list of losses or specs (focal(gamma=3)); default: all registered."),
+    batch: str = typer.Option("4096", "--batch", "-n", help="Batch size(s) N, comma list for a sweep."),
+    classes: str = typer.Option("1000", "--classes", "-c", help="Number(s) of classes C, comma list for a sweep (32k allowed)."),
+    dtype: str = typer.Option("float32", "--dtype", help="Logit dtype(s): float32, bfloat16, float16, float64 (comma list)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda or cuda:N."),
+    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile each loss (compile time reported separately)."),
+    repeats: int = typer.Option(20, "--repeats", "-r", help="Timed repeats per configuration (median, p20, p80)."),
+    warmup: int = typer.Option(3, "--warmup", "-w", help="Untimed warm-up passes per configuration."),
+    trace: Optional[str] = typer.Option(None, "--trace", help="Write a torch.profiler chrome trace per loss to DIR; print top kernels."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write a PNG: time and memory vs C (or the loss shapes with --shape)."),
+    linear_dim: Optional[int] = typer.Option(None, "--linear-dim", help="Compare materialised vs chunked linear layer (hidden dim D) + loss."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Rows per chunk for --linear-dim (default: ~32 MB of logits)."),
+    shape: bool = typer.Option(False, "--shape", help="Analytic shape: loss/gradient vs p_y and margin, property checks vs the registry."),
+    shape_classes: int = typer.Option(4, "--shape-classes", help="Number of classes for --shape (small keeps it fast)."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (separate untimed pass)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (torch.set_num_threads); recorded per row."),
+    fmt: Format = FORMAT_OPTION,
+    quiet: bool = QUIET_OPTION,
+) -> None:
+    """Forward/backward time and peak memory per loss vs cross-entropy, scaling over N and C, dtype, compile;
+    chunked linear+loss; analytic loss shapes.
+
+    CPU memory is measured from torch.profiler allocation events (exact allocator bytes);
+    CUDA memory from max_memory_allocated. ce is always measured as the baseline.
+    """
+    from losscli.errors import RunFailedError, UsageError
+
+    say = (lambda msg: None) if quiet else log
+    loss_list = parse_csv(losses) if losses else None
+    if repeats < 1 or warmup < 0:
+        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+
+    if shape:
+        from losscli.profiling.shape import analyse_losses, plot_shapes
+
+        report = analyse_losses(loss_list, c=shape_classes, seed=seed, with_curves=plot is not None, progress=say)
+        if plot:
+            report["plots"] = plot_shapes(report, plot)
+            for path in report["plots"]:
+                say(f"wrote {path}")
+        for r in report["rows"]:
+            r.pop("curves", None)
+        rows = [{**r, "flag": ("DISAGREES: " + ",".join(r["disagreements"])) if r["disagreements"] else ""}
+                for r in report["rows"]]
+        _emit(report, fmt, [("loss shapes (C=%d)" % shape_classes, rows, _SHAPE_COLUMNS)], say)
+        return
+
+    import torch  # heavy: only once the command runs
+
+    if threads is not None:
+        if threads < 1:
+            raise UsageError("--threads must be >= 1")
+        torch.set_num_threads(threads)
+
+    from losscli.engine.device import resolve_device
+    from losscli.profiling.harness import SCHEMA, dtype_name, parse_dtype, profile_losses
+
+    batches = _ints(batch, "--batch")
+    class_list = _ints(classes, "--classes")
+    dtypes = [parse_dtype(d) for d in parse_csv(dtype)]
+    dev = resolve_device(device)
+
+    if linear_dim is not None:
+        if linear_dim < 1:
+            raise UsageError("--linear-dim must be >= 1")
+        from losscli.profiling.cases import resolve_loss_names
+        from losscli.profiling.env import environment
+        from losscli.profiling.linear_bench import compare_linear_losses
+
+        specs = [r[0] for r in resolve_loss_names(loss_list)]
+        lrows, skipped = compare_linear_losses(specs, batches=batches, classes=class_list, dims=[linear_dim], dtypes=dtypes,
+                                               device=dev, repeats=repeats, warmup=warmup, chunk_size=chunk_size,
+                                               memory=memory, progress=say)
+        report = {"schema": SCHEMA,
+                  "config": {"losses": specs, "batch": batches, "classes": class_list, "dtype": [dtype_name(d) for d in dtypes],
+                             "device": dev.type, "linear_dim": linear_dim, "chunk_size": chunk_size,
+                             "repeats": repeats, "warmup": warmup},
+                  "env": environment(dev), "rows": [], "linear": lrows, "skipped": skipped}
+        if not lrows:
+            _emit(report, fmt, [], say)
+            raise RunFailedError("no loss could be compared (see skipped)")
+        _emit(report, fmt, [("linear layer + loss: materialised vs chunked", lrows, _LINEAR_COLUMNS)], say)
+        return
+
+    report = profile_losses(loss_list, batches=batches, classes=class_list, dtypes=dtypes, device=dev, compile=compile,
+                            repeats=repeats, warmup=warmup, memory=memory, trace_dir=trace, seed=seed, progress=say)
+    if plot:
+        from losscli.profiling.plot import plot_scaling
+
+        report["plot"] = plot_scaling(report, plot)
+        say(f"wrote {plot}")
+    cols = list(_COST_COLUMNS)
+    if compile:
+        cols.insert(4, "compile_s")
+    if dev.type == "cuda":
+        cols += _GPU_COLUMNS
+    if not report["rows"]:
+        _emit(report, fmt, [], say)
+        raise RunFailedError("every configuration failed (see skipped)")
+    env = report["env"]
+    title = f"loss cost on {env['device_name']} ({env['threads']} threads, torch {env['torch']})"
+    _emit(report, fmt, [(title, report["rows"], cols)], say)
+
+
+def _emit(report: dict, fmt: Format, tables: list[tuple[str, list[dict], list[str]]], say) -> None:
+    if fmt in (Format.yaml, Format.json):
+        emit(report, fmt)
+        return
+    parts = []
+    for title, rows, cols in tables:
+        heading = f"## {title}" if fmt == Format.md else title
+        parts.append(heading + "\n\n" + render_table(rows, fmt, headers=cols) if rows else heading + "\n\n(no rows)")
+    skipped = report.get("skipped") or []
+    if skipped:
+        seen = {}
+        for s in skipped:
+            seen.setdefault(s["loss"], s["reason"])
+        lines = [f"- {k}: {v}" for k, v in seen.items()]
+        if fmt == Format.md:
+            parts.append("## skipped\n\n" + "\n".join(lines))
+        else:
+            for line in lines:
+                say(f"skipped {line[2:]}")
+    emit(report, fmt, text="\n\n".join(parts))
