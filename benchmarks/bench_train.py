@@ -51,11 +51,16 @@ def bench_train(models: list[str], device: str) -> None:
               f"| {wall:.1f} | {report['timing']['train_seconds']:.1f} |")
 
 
-def bench_batching(seeds: int, epochs: int, device: str) -> None:
-    cfg = build_config("default", {"seeds": seeds, "train": {"epochs": epochs}, "device": device})
+def bench_batching(seeds: int, epochs: int | None, device: str, compile: bool) -> None:
+    over = {"seeds": seeds, "device": device, "compile": compile}
+    if epochs:
+        over["train"] = {"epochs": epochs}
+    cfg = build_config("default", over)
+    epochs = cfg.train.epochs
     losses = cfg.losses
     specs = [RunSpec.from_config(cfg, l, seed=s, noise="none", imbalance="none") for l in losses for s in cfg.seed_list()]
-    print(f"\n## compare batching: {len(specs)} runs of the default preset (one setting), {epochs} epochs, device={device}")
+    print(f"\n## compare batching: {len(specs)} runs of the default preset (one setting), {epochs} epochs, "
+          f"device={device}, compile={compile}")
     with tempfile.TemporaryDirectory() as tmp:
         cache: dict = {}
         # warm caches (dataset generation) outside the timed regions
@@ -77,14 +82,15 @@ def main() -> None:
     ap.add_argument("--part", choices=["all", "train", "batching"], default="all")
     ap.add_argument("--models", default="cnn1d,mlp,linear")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--compile", action="store_true", help="torch.compile both paths (compile time included)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, python {platform.python_version()}")
     if args.part in ("all", "train"):
         bench_train(args.models.split(","), args.device)
     if args.part in ("all", "batching"):
-        bench_batching(args.seeds, args.epochs, args.device)
+        bench_batching(args.seeds, args.epochs, args.device, args.compile)
 
 
 if __name__ == "__main__":

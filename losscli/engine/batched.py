@@ -83,6 +83,7 @@ def _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log)
     cfg = specs[0].train
     R = len(specs)
     params, buffers = stack_module_state(models)  # leaf tensors [R, ...]
+    loss_groups = _group_identical_losses(specs, losses)
     template = copy.deepcopy(models[0]).to("meta")
 
     def one_model(p, b, x):
@@ -113,9 +114,7 @@ def _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log)
                 with autocast(amp, device):
                     logits = forward_each(params, buffers, x_train[idx])
                 yb = torch.gather(y_train, 1, idx)
-                per_run = torch.stack([
-                    losses[r](logits[r], yb[r], **loss_context(losses[r], idx[r], epoch, None)) for r in range(R)
-                ])
+                per_run = _per_run_losses(loss_groups, losses, logits, yb, idx, epoch, R)
                 optimizer.zero_grad(set_to_none=True)
                 per_run.sum().backward()
                 if cfg.grad_clip is not None:
@@ -162,6 +161,42 @@ def _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log)
         if log:
             log(f"{specs[r].loss_label} (seed {specs[r].seed}): test accuracy {metrics['test']['accuracy']:.4f}")
     return reports
+
+
+def _group_identical_losses(specs: list[RunSpec], losses: list) -> list[tuple[list[int], Any]]:
+    """Runs whose loss is the same function (same spec, no per-run state such as class counts,
+    weights or context) share one loss call per step: ``reduction="none"`` over their stacked
+    logits, then a mean per run — the same value as separate per-run means, in fewer kernels."""
+    groups: dict[str, list[int]] = {}
+    for r, (spec, loss_fn) in enumerate(zip(specs, losses)):
+        info = loss_fn.info
+        shareable = (loss_fn.reduction == "mean" and loss_fn.weight is None and not info.batch_coupled
+                     and not info.needs_class_counts and not info.needs and not getattr(info, "uses", ()))
+        groups.setdefault(spec.loss_label if shareable else f"#run{r}", []).append(r)
+    out = []
+    for key, members in groups.items():
+        if len(members) > 1:
+            shared = copy.copy(losses[members[0]])
+            shared.reduction = "none"
+            out.append((members, shared))
+        else:
+            out.append((members, None))
+    return out
+
+
+def _per_run_losses(groups, losses, logits, yb, idx, epoch, R) -> torch.Tensor:
+    per_run: list[torch.Tensor | None] = [None] * R
+    for members, shared in groups:
+        if shared is None:
+            r = members[0]
+            per_run[r] = losses[r](logits[r], yb[r], **loss_context(losses[r], idx[r], epoch, None))
+            continue
+        rows = torch.as_tensor(members, device=logits.device)
+        k, b, c = len(members), logits.shape[1], logits.shape[2]
+        means = shared(logits[rows].reshape(k * b, c), yb[rows].reshape(k * b)).reshape(k, b).mean(1)
+        for j, r in enumerate(members):
+            per_run[r] = means[j]
+    return torch.stack(per_run)
 
 
 def _read_back(rec: RunRecorder) -> dict[str, Any]:

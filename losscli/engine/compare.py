@@ -171,7 +171,7 @@ def run_compare(cfg: Config, out_dir: Path, *, jobs: int | None = None, retry_fa
 
 
 def write_compare_report(cfg: Config, out_dir: Path, results: list[dict], baseline: str, wall: float) -> dict[str, Any]:
-    from losscli.engine.device import environment, resolve_device, should_compile
+    from losscli.engine.device import autocast_dtype, environment, resolve_device, should_compile
     from losscli.io import atomic_write_text, write_yaml
     from losscli.report.compare import build_compare_report, render_compare_markdown
     from losscli.report.plots import write_compare_plots
@@ -184,7 +184,10 @@ def write_compare_report(cfg: Config, out_dir: Path, results: list[dict], baseli
         "noise": cfg.noise_list(), "imbalance": cfg.imbalance_list(), "baseline": baseline,
         "resolved": cfg.to_dict(),
     }
-    env = environment(device, should_compile(cfg.compile, device), None)
+    env = environment(device, should_compile(cfg.compile, device), autocast_dtype(cfg.precision, device))
+    threads = {r.get("env", {}).get("threads") for r in results if r.get("status") == "ok"} - {None}
+    if threads:
+        env["threads"] = sorted(threads)[0] if len(threads) == 1 else sorted(threads)  # what the runs used
     env["compare_wall_seconds"] = round(wall, 2)
     _add_loss_overheads(results, cfg, device)
     report = build_compare_report(results, config, env)

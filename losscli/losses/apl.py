@@ -25,9 +25,9 @@ from losscli.losses.functional import (
 # APL's clamps: probabilities at 1e-7 (GCE, NGCE, RCE), the one-hot at 1e-4 inside RCE's log.
 P_MIN = 1e-7
 LOG_P_MIN = math.log(P_MIN)
-RCE_A = -math.log(1e-4)  # -log(1e-4) = 9.2103...: RCE = A * sum_{k != y} max(p_k, 1e-7)
 # floor for the base of a fractional power: keeps d/dx x^gamma finite where x underflows to 0
 _POW_FLOOR = 1e-30
+RCE_A = -math.log(1e-4)  # -log(1e-4) = 9.2103...: RCE = A * sum_{k != y} max(p_k, 1e-7)
 
 _GCE_REF = Reference(
     "Generalized Cross Entropy Loss for Training Deep Neural Networks with Noisy Labels",
@@ -64,13 +64,6 @@ def _log_p_y(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return _gather(logits, target) - torch.logsumexp(logits, dim=1)
 
 
-def one_minus_pow(one_minus_p: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``(1 - p)^gamma`` with a finite derivative where ``1 - p`` underflows to 0."""
-    if gamma == 0:
-        return torch.ones_like(one_minus_p)
-    if gamma >= 1:
-        return one_minus_p.pow(gamma)
-    return one_minus_p.clamp_min(_POW_FLOOR).pow(gamma)
 
 
 def gce_per_sample(logits, target, q):
@@ -84,11 +77,6 @@ def mae_per_sample(logits, target):
     return -torch.expm1(_log_p_y(logits, target))
 
 
-def rce_per_sample(logits, target):
-    """-sum_k max(p_k, 1e-7) log max(e_yk, 1e-4) = A * sum_{k != y} max(p_k, 1e-7)."""
-    p = F.softmax(logits, dim=1).clamp_min(P_MIN)
-    off_target = p.scatter(1, target.unsqueeze(1), 0.0)
-    return RCE_A * off_target.sum(dim=1)
 
 
 def ce_per_sample(logits, target):
@@ -101,18 +89,8 @@ def nce_per_sample(logits, target):
     return _gather(logp, target) / logp.sum(dim=1)
 
 
-def nfl_per_sample(logits, target, gamma):
-    """(1-p_y)^g log p_y / sum_k (1-p_k)^g log p_k, true gradient (no detach)."""
-    logp = F.log_softmax(logits, dim=1)
-    focal = one_minus_pow(-torch.expm1(logp), gamma) * logp
-    return _gather(focal, target) / focal.sum(dim=1)
 
 
-def ngce_per_sample(logits, target, q):
-    """(1 - p_y^q) / (C - sum_k p_k^q), p clamped at 1e-7 (APL)."""
-    logp = F.log_softmax(logits, dim=1).clamp_min(LOG_P_MIN)
-    one_minus = -torch.expm1(q * logp)  # 1 - p_k^q, accurate near p_k = 1
-    return _gather(one_minus, target) / one_minus.sum(dim=1)
 
 
 def _rce_term() -> RCETerm:

@@ -531,7 +531,8 @@ def _best_significant(entries: list[dict[str, Any]], metric: str) -> set[int]:
 def _setup_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     cfg, env, st = report.get("config") or {}, report.get("env") or {}, report.get("statistics") or {}
     rows: list[tuple[str, str]] = []
-    used = {"dataset", "model", "epochs", "batch_size", "seeds", "losses", "noise", "imbalance", "baseline"}
+    # "resolved" is the full config for pipelines (report.yaml); too long for the setup table
+    used = {"dataset", "model", "epochs", "batch_size", "seeds", "losses", "noise", "imbalance", "baseline", "resolved"}
     rows.append(("dataset", _name_of(cfg.get("dataset", "—"))))
     rows.append(("model", _name_of(cfg.get("model", "—"))))
     budget = []

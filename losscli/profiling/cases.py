@@ -1,0 +1,164 @@
+"""Build any registered loss, with plausible inputs, for profiling.
+
+The registry is used generically: whatever a loss declares it needs is synthesised here,
+so a newly registered loss is profiled with no edits:
+
+- ``needs_class_counts``: uniform synthetic counts (``max(1, N // C)`` per class);
+- ``needs`` ``teacher_logits``: random normal logits of the student's shape;
+  ``index``: ``arange(N)``; ``epoch``: 0;
+- ``head="cosine"``: the head's output is cosine similarities, so inputs lie in [-1, 1];
+  ``head="distance"``: squared distances, so inputs are non-negative;
+- multi-label losses get ``[N, C]`` multi-hot targets (about 10% positives);
+- ``info.test_params`` (e.g. a harmonic ``n``) are passed to the constructor.
+
+A loss that cannot be built or fails a trial forward/backward is reported as skipped
+with the reason (``SkipLoss``) rather than crashing a whole sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from losscli.errors import UsageError
+
+
+class SkipLoss(Exception):
+    """This loss cannot be profiled in this configuration; ``str(exc)`` says why."""
+
+
+@dataclass
+class ProfileCase:
+    """A built loss and a factory of fresh inputs for it."""
+
+    name: str
+    spec: str
+    loss: torch.nn.Module
+    n: int
+    c: int
+    dtype: torch.dtype
+    device: torch.device
+    make_inputs: Callable[[], tuple[torch.Tensor, torch.Tensor, dict]] = field(repr=False)
+
+
+def resolve_loss_names(specs: list[str] | None) -> list[tuple[str, str, dict]]:
+    """``["ce", "focal(gamma=3)"]`` -> ``[(spec, canonical name, params)]``; unknown names raise.
+
+    ``None`` or an empty list means every registered loss.
+    """
+    from losscli.losses import LOSSES
+    from losscli.specs import parse_loss_spec
+
+    if not specs:
+        return [(n, n, {}) for n in LOSSES.names()]
+    out = []
+    for spec in specs:
+        name, params = parse_loss_spec(spec)
+        canonical = LOSSES.canonical(name)  # UnknownNameError (UsageError) with "did you mean"
+        if params:  # bad hyperparameters are a usage error before anything runs
+            from losscli.losses.base import validate_params
+
+            validate_params(LOSSES.get(canonical).info, params)
+        label = canonical if not params else spec.strip()
+        out.append((label, canonical, params))
+    return out
+
+
+def synthetic_class_counts(n: int, c: int) -> list[float]:
+    return [float(max(1, n // c))] * c
+
+
+def build_loss_for_profile(name: str, c: int, n: int, params: dict | None = None, **kwargs: Any) -> torch.nn.Module:
+    """``build_loss`` with the registry's test parameters and synthetic class counts."""
+    from losscli.losses import LOSSES, build_loss
+
+    info = LOSSES.get(name).info
+    merged = dict(info.test_params)
+    merged.update(params or {})
+    merged.update(kwargs)
+    if info.needs_class_counts and "class_counts" not in merged:
+        merged["class_counts"] = synthetic_class_counts(n, c)
+    return build_loss(info.name, **merged)
+
+
+def make_logits(info, n: int, c: int, dtype: torch.dtype, device: torch.device, generator: torch.Generator,
+                scale: float = 3.0) -> torch.Tensor:
+    """Random logits shaped as the loss's head produces them, as a leaf requiring grad."""
+    if info.head == "cosine":
+        x = torch.rand(n, c, generator=generator, device=device, dtype=torch.float32) * 2 - 1
+    elif info.head == "distance":
+        x = torch.rand(n, c, generator=generator, device=device, dtype=torch.float32) * scale + 0.1
+    else:
+        x = torch.randn(n, c, generator=generator, device=device, dtype=torch.float32) * scale
+    return x.to(dtype).requires_grad_(True)
+
+
+def make_target(info, n: int, c: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    if info.multilabel:
+        y = (torch.rand(n, c, generator=generator, device=device) < 0.1).float()
+        y[torch.arange(n, device=device), torch.randint(0, c, (n,), generator=generator, device=device)] = 1.0
+        return y
+    target = torch.randint(0, c, (n,), generator=generator, device=device)
+    if n >= c:  # every class present (batch-level losses look at present classes)
+        target[:c] = torch.arange(c, device=device)
+    return target
+
+
+def make_context(info, logits: torch.Tensor, generator: torch.Generator) -> dict:
+    ctx: dict[str, Any] = {}
+    wanted = set(info.needs)
+    if "teacher_logits" in wanted:
+        ctx["teacher_logits"] = (torch.randn(logits.shape, generator=generator, device=logits.device,
+                                             dtype=torch.float32) * 3).to(logits.dtype)
+    if "index" in wanted:
+        ctx["index"] = torch.arange(logits.shape[0], device=logits.device)
+    if "epoch" in wanted:
+        ctx["epoch"] = 0
+    return ctx
+
+
+def make_case(spec: str, name: str, params: dict, n: int, c: int, dtype: torch.dtype, device: torch.device,
+              seed: int = 0, check: bool = True) -> ProfileCase:
+    """Build the loss and an input factory; raise ``SkipLoss`` with a reason if it cannot run.
+
+    ``check`` runs one forward/backward on a tiny batch first, so a failure is a clean skip.
+    """
+    from losscli.losses import LOSSES
+
+    info = LOSSES.get(name).info
+    try:
+        loss = build_loss_for_profile(name, c, n, params).to(device)
+    except UsageError as exc:
+        if params:  # the user's own parameters are wrong: that is a usage error, not a skip
+            raise
+        raise SkipLoss(f"cannot build: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise SkipLoss(f"cannot build: {type(exc).__name__}: {exc}") from None
+
+    def make_inputs(seed_offset: int = 0, n_rows: int = n):
+        g = torch.Generator(device=device)
+        g.manual_seed(1000 * seed + seed_offset + 17)
+        logits = make_logits(info, n_rows, c, dtype, device, g)
+        target = make_target(info, n_rows, c, device, g)
+        ctx = make_context(info, logits, g)
+        return logits, target, ctx
+
+    if check:
+        try:
+            small = min(n, max(8, 2 * c)) if c <= 64 else min(n, 8)
+            try:
+                trial_loss = build_loss_for_profile(name, c, small, params).to(device)
+            except Exception:  # noqa: BLE001
+                trial_loss = loss
+            logits, target, ctx = make_inputs(seed_offset=99, n_rows=small)
+            out = trial_loss(logits, target, **ctx)
+            if out.dim() != 0:
+                raise SkipLoss(f"loss returned shape {list(out.shape)} with reduction='mean'")
+            out.backward()
+        except SkipLoss:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SkipLoss(f"trial forward/backward failed: {type(exc).__name__}: {exc}") from None
+    return ProfileCase(name, spec, loss, n, c, dtype, device, make_inputs)
