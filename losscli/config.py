@@ -54,7 +54,6 @@ class TrainConfig:
     step_milestones: list = field(default_factory=lambda: [0.5, 0.75])  # fractions of training, for "step"
     step_gamma: float = 0.1
     grad_clip: Optional[float] = None
-    drw_epoch: Optional[int] = None  # deferred re-weighting start (LDAM-DRW); None = off
     eval_every: int = 1
 
 

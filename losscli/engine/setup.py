@@ -105,7 +105,7 @@ def loss_context(loss_fn, idx: torch.Tensor, epoch: int, teacher: Teacher | None
     if "index" in wanted:
         ctx["index"] = idx
     if "epoch" in wanted:
-        ctx["epoch"] = epoch
+        ctx["epoch"] = epoch - 1  # losses see the 0-based epoch index (LDAM-DRW's `epoch // 160` convention)
     if "teacher_logits" in wanted and teacher is not None:
         ctx["teacher_logits"] = teacher.train_logits[idx]
     return ctx

@@ -21,7 +21,8 @@ from losscli.errors import UsageError
 from losscli.registry import Registry
 
 REDUCTIONS = ("mean", "sum", "none")
-#: keyword arguments of ``forward`` beyond (logits, target); the same names everywhere
+#: keyword arguments of ``forward`` beyond (logits, target); the same names everywhere:
+#: ``teacher_logits`` [N, C], ``index`` [N] dataset sample ids, ``epoch`` the 0-based epoch index
 CONTEXT_KEYS = ("teacher_logits", "index", "epoch")
 FAMILIES = (
     "standard",

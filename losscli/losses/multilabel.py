@@ -95,6 +95,9 @@ class SigmoidFocal(Loss):
     ),
     convex=False,
     multilabel=True,
+    # the eps clamp inside both logs bounds every label's term by -log(eps) (as APL's clamps bound RCE)
+    bounded=True,
+    upper_bound=lambda p, c: c * -math.log(p["eps"]),
     notes="AsymmetricLossOptimized semantics: the focusing weights are NOT detached "
     "(disable_torch_grad_focal_loss=False; the AsymmetricLoss class detaches them by default). "
     "Defaults from ASL's train.py (gamma_pos=0). reduction='sum' equals ASL's loss (a sum over batch and labels).",
