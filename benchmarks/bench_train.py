@@ -23,20 +23,13 @@ from losscli.config import build_config
 from losscli.engine.batched import train_group
 from losscli.engine.spec import RunSpec
 from losscli.engine.trainer import train_run
+from losscli.profiling.env import cpu_model
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_train(models: list[str], device: str) -> None:
-    print(f"## train defaults on MNIST-1D (device={device}, threads={torch.get_num_threads()}, {cpu_name()})")
+    print(f"## train defaults on MNIST-1D (device={device}, threads: auto (1 per run for small models on CPU), {cpu_model()})")
     print("| model | epochs | test accuracy (last) | best-epoch test accuracy | wall s (whole command body) | train s |")
     print("|---|---|---|---|---|---|")
     for model in models:

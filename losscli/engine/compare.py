@@ -199,23 +199,25 @@ def write_compare_report(cfg: Config, out_dir: Path, results: list[dict], baseli
 
 def _add_loss_overheads(results: list[dict], cfg: Config, device) -> None:
     """Per-step loss kernel time (forward+backward) at the training shape, measured once per loss."""
-    try:
-        from losscli.profiling.step import loss_step_ms
-    except ImportError:  # pragma: no cover
-        return
+    from losscli.engine.device import cpu_threads
+    from losscli.profiling.step import loss_step_ms
+
     ok = [r for r in results if r.get("status") == "ok"]
     if not ok:
         return
     num_classes = len((ok[0].get("metrics") or {}).get("per_class_test_accuracy") or []) or 10
+
     cache: dict[str, float | None] = {}
-    for r in ok:
-        label = r["loss"]["label"]
-        if label not in cache:
-            try:
-                cache[label] = loss_step_ms(label, cfg.train.batch_size, num_classes, device)
-            except Exception:  # noqa: BLE001 - timing is informative only; never fail the report for it
-                cache[label] = None
-        r.setdefault("timing", {})["loss_ms_per_step"] = cache[label]
+    # measured with the threads the runs used (one per run for small models on CPU)
+    with cpu_threads(cfg.threads or (1 if device.type == "cpu" else None), device):
+        for r in ok:
+            label = r["loss"]["label"]
+            if label not in cache:
+                try:
+                    cache[label] = loss_step_ms(label, cfg.train.batch_size, num_classes, device)
+                except Exception:  # noqa: BLE001 - timing is informative only; never fail the report for it
+                    cache[label] = None
+            r.setdefault("timing", {})["loss_ms_per_step"] = cache[label]
 
 
 def _bar(total: int, enabled: bool):

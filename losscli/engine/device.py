@@ -9,6 +9,7 @@ import platform
 import torch
 
 from losscli.errors import UsageError
+from losscli.profiling.env import device_name  # one definition, shared with `profile`
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -65,10 +66,6 @@ def seeded(seed: int, stream: int = 0):
         yield
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
 
 
 def environment(device: torch.device, compiled: bool, amp_dtype: torch.dtype | None) -> dict:
