@@ -46,6 +46,10 @@ def main(argv=None) -> int:
 
     dev = resolve_device(args.device)
     dt = parse_dtype(args.dtype)
+    # Put the CPU math library in its steady state before timing anything: on some builds
+    # log1p/expm1/softplus run 10-20x slower until a vectorised pow has run (see
+    # losscli.profiling.harness._process_warmup), which made ratios depend on loss order.
+    torch.rand(64).pow(0.7)
     names = args.losses.split(",") if args.losses else LOSSES.names()
     g = torch.Generator(device=dev).manual_seed(0)
     base_logits = (torch.randn(args.n, args.c, generator=g, device=dev) * 3).to(dt).requires_grad_(True)

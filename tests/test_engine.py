@@ -140,3 +140,24 @@ def test_cosine_head_loss_trains(tmp_path):
     assert report["status"] == "ok"
     state = torch.load(tmp_path / "ldam" / "model.pt", weights_only=True)
     assert any("head" in k for k in state)
+
+
+def test_kd_distils_from_a_finished_run(tmp_path):
+    from losscli.engine.trainer import train_run
+    from losscli.errors import UsageError
+
+    train_run(_spec(), tmp_path / "teacher", progress=False)
+    with pytest.raises(UsageError, match="teacher"):
+        train_run(_spec("kd"), tmp_path / "no-teacher", progress=False)
+    spec = RunSpec.from_config(_cfg(), "kd", seed=1, noise="none", imbalance="none", teacher=str(tmp_path / "teacher"))
+    report = train_run(spec, tmp_path / "student", progress=False)
+    assert report["status"] == "ok" and report["config"]["teacher"] == str(tmp_path / "teacher")
+
+
+def test_per_sample_state_loss_gets_sample_ids(tmp_path):
+    from losscli.engine.trainer import train_run
+
+    report = train_run(_spec("aldr_kl"), tmp_path / "aldr", progress=False)
+    assert report["status"] == "ok"
+    state = torch.load(tmp_path / "aldr" / "model.pt", weights_only=True)
+    assert any(k.startswith("loss.") for k in state)  # the per-sample lambdas are checkpointed

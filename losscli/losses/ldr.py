@@ -6,8 +6,9 @@ Maths from the official code (Optimization-AI/ICML2023_LDR, LOSSES.md §10):
 * ``d_k = c 1[k != y] + z~_k - z~_y``;
 * LDR-KL: ``l = lam * log((1/C) sum_k exp(d_k / lam))`` (the 1/C inside the log: can be < 0).
 
-The normalisation is computed in log space, ``z~ = C * softmax(log softplus(z))``, which is
-the same number but stays finite (with finite gradients) when every softplus underflows.
+Both losses run as one autograd node (``_LDR``: one softplus and one exp pass over ``[N, C]``,
+hand-written backward). Rows whose every softplus would underflow are shifted first (same
+normalised logits), so values and gradients stay finite.
 """
 
 from __future__ import annotations
@@ -28,30 +29,80 @@ _LAM = Param("lam", 10.0, "KL regularisation strength lambda (official runs: 10)
 _LOG_SOFTPLUS_CUT = -20.0
 
 
-def log_softplus(z: torch.Tensor) -> torch.Tensor:
-    """``log(softplus(z))``, finite for very negative ``z`` (where it equals ``z`` to < 1e-9)."""
-    safe = z.clamp_min(_LOG_SOFTPLUS_CUT)
-    return torch.where(z > _LOG_SOFTPLUS_CUT, torch.log(F.softplus(safe)), z)
+def _exp_normal(x: torch.Tensor) -> torch.Tensor:
+    """``exp(x)`` in place, flushed to 0 where it would be subnormal (denormal arithmetic is ~100x slower on CPU)."""
+    return torch.threshold_(x, math.log(torch.finfo(x.dtype).tiny), float("-inf")).exp_()
 
 
-def normalised_logits(logits: torch.Tensor) -> torch.Tensor:
-    """``softplus(z) / mean_k softplus(z_k)``: non-negative, sums to C."""
-    return logits.shape[1] * F.softmax(log_softplus(logits), dim=1)
+class _LDR(torch.autograd.Function):
+    """LDR-KL per row, ``lam * log((1/C) sum_k exp(d_k / lam))``, as one autograd node.
+
+    Forward: one softplus and one exp pass over ``[N, C]``. With ``s = softplus(z)``,
+    ``S = sum_k s_k`` and ``z~ = (C / S) s``, the sum over ``k != y`` is taken relative to
+    ``r = max_{k != y} z~_k``: ``e_k = exp((z~_k - r) / lam)``, ``E = sum_{k != y} e_k >= 1`` and
+    ``log sum_k exp(d_k / lam) = log(1 + exp(A) E)``, ``A = (c + r - z~_y) / lam`` (``d_y = 0``),
+    so nothing overflows and nothing cancels. Backward, with ``w = softmax(d / lam)``:
+    ``dl/dz~ = w - e_y`` (``w_k = exp(A - lse) e_k`` off the target, ``w_y - 1 = -exp(A - lse) E``)
+    and ``dl/dz_k = sigmoid(z_k) (C / S) (g_k - sum_j g_j s_j / S)``.
+
+    Rows whose largest logit is below the cut are shifted up to it first: below the cut
+    softplus is ``exp`` to < 1e-9 (LOSSES.md: ``log softplus(z) = z`` there, the normalisation
+    being ``C softmax(log softplus(z))``), so the shift changes nothing but keeps softplus from
+    underflowing. ``lam`` is a float; ``adapt = (prev, alpha)`` (ALDR-KL) replaces it by the
+    detached per-row ``lam_i`` computed from ``softmax(z~ / prev)``. Returns ``(loss, lam_i)``.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, margin, lam, adapt):
+        n, c = logits.shape
+        idx = target.unsqueeze(1)
+        shift = (_LOG_SOFTPLUS_CUT - logits.amax(dim=1, keepdim=True)).clamp_min_(0.0)
+        # ordinary rows need no shift: on CPU, skip the [N, C] add then (no device sync there)
+        zs = logits if logits.device.type == "cpu" and not shift.any() else logits + shift
+        s = F.softplus(zs)
+        k = c / s.sum(dim=1, keepdim=True)  # z~ = k s
+        s_y = s.gather(1, idx)
+        ref = s.scatter_(1, idx, 0.0).amax(dim=1, keepdim=True)  # s >= 0 and C >= 2
+        s.scatter_(1, idx, s_y)
+        if adapt is None:
+            lam_i = torch.full((n, 1), lam, dtype=s.dtype, device=s.device)
+        else:
+            prev, alpha = adapt
+            prev = prev.unsqueeze(1)
+            # q = normalise(softmax(z~ / prev) + 1e-5) = u / sum(u), KL(q || 1/C) = sum u log u / U + log(C / U)
+            top = torch.maximum(ref, s_y)
+            u = _exp_normal(torch.addcmul(-(k * top) / prev, s, k / prev))
+            u.mul_(1.0 / u.sum(dim=1, keepdim=True)).add_(1e-5)
+            u_sum = u.sum(dim=1, keepdim=True)
+            kl = torch.log(u).mul_(u).sum(dim=1, keepdim=True) / u_sum + torch.log(c / u_sum)
+            lam_i = lam - lam * kl / (alpha * math.log(c))
+        inv = 1.0 / lam_i
+        e = _exp_normal(torch.addcmul(-(k * ref) * inv, s, k * inv))
+        e.scatter_(1, idx, 0.0)  # the target's entry (it may have overflowed) is d_y = 0, handled in A
+        big_e = e.sum(dim=1, keepdim=True)
+        a = (margin + k * (ref - s_y)) * inv
+        lse = torch.logaddexp(a + torch.log(big_e), torch.zeros_like(a))
+        ctx.save_for_backward(zs, s, e, idx, k, big_e, torch.exp(a - lse))
+        value = (lam_i * (lse - math.log(c))).squeeze(1)
+        lam_i = lam_i.squeeze(1)
+        ctx.mark_non_differentiable(lam_i)
+        return value, lam_i
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_lam):
+        zs, s, e, idx, k, big_e, w = ctx.saved_tensors
+        coef = grad_out.unsqueeze(1) * k  # C / S
+        g = e * (w * coef)
+        g.scatter_(1, idx, -(w * big_e) * coef)
+        buf = torch.mul(g, s)
+        u = buf.sum(dim=1, keepdim=True) * (k / s.shape[1])  # sum_j g_j s_j / S
+        sig = torch.sigmoid(zs, out=buf)
+        return g.sub_(u).mul_(sig), None, None, None, None
 
 
-def margins(zt: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
-    """``d_k = c 1[k != y] + z~_k - z~_y``."""
-    idx = target.unsqueeze(1)
-    d = zt - zt.gather(1, idx) + margin
-    return d.scatter(1, idx, 0.0)
-
-
-def ldr_value(d: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
-    """``lam * log((1/C) sum_k exp(d_k / lam))`` per row; ``lam`` scalar or ``[N]``."""
-    if isinstance(lam, torch.Tensor):
-        lam = lam.unsqueeze(1)
-        return lam.squeeze(1) * (torch.logsumexp(d / lam, dim=1) - math.log(d.shape[1]))
-    return lam * (torch.logsumexp(d / lam, dim=1) - math.log(d.shape[1]))
+def ldr_kl(logits, target, margin, lam, adapt=None):
+    """``(loss [N], lam_i [N])``: LDR-KL with ``lam``, or ALDR-KL's adaptive ``lam_i`` when ``adapt = (prev, alpha)``."""
+    return _LDR.apply(logits, target, margin, lam, adapt)
 
 
 @register_loss(
@@ -73,8 +124,7 @@ def ldr_value(d: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
 )
 class LDRKL(Loss):
     def per_sample(self, logits, target, **context):
-        d = margins(normalised_logits(logits), target, self.margin)
-        return ldr_value(d, self.lam)
+        return ldr_kl(logits, target, self.margin, self.lam)[0]
 
 
 @register_loss(
@@ -107,8 +157,15 @@ class ALDRKL(Loss):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         # NaN = never visited; grows on demand, follows .to(device); float64 so that a stored
-        # lambda is exactly the one used (one number per training sample)
-        self.register_buffer("lam_state", torch.empty(0, dtype=torch.float64), persistent=False)
+        # lambda is exactly the one used (one number per training sample). Persistent: the
+        # state is part of a training checkpoint (model.pt), so a reloaded run resumes it.
+        self.register_buffer("lam_state", torch.empty(0, dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "lam_state")
+        if saved is not None:  # the state's size is the number of sample ids seen: adopt the saved one
+            self.lam_state = torch.empty_like(saved, dtype=self.lam_state.dtype, device=self.lam_state.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_state(self) -> None:
         self.lam_state = torch.empty(0, dtype=self.lam_state.dtype, device=self.lam_state.device)
@@ -136,17 +193,11 @@ class ALDRKL(Loss):
     def per_sample(self, logits, target, index=None, **context):
         n, c = logits.shape
         idx = self._state_for(index, n)
-        zt = normalised_logits(logits)
-        log_c = math.log(c)
         with torch.no_grad():
             prev = self.lam_state[idx].to(device=logits.device, dtype=logits.dtype)
             prev = torch.where(torch.isnan(prev), torch.full_like(prev, self.lam), prev)
-            q = F.softmax(zt / prev.unsqueeze(1), dim=1) + 1e-5
-            q = q / q.sum(dim=1, keepdim=True)
-            kl = (q * torch.log(c * q)).sum(dim=1)
-            lam_i = self.lam - self.lam * kl / (self.alpha * log_c)
-            if self.training:
-                self.lam_state[idx] = lam_i.to(self.lam_state.dtype).to(self.lam_state.device)
-        d = margins(zt, target, self.margin)
-        penalty = (self.alpha * log_c / (2.0 * self.lam)) * (lam_i - self.lam) ** 2
-        return ldr_value(d, lam_i) - penalty
+        value, lam_i = ldr_kl(logits, target, self.margin, self.lam, (prev, self.alpha))
+        if self.training:
+            self.lam_state[idx] = lam_i.to(self.lam_state.dtype).to(self.lam_state.device)
+        penalty = (self.alpha * math.log(c) / (2.0 * self.lam)) * (lam_i - self.lam) ** 2
+        return value - penalty

@@ -252,7 +252,13 @@ def measure_case(case: ProfileCase, *, repeats: int, warmup: int, compiled: bool
 
 def _process_warmup(device: torch.device, n: int, c: int, dtype: torch.dtype, seed: int) -> None:
     """Untimed passes before anything is measured: thread pools, kernels and caches start
-    lazily, and the first configuration of a run must not pay for that."""
+    lazily, and the first configuration of a run must not pay for that.
+
+    The fractional ``pow`` matters on some CPU builds: until a vectorised ``pow`` has run in
+    the process, ``log1p``/``expm1``/``softplus``/``logsigmoid`` over large tensors were
+    measured 10-20x slower (same kernel; cause unknown). Running one first puts every loss in
+    the same state, so ratios do not depend on which losses ran earlier."""
+    torch.rand(64).pow(0.7)
     try:
         case = make_case(BASELINE, BASELINE, {}, n, c, dtype, device, seed=seed, check=False)
         logits, target, ctx = case.make_inputs()
