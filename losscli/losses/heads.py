@@ -20,13 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class CosineHead(nn.Module):
-    """``z_k = cos(x, w_k)``: normalised features times normalised class weights.
+class _PrototypeHead(nn.Module):
+    """One learnable prototype per class, ``weight [num_classes, in_features]`` (nn.Linear's layout)."""
 
-    The weight has ``nn.Linear``'s layout ``[num_classes, in_features]`` and no bias.
-    """
-
-    def __init__(self, in_features: int, num_classes: int, eps: float = 1e-12):
+    def __init__(self, in_features: int, num_classes: int, eps: float):
         super().__init__()
         self.in_features = int(in_features)
         self.num_classes = int(num_classes)
@@ -37,16 +34,26 @@ class CosineHead(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_classes={self.num_classes}, eps={self.eps:g}"
+
+
+class CosineHead(_PrototypeHead):
+    """``z_k = cos(x, w_k)``: normalised features times normalised class weights.
+
+    The weight has ``nn.Linear``'s layout ``[num_classes, in_features]`` and no bias.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, eps: float = 1e-12):
+        super().__init__(in_features, num_classes, eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(x, dim=-1, eps=self.eps)
         w = F.normalize(self.weight, dim=-1, eps=self.eps).to(x.dtype)
         return x @ w.t()
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, num_classes={self.num_classes}"
 
-
-class DistanceHead(nn.Module):
+class DistanceHead(_PrototypeHead):
     """``z_k = -log d2_k`` with ``d2_k = ||w_k||^2 + ||x||^2 - 2 w_k.x + eps``.
 
     ``d2`` is the *squared* distance (the official code's convention), clamped at 0
@@ -57,17 +64,9 @@ class DistanceHead(nn.Module):
     """
 
     def __init__(self, in_features: int, num_classes: int, eps: float = 1e-4):
-        super().__init__()
         if eps <= 0:
             raise ValueError("DistanceHead: eps must be > 0")
-        self.in_features = int(in_features)
-        self.num_classes = int(num_classes)
-        self.eps = float(eps)
-        self.weight = nn.Parameter(torch.empty(self.num_classes, self.in_features))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        super().__init__(in_features, num_classes, eps)
 
     def squared_distances(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype)
@@ -76,6 +75,3 @@ class DistanceHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -torch.log(self.squared_distances(x))
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, num_classes={self.num_classes}, eps={self.eps:g}"
