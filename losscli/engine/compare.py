@@ -173,7 +173,7 @@ def run_compare(cfg: Config, out_dir: Path, *, jobs: int | None = None, retry_fa
 def write_compare_report(cfg: Config, out_dir: Path, results: list[dict], baseline: str, wall: float) -> dict[str, Any]:
     from losscli.engine.device import autocast_dtype, environment, resolve_device, should_compile
     from losscli.io import atomic_write_text, write_yaml
-    from losscli.report.compare import build_compare_report, render_compare_markdown
+    from losscli.report.compare import DEFAULT_METRICS, TABLE_METRICS, build_compare_report, render_compare_markdown
     from losscli.report.plots import write_compare_plots
 
     device = resolve_device(cfg.device)
@@ -190,10 +190,14 @@ def write_compare_report(cfg: Config, out_dir: Path, results: list[dict], baseli
         env["threads"] = sorted(threads)[0] if len(threads) == 1 else sorted(threads)  # what the runs used
     env["compare_wall_seconds"] = round(wall, 2)
     _add_loss_overheads(results, cfg, device)
-    report = build_compare_report(results, config, env)
+    metrics, table = list(DEFAULT_METRICS), list(TABLE_METRICS)
+    if any(i != "none" for i in cfg.imbalance_list()):  # long tails: the tail classes are the question
+        metrics += ["balanced_accuracy", "few_shot_accuracy"]
+        table += ["balanced_accuracy", "few_shot_accuracy"]
+    report = build_compare_report(results, config, env, metrics=metrics)
     plots = write_compare_plots(report, results, out_dir)
     write_yaml(out_dir / "report.yaml", report)
-    atomic_write_text(out_dir / "report.md", render_compare_markdown(report, plots))
+    atomic_write_text(out_dir / "report.md", render_compare_markdown(report, plots, table_metrics=table))
     return report
 
 

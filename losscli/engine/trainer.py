@@ -51,6 +51,9 @@ def finalize_metrics(model, loss_fn, data: DeviceData, bundle, amp) -> tuple[dic
     }
     if bundle.info.get("imbalance", {}).get("spec", "none") not in ("none", None):
         metrics["shot_accuracy"] = shot_accuracy(test, y_test, bundle.class_counts)
+        # also as plain test metrics, so compare can aggregate and test them like any other
+        for group, value in metrics["shot_accuracy"].items():
+            metrics["test"][f"{group}_shot_accuracy"] = value
     logits = {"val_logits": val, "val_labels": y_val, "test_logits": test, "test_labels": y_test}
     return metrics, logits
 
