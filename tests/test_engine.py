@@ -161,3 +161,31 @@ def test_per_sample_state_loss_gets_sample_ids(tmp_path):
     assert report["status"] == "ok"
     state = torch.load(tmp_path / "aldr" / "model.pt", weights_only=True)
     assert any(k.startswith("loss.") for k in state)  # the per-sample lambdas are checkpointed
+
+
+@pytest.fixture
+def nan_loss():
+    """A throw-away registered loss whose value turns NaN from the 5th call on."""
+    from losscli.losses import LOSSES, Loss, Reference, register_loss
+
+    @register_loss("test_nan_after", family="standard", reference=Reference("test", "test", 2000), formula="ce, then nan")
+    class NanAfter(Loss):
+        calls = 0
+
+        def per_sample(self, logits, target, **context):
+            type(self).calls += 1
+            ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+            return ce * float("nan") if type(self).calls > 4 else ce
+
+    yield "test_nan_after"
+    LOSSES._entries.pop("test_nan_after")
+
+
+def test_batched_nan_fails_only_that_run(tmp_path, nan_loss):
+    from losscli.engine.batched import train_group
+
+    specs = [_spec("ce", seed=0), _spec(nan_loss, seed=1), _spec("gce", seed=2)]
+    reports = train_group(specs, [tmp_path / f"r{i}" for i in range(3)])
+    assert [r["status"] for r in reports] == ["ok", "failed", "ok"]
+    assert "epoch 1, step" in reports[1]["error"]
+    assert len(reports[0]["history"]) == 3 and reports[1]["history"] == []
