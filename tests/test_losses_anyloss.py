@@ -101,3 +101,22 @@ def test_ignored_rows_are_dropped():
     for metric in METRICS:
         fn = build_loss("anyloss", metric=metric, L=8.0)
         torch.testing.assert_close(fn(z, y_ign), fn(z[keep], y[keep]))
+
+
+@pytest.mark.parametrize("metric", ["f1", "fbeta", "accuracy", "gmean", "balanced_accuracy"])
+@pytest.mark.parametrize("c", [2, 5])
+def test_fused_gradient_gradcheck_with_ignored_rows(metric, c):
+    g = torch.Generator().manual_seed(3)
+    z = (torch.randn(9, c, generator=g, dtype=torch.float64) * 0.3).requires_grad_(True)
+    y = torch.randint(0, c, (9,), generator=g)
+    y[2] = -100
+    fn = build_loss("anyloss", metric=metric, beta=2.0, L=5.0)
+    assert torch.autograd.gradcheck(lambda t: fn(t, y), (z,), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_saturated_logits_have_finite_gradients(dtype):
+    z = torch.tensor([[1e4, -1e4, 0.0], [0.0, 1e4, -1e4], [-1e4, 0.0, 1e4]], dtype=dtype, requires_grad=True)
+    loss = build_loss("anyloss")(z, torch.tensor([0, 2, 1]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad.float()).all()

@@ -101,3 +101,21 @@ def test_gradcheck_soft_targets():
     z.requires_grad_(True)
     fn = build_loss("jaccard")
     assert torch.autograd.gradcheck(lambda x: fn(x, t), (z,), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("params", [{}, {"alpha": 0.5, "beta": 2.0, "gamma": 0.5}])
+def test_gradcheck_hard_labels_with_ignored_rows(params):
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(8, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (8,), generator=g)
+    y[1] = -100
+    fn = build_loss("jaccard", **params)
+    assert torch.autograd.gradcheck(lambda t: fn(t, y), (z,), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_saturated_logits_have_finite_gradients(dtype):
+    z = torch.tensor([[1e4, -1e4, 0.0], [0.0, 1e4, -1e4], [-1e4, 0.0, 1e4]], dtype=dtype, requires_grad=True)
+    loss = build_loss("jaccard")(z, torch.tensor([0, 2, 1]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad.float()).all()

@@ -9,9 +9,9 @@ The loss is ``1 - metric``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.functional import softmax_column_sums
 
 METRICS = ("f1", "fbeta", "accuracy", "gmean", "balanced_accuracy")
 _EPS = 1e-5  # the extension's guard size; used as a floor for denominators (never added)
@@ -65,14 +65,12 @@ class AnyLoss(Loss):
         n, c = logits.shape
         valid = target != self.ignore_index
         rows = valid.to(logits.dtype)
-        probs = F.softmax(logits, dim=1)
-        amp = torch.sigmoid(self.L * (probs - 0.5)) * rows.unsqueeze(1)
-        y = F.one_hot(torch.where(valid, target, 0), c).to(logits.dtype) * rows.unsqueeze(1)
+        safe = torch.where(valid, target, 0)
+        a_sum, a_y = softmax_column_sums(logits, safe, rows, self.L)
+        tp = torch.zeros(c, dtype=logits.dtype, device=logits.device).index_add_(0, safe, a_y * rows)
+        y1 = torch.zeros(c, dtype=logits.dtype, device=logits.device).index_add_(0, safe, rows)
         if c == 2:  # the paper's binary loss on the positive class
-            amp, y = amp[:, 1:], y[:, 1:]
-        tp = (y * amp).sum(dim=0)
-        y1 = y.sum(dim=0)
-        a_sum = amp.sum(dim=0)
+            tp, y1, a_sum = tp[1:], y1[1:], a_sum[1:]
         total = rows.sum()
         fn = y1 - tp
         fp = a_sum - tp

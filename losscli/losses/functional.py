@@ -22,7 +22,6 @@ class SoftmaxState:
         self.logp = torch.log_softmax(logits, dim=1)
         self._p = None
         self._om = None
-        self._imax = None
         self._logp_y = None
 
     @property
@@ -31,30 +30,15 @@ class SoftmaxState:
             self._p = self.logp.exp()
         return self._p
 
-    @property
-    def imax(self) -> torch.Tensor:
-        """``[N, 1]`` column of each row's largest probability (the only one that can exceed 1/2)."""
-        if self._imax is None:
-            self._imax = self.logp.argmax(dim=1, keepdim=True)
-        return self._imax
-
     def expm1_scaled(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """``expm1(scale * x)`` for an ``[N, C]`` ``x <= 0`` that is largest (closest to 0) at ``imax``.
-
-        ``exp(scale x) - 1`` is exact to a few ulps wherever ``exp(scale x) <= 1/2``; torch's CPU
-        ``expm1`` is scalar (10-20x slower than ``exp``), so it only runs on the ``[N]`` column
-        ``imax``, where ``scale x`` can be close to 0.
-        """
-        xs = x * scale if scale != 1.0 else x.clone()
-        col = torch.expm1(xs.gather(1, self.imax))
-        return xs.exp_().sub_(1.0).scatter_(1, self.imax, col)
+        """``expm1(scale * x)`` (a new tensor)."""
+        return torch.mul(x, scale).expm1_() if scale != 1.0 else torch.expm1(x)
 
     @property
     def om(self) -> torch.Tensor:
-        """``1 - p = -expm1(log p)``: ``1 - p`` off the row maximum (p <= 1/2), ``expm1`` on it."""
+        """``1 - p = -expm1(log p)`` (exact near p = 1)."""
         if self._om is None:
-            col = torch.expm1(self.logp.gather(1, self.imax)).neg_()
-            self._om = torch.sub(1.0, self.p).scatter_(1, self.imax, col)
+            self._om = torch.expm1(self.logp).neg_()
         return self._om
 
     @property
@@ -106,8 +90,7 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
                 rowc = r if rowc is None else rowc + r
             if y is not None:
                 ycoef = y if ycoef is None else ycoef + y
-        p = st.p
-        c = p.shape[1]
+        c = st.logp.shape[1]
         # d/dz_j of sum_k G_k log p_k = G_j - p_j sum_k G_k
         total = torch.zeros_like(grad_out)
         if dense is not None:
@@ -116,10 +99,11 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
             total = total + c * rowc
         if ycoef is not None:
             total = total + ycoef
-        if dense is None:
-            grad = p * total.neg().unsqueeze(1)
+        if dense is None:  # p times a row constant, in a fresh p unless a term computed p already
+            p = st.p if st._p is not None else st.logp.exp()
+            grad = (p * total.neg().unsqueeze(1)) if st._p is not None else p.mul_(total.neg().unsqueeze(1))
         else:
-            grad = dense.addcmul_(p, total.unsqueeze(1), value=-1.0)
+            grad = dense.addcmul_(st.p, total.unsqueeze(1), value=-1.0)
         if rowc is not None:
             grad.add_(rowc.unsqueeze(1))
         if ycoef is not None:
@@ -312,3 +296,45 @@ def pow_scalar(x: torch.Tensor, gamma: float) -> torch.Tensor:
     if gamma == int(gamma) and 1 <= gamma <= 16:
         return int_pow(x, int(gamma))
     return x.pow(gamma)
+
+
+class _SoftmaxColumnSums(torch.autograd.Function):
+    """``(sum_i r_i a_i, a_{i, y_i})`` with ``a = p = softmax(z)`` or ``a = sigmoid(slope (p - 1/2))``.
+
+    Batch-level metric losses (Jaccard, AnyLoss) need only these column sums and target entries.
+    With ``G = dL/da = r_i g_c + h_i e_y`` and ``D = da/dp`` (1, or ``slope a (1 - a)``):
+    ``dL/dz = p D G - p s``, ``s_i = sum_c p_ic D_ic G_ic``; one ``[N, C]`` buffer in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, rows, slope):
+        p = torch.softmax(logits, dim=1)
+        idx = target.unsqueeze(1)
+        a = p if slope is None else torch.sub(p, 0.5).mul_(slope).sigmoid_()
+        ctx.save_for_backward(p, a, idx, rows)
+        ctx.slope = slope
+        return torch.mv(a.t(), rows), a.gather(1, idx).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, g_col, g_y):
+        p, a, idx, rows = ctx.saved_tensors
+        slope = ctx.slope
+        if g_col is None:
+            g_col = torch.zeros(p.shape[1], dtype=p.dtype, device=p.device)
+        if g_y is None:
+            g_y = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+        if slope is None:  # D = 1
+            s = rows * torch.mv(p, g_col) + g_y * p.gather(1, idx).squeeze(1)
+            grad = torch.outer(rows, g_col).sub_(s.unsqueeze(1)).mul_(p)
+            return grad.scatter_add_(1, idx, (g_y * p.gather(1, idx).squeeze(1)).unsqueeze(1)), None, None, None
+        pd = torch.sub(1.0, a).mul_(a).mul_(p)  # p a (1 - a) = p D / slope
+        pd_y = pd.gather(1, idx).squeeze(1)
+        s = (rows * torch.mv(pd, g_col) + g_y * pd_y) * slope
+        grad = pd.mul_((g_col * slope).unsqueeze(0)).mul_(rows.unsqueeze(1)).addcmul_(p, s.unsqueeze(1), value=-1.0)
+        return grad.scatter_add_(1, idx, (g_y * pd_y * slope).unsqueeze(1)), None, None, None
+
+
+def softmax_column_sums(logits, target, rows, slope=None):
+    """``(sum_i rows_i a_i [C], a_{i, target_i} [N])``, ``a = softmax(logits)`` or, given ``slope``,
+    ``sigmoid(slope (softmax(logits) - 1/2))``; one autograd node (``rows``: 0/1 row weights)."""
+    return _SoftmaxColumnSums.apply(logits, target, rows, slope)

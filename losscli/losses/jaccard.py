@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.functional import softmax_column_sums
 
 _POW_FLOOR = 1e-30
 
@@ -40,25 +41,29 @@ _POW_FLOOR = 1e-30
 )
 class Jaccard(Loss):
     def batch_loss(self, logits, target, **context):
-        p = F.softmax(logits, dim=1)
         if target.dim() == 1:
             valid = target != self.ignore_index
-            rows = valid.to(p.dtype).unsqueeze(1)
-            t = F.one_hot(torch.where(valid, target, 0), p.shape[1]).to(p.dtype) * rows
-            p = p * rows
-            tp = p * t
-            active = t.sum(dim=0) > 0
+            rows = valid.to(logits.dtype)
+            safe = torch.where(valid, target, 0)
+            p_sum, p_y = softmax_column_sums(logits, safe, rows)  # with hard labels min(p, t) = p t
+            zeros = torch.zeros(logits.shape[1], dtype=logits.dtype, device=logits.device)
+            tp_c = zeros.index_add(0, safe, p_y * rows)
+            count = zeros.index_add(0, safe, rows)
+            fp_c = p_sum - tp_c
+            fn_c = count - tp_c
+            active = count > 0
         else:
+            p = F.softmax(logits, dim=1)
             t = target
             tp = 0.5 * (p + t - (p - t).abs())  # min(p, t): the L1 (norm=1) cardinality
             active = torch.ones(p.shape[1], dtype=torch.bool, device=p.device)
-        tp_c = tp.sum(dim=0)
-        fp_c = (p - tp).sum(dim=0)
-        fn_c = (t - tp).sum(dim=0)
+            tp_c = tp.sum(dim=0)
+            fp_c = (p - tp).sum(dim=0)
+            fn_c = (t - tp).sum(dim=0)
         errors = self.alpha * fp_c + self.beta * fn_c
         one_minus_j = errors / (tp_c + errors + self.smooth)
         if self.gamma != 1:
             base = one_minus_j if self.gamma > 1 else one_minus_j.clamp_min(_POW_FLOOR)
             one_minus_j = base.pow(self.gamma)
-        act = active.to(p.dtype)
+        act = active.to(logits.dtype)
         return (one_minus_j * act).sum() / act.sum().clamp_min(1.0)
