@@ -57,6 +57,8 @@ class SoftmaxTerm:
     ``forward(st)`` returns the ``[N]`` value; ``backward(st, g)`` (``g = weight * grad_out``)
     returns ``(dense, rowconst, ycoef)``: the gradient with respect to ``log p`` is
     ``dense + rowconst[:, None] + ycoef[:, None] * e_y`` (each part optional, None when absent).
+    ``dense`` is a new ``[N, C]`` tensor the loss may overwrite, or a pair ``(D, coef)`` meaning
+    ``D * coef[:, None]`` with ``D`` a tensor the term keeps (saved in forward, never modified).
     """
 
     def forward(self, st: SoftmaxState) -> torch.Tensor:
@@ -82,9 +84,12 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
     def backward(ctx, grad_out):
         st, terms = ctx.st, ctx.terms
         dense = rowc = ycoef = None
+        pairs = []  # (D, coef): D * coef[:, None], D kept by its term
         for weight, term in terms:
             d, r, y = term.backward(st, grad_out * weight if weight != 1.0 else grad_out)
-            if d is not None:
+            if isinstance(d, tuple):
+                pairs.append(d)
+            elif d is not None:
                 dense = d if dense is None else dense.add_(d)
             if r is not None:
                 rowc = r if rowc is None else rowc + r
@@ -95,6 +100,8 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
         total = torch.zeros_like(grad_out)
         if dense is not None:
             total = total + dense.sum(dim=1)
+        for d, coef in pairs:
+            total = total + d.sum(dim=1) * coef
         if rowc is not None:
             total = total + c * rowc
         if ycoef is not None:
@@ -104,6 +111,8 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
             grad = (p * total.neg().unsqueeze(1)) if st._p is not None else p.mul_(total.neg().unsqueeze(1))
         else:
             grad = dense.addcmul_(st.p, total.unsqueeze(1), value=-1.0)
+        for d, coef in pairs:
+            grad.addcmul_(d, coef.unsqueeze(1))
         if rowc is not None:
             grad.add_(rowc.unsqueeze(1))
         if ycoef is not None:
@@ -233,10 +242,10 @@ class SquareDiceTerm(SoftmaxTerm):
         a, s = self.alpha, self.smooth
         if a == 0:
             pt = st.p
-        else:
-            om = st.om
-            self.fac = om.pow(a) if a >= 1 else om.clamp_min(self.floor).pow_(a)
-            pt = self.fac * st.p
+        elif a >= 1:
+            pt = st.om.pow(a).mul_(st.p)
+        else:  # om^a = exp(a log om): two cheap passes where a fractional pow is a slow one
+            pt = torch.clamp_min(st.om, self.floor).log_().mul_(a).exp_().mul_(st.p)
         self.pt = pt
         x2 = pt * pt
         self.d = x2 + s
@@ -249,15 +258,14 @@ class SquareDiceTerm(SoftmaxTerm):
 
     def backward(self, st, g):
         a, s, p = self.alpha, self.smooth, st.p
+        # d x / d log p = p ((1-p)^a - a p (1-p)^(a-1)) = x (1 - a p / (1-p))
         if a == 0:
             dpt = p.clone()
         elif a >= 1:
-            # d x / d log p = p ((1-p)^a - a p (1-p)^(a-1))
-            dpt = st.om.pow(a - 1.0).mul_(p).mul_(-a).add_(self.fac).mul_(p)
-        else:
-            # (1-p)^(a-1) = fac / om where om >= floor; the clamp's gradient is 0 below it
-            dpt = torch.div(p, torch.threshold(st.om, self.floor, float("inf"))).mul_(-a).add_(1.0)
-            dpt.mul_(self.fac).mul_(p)
+            dpt = st.om.pow(a - 1.0).mul_(p).mul_(p).mul_(-a).add_(self.pt)
+        else:  # the clamp's gradient is 0 where om < floor: p / inf = 0 there
+            dpt = torch.threshold(st.om, self.floor, float("inf"))
+            torch.div(p, dpt, out=dpt).mul_(-a).add_(1.0).mul_(self.pt)
         x, d = self.x_y, self.d
         dpt_y = st.y(dpt)
         hprime_y = 2.0 * s * x / (x * x + s) ** 2
@@ -265,6 +273,53 @@ class SquareDiceTerm(SoftmaxTerm):
         # dense: g * h'(x_k) * dx_k, h'(x) = 2 s x / (x^2 + s)^2
         dense = dpt.mul_(self.pt).div_(d).div_(d).mul_((2.0 * s) * g.unsqueeze(1))
         return dense, None, g * (dpos - hprime_y) * dpt_y
+
+
+class ASLSingleTerm(SoftmaxTerm):
+    """ASL single-label: ``-on w_y log p_y - (eps/C) sum_{k != y} p_k^gn log p_k``, ``on = 1 - eps + eps/C``,
+    ``w_y = (1 - p_y)^gp`` (the base clamped at ``floor`` when gp < 1)."""
+
+    def __init__(self, gamma_pos: float, gamma_neg: float, epsilon: float, floor: float):
+        self.gp, self.gn, self.eps, self.floor = gamma_pos, gamma_neg, epsilon, floor
+
+    def forward(self, st):
+        c = st.logp.shape[1]
+        self.on, self.off = 1.0 - self.eps + self.eps / c, self.eps / c
+        lp = st.logp_y
+        gp = self.gp
+        if gp == 0:
+            w = dw = torch.ones_like(lp)
+        else:
+            om = torch.expm1(lp).neg_()
+            # d/dlog p_y of w log p_y = w + log p_y dw/dlog p_y, dw/dlog p_y = -gp p_y (1-p_y)^(gp-1)
+            if gp >= 1:
+                w = om.pow(gp)
+                dw = om.pow(gp - 1.0)
+            else:
+                w = om.clamp_min(self.floor).pow(gp)
+                dw = torch.where(om >= self.floor, w / om, torch.zeros_like(w))  # the clamp's gradient is 0
+            dw = w - dw.mul_(lp.exp()).mul_(lp).mul_(gp)
+        self.dpos = dw
+        out = -self.on * (w * lp)
+        if self.eps > 0:
+            if self.gn != 0:
+                e = torch.mul(st.logp, self.gn).exp_()  # p^gn
+                neg = torch.mul(e, st.logp).scatter_(1, st.idx, 0.0)
+                # d/dlog p of p^gn log p = p^gn (gn log p + 1), 0 at the target
+                self.dneg = torch.mul(neg, self.gn).add_(e).scatter_(1, st.idx, 0.0)
+            else:
+                neg = st.logp.scatter(1, st.idx, 0.0)
+                self.dneg = None
+            out = out - self.off * neg.sum(dim=1)
+        return out
+
+    def backward(self, st, g):
+        ycoef = -self.on * g * self.dpos
+        if self.eps == 0:
+            return None, None, ycoef
+        if self.dneg is None:  # gn = 0: -(eps/C) on every k != y
+            return None, -self.off * g, ycoef + self.off * g
+        return (self.dneg, -self.off * g), None, ycoef
 
 
 def int_pow(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Reference, register_loss
+
+_SOFTPLUS_THRESHOLD = 20.0  # F.softplus's default: softplus(x) = x above it
+
+
+class _OneVsRest(torch.autograd.Function):
+    """``sum_k softplus(-s_k z_k)`` per row, one autograd node: one ``[N, C]`` buffer in forward and one in
+    backward. The target entry is ``softplus(-z_y)``, written before the row sum (no cancellation against
+    ``z_y``); the gradient is softplus's own backward at ``z`` (``sigmoid(z_k)``, 1 above the threshold)
+    with the target entry replaced by ``-softplus'(-z_y)``."""
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        idx = target.unsqueeze(1)
+        z_y = logits.gather(1, idx)
+        out = F.softplus(logits).scatter_(1, idx, F.softplus(-z_y)).sum(dim=1)
+        ctx.save_for_backward(logits, idx, z_y)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, idx, z_y = ctx.saved_tensors
+        g = grad_out.unsqueeze(1)
+        grad = torch.ops.aten.softplus_backward(g.expand_as(logits), logits, 1.0, _SOFTPLUS_THRESHOLD)
+        g_y = torch.ops.aten.softplus_backward(g, -z_y, 1.0, _SOFTPLUS_THRESHOLD).neg_()
+        return grad.scatter_(1, idx, g_y), None
 
 
 @register_loss(
@@ -21,7 +47,4 @@ from losscli.losses.base import Loss, Reference, register_loss
 )
 class OneVsRest(Loss):
     def per_sample(self, logits, target, **context):
-        idx = target.unsqueeze(1)
-        # flip the sign of the target logit so every term is softplus(-s_k z_k), without cancellation
-        signed = logits.scatter(1, idx, -logits.gather(1, idx))
-        return F.softplus(signed).sum(dim=1)
+        return _OneVsRest.apply(logits, target)
