@@ -82,7 +82,7 @@ def test_every_loss_matches_cpu_on_cuda_in_float64():
         target = make_target(name, 32, 6)
         results = []
         for device in ("cpu", "cuda"):
-            logits = base.to(device).requires_grad_(True)
+            logits = base.clone().to(device).requires_grad_(True)
             fn = make_loss(name, 6).to(device)
             loss = fn(logits, target.to(device), **make_context(name, logits.detach()))
             loss.backward()

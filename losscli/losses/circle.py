@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
+from losscli.losses._fused_margin import circle
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.heads import CosineHead
 
@@ -36,14 +35,7 @@ from losscli.losses.heads import CosineHead
 )
 class CircleLoss(Loss):
     def per_sample(self, logits, target, **context):
-        idx = target.unsqueeze(1)
-        s = logits
-        gamma_alpha_n = (s.detach() + self.m).relu_().mul_(self.gamma)  # constants (detached)
-        scaled = (s - self.m).mul_(gamma_alpha_n)
-        s_p = s.gather(1, idx)
-        alpha_p = F.relu(1.0 + self.m - s_p.detach())
-        scaled = scaled.scatter_(1, idx, self.gamma * alpha_p * (s_p - (1.0 - self.m)))  # in place: mul_ by a constant
-        return F.cross_entropy(scaled, target, reduction="none")
+        return circle(logits, target, self.gamma, self.m)
 
     def make_head(self, in_features, num_classes):
         return CosineHead(in_features, num_classes)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from losscli.losses._fused_margin import kd
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
 
@@ -42,15 +42,9 @@ class KDLoss(Loss):
             raise LossInputError(
                 f"kd: teacher_logits must be a tensor shaped like the logits {list(logits.shape)}, got {shape}"
             )
-        t = self.temperature
-        with torch.no_grad():  # the teacher is a fixed target
-            log_q = F.log_softmax(teacher_logits.to(device=logits.device, dtype=logits.dtype) / t, dim=-1)
-            q = log_q.exp()
-            neg_entropy = (q * log_q).sum(dim=-1)
-        # KL(q || s) = sum_k q log q - sum_k q log s: the second term is torch's fused soft-target CE
-        kl = F.cross_entropy(logits / t, q, reduction="none") + neg_entropy
-        loss = (self.alpha * t * t) * kl
-        if self.alpha < 1.0:
-            ce = soft_cross_entropy(logits, target) if target.dim() == 2 else F.cross_entropy(logits, target, reduction="none")
-            loss = loss + (1.0 - self.alpha) * ce
+        teacher = teacher_logits.detach().to(device=logits.device, dtype=logits.dtype)  # a fixed target
+        fused_ce = self.alpha < 1.0 and target.dim() == 1
+        loss = kd(logits, teacher, target if fused_ce else None, self.temperature, self.alpha)
+        if self.alpha < 1.0 and not fused_ce:
+            loss = loss + (1.0 - self.alpha) * soft_cross_entropy(logits, target)
         return loss

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
+from losscli.losses._fused_margin import scaled_ce
 from losscli.losses.base import LOSSES, Loss, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
 from losscli.losses.reweighted import build_base_loss
@@ -15,6 +15,14 @@ from losscli.losses.reweighted import build_base_loss
 def _ce_bound(max_gap: float, num_classes: int) -> float:
     """Upper bound of CE when every logit gap z_k - z_y is at most ``max_gap``."""
     return max_gap + math.log(num_classes - 1 + math.exp(-max_gap)) if max_gap > 0 else math.log(num_classes)
+
+
+def _row_scale(norm: torch.Tensor, scale: torch.Tensor, dscale: torch.Tensor):
+    """``(r, r'(n) / n)`` for ``scaled_ce`` from the ``[N, 1]`` 2-norm ``n``, the scale ``r`` and ``dr/dn``.
+
+    A zero row has no direction: its ``z z^T`` term is 0 (as torch's norm gradient at 0).
+    """
+    return scale, torch.where(norm > 0, dscale / norm, torch.zeros_like(norm))
 
 
 def _logitclip_bound(params: dict, num_classes: int) -> float:
@@ -67,6 +75,8 @@ class LogitClipLoss(Loss):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.base_loss = build_base_loss(self.info.name, self.base, self.class_counts)
+        # the 2-norm with plain CE runs as one fused node (scaled_ce); other bases go through clip
+        self._fused = self.p == 2.0 and type(self.base_loss) is LOSSES.get("ce")
 
     def clip(self, logits: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(logits, ord=self.p, dim=-1, keepdim=True)
@@ -77,7 +87,23 @@ class LogitClipLoss(Loss):
         scale = torch.where(norm > self.tau, 1.0 / (self.tau * norm), torch.ones_like(norm))
         return logits * scale
 
+    def _fused_scale(self, logits: torch.Tensor):
+        """``clip``'s row factor (p = 2) and its derivative in the norm, as ``scaled_ce`` takes them."""
+        norm = torch.linalg.vector_norm(logits.detach(), dim=-1, keepdim=True)
+        if self.mode == "paper":
+            delta = 1.0 / self.tau
+            scale = delta / norm.clamp_min(delta)
+            dscale = torch.where(norm > delta, -scale / norm, 0.0)  # clamp_min passes no gradient at equality
+        else:
+            nu = norm + 1e-7
+            active = nu > self.tau
+            scale = torch.where(active, 1.0 / (self.tau * nu), 1.0)
+            dscale = torch.where(active, -scale / nu, 0.0)
+        return _row_scale(norm, scale, dscale)
+
     def per_sample(self, logits, target, **context):
+        if self._fused and target.dim() == 1:
+            return scaled_ce(logits, target, *self._fused_scale(logits))
         return self.base_loss(self.clip(logits), target, **context)
 
     def make_head(self, in_features, num_classes):
@@ -112,8 +138,10 @@ class LogitClipLoss(Loss):
 )
 class LogitNormLoss(Loss):
     def per_sample(self, logits, target, **context):
-        norm = torch.linalg.vector_norm(logits, ord=2, dim=-1, keepdim=True) + 1e-7
-        scaled = logits * (1.0 / (self.tau * norm))  # multiply by an [N, 1] factor: cheaper backward than [N, C] division
         if target.dim() == 2:
-            return soft_cross_entropy(scaled, target)
-        return F.cross_entropy(scaled, target, reduction="none")
+            norm = torch.linalg.vector_norm(logits, ord=2, dim=-1, keepdim=True) + 1e-7
+            return soft_cross_entropy(logits * (1.0 / (self.tau * norm)), target)
+        norm = torch.linalg.vector_norm(logits.detach(), dim=-1, keepdim=True)
+        nu = norm + 1e-7
+        scale = 1.0 / (self.tau * nu)
+        return scaled_ce(logits, target, *_row_scale(norm, scale, -scale / nu))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
+from losscli.losses._fused_margin import acls, mbls
 from losscli.losses.base import Loss, Param, Reference, register_loss
 
 
@@ -31,9 +29,7 @@ from losscli.losses.base import Loss, Param, Reference, register_loss
 )
 class MbLSLoss(Loss):
     def per_sample(self, logits, target, **context):
-        zmax = logits.max(dim=-1, keepdim=True).values  # max (index backward) is much cheaper than amax's
-        penalty = (zmax - logits).sub_(self.margin).relu_().mean(dim=-1)  # one [N, C] temporary
-        return F.cross_entropy(logits, target, reduction="none") + self.lam * penalty
+        return mbls(logits, target, self.margin, self.lam)
 
 
 @register_loss(
@@ -64,14 +60,6 @@ class MbLSLoss(Loss):
 )
 class ACLSLoss(Loss):
     def per_sample(self, logits, target, **context):
-        c = logits.shape[1]
-        zmax = logits.max(dim=-1, keepdim=True).values
         # each tied maximum counts as a positive in the value (official semantics); at exact ties the
         # positive-term gradient goes to one of them (measure-zero event)
-        n_max = torch.count_nonzero(logits == zmax, dim=-1).to(logits.dtype)
-        pos = F.relu(zmax.squeeze(1) - self.margin).square() * n_max
-        # with margin >= 0 the argmax entries give [ -margin ]_+ = 0: no mask needed
-        gap = (zmax.detach() - logits).sub_(self.margin).relu_()
-        neg = (gap * gap).sum(dim=-1) / (c - 1)
-        reg = self.lam_pos * pos + self.lam_neg * neg
-        return F.cross_entropy(logits, target, reduction="none") + self.alpha * reg
+        return acls(logits, target, self.lam_pos, self.lam_neg, self.alpha, self.margin)
