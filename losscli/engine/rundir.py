@@ -38,7 +38,8 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
     report = read_report(run_dir)
     if report is not None and report.get("status") == "ok" and not overwrite:
         raise UsageError(f"{run_dir} already holds a completed run; pass --overwrite to replace it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # no mkdir here: the directory appears with the first file (config.yaml), so input that
+    # fails while data or model are built leaves no empty run directory behind
     for stale in ("metrics.jsonl", REPORT, "report.md"):
         (run_dir / stale).unlink(missing_ok=True)
     return run_dir
