@@ -184,7 +184,9 @@ class MultiLabelBCE(Loss):
 )
 class SigmoidFocal(Loss):
     def per_sample(self, logits, target, **context):
-        if self.gamma >= 1:  # the default: one fused node
+        # the default: one fused node in eager mode. Under torch.compile the plain expression is
+        # used instead: the compiler fuses it itself, and it mis-compiled this node (GPU test).
+        if self.gamma >= 1 and not torch.compiler.is_compiling():
             return _SigmoidFocal.apply(logits, target, self.alpha, self.gamma)
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         p = torch.sigmoid(logits)
@@ -219,7 +221,8 @@ class SigmoidFocal(Loss):
 )
 class ASL(Loss):
     def per_sample(self, logits, target, **context):
-        if self.gamma_neg >= 1 and self.clip > 0 and self.clip >= self.eps:  # the defaults: fused node
+        fusable = self.gamma_neg >= 1 and self.clip > 0 and self.clip >= self.eps  # the defaults
+        if fusable and not torch.compiler.is_compiling():  # as in SigmoidFocal: eager only
             return _ASL.apply(logits, target, self.gamma_neg, self.gamma_pos, self.clip, self.eps)
         log_eps = math.log(self.eps)
         p = torch.sigmoid(logits)
