@@ -70,11 +70,6 @@ def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, params
 
 
-def parse_loss_list(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """``"ce,focal(gamma=2),gce"`` -> list of (name, params)."""
-    return [parse_loss_spec(s) for s in split_top_level(text)]
-
-
 def format_loss_spec(name: str, params: dict[str, Any] | None = None) -> str:
     """Inverse of ``parse_loss_spec`` for display: ``focal(gamma=2.0)``."""
     if not params:

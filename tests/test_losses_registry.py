@@ -186,3 +186,14 @@ def test_multilabel_losses_respect_ignore_index_with_class_targets(name):
     mean = make_loss(name, C)(logits, target)
     keep = torch.arange(N) != 3
     torch.testing.assert_close(mean, per[keep].mean())
+
+
+def test_list_losses_filters_by_family_and_properties():
+    from losscli.losses import list_losses, loss_info
+
+    robust = list_losses(family="noise-robust")
+    assert "gce" in robust and "ce" not in robust
+    multilabel = list_losses(multilabel=True)
+    assert set(multilabel) == {"bce", "sigmoid_focal", "asl"}
+    assert all(loss_info(n).needs_class_counts for n in list_losses(needs_class_counts=True))
+    assert loss_info("cross_entropy").name == "ce"

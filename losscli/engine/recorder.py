@@ -6,7 +6,6 @@ validation accuracy, timing, and turns a finished (or failed) run into its repor
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -122,6 +121,3 @@ def first_nonfinite(step_losses: torch.Tensor) -> int | None:
         return int(bad.nonzero()[0, 0])
     return None
 
-
-def finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None

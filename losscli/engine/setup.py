@@ -6,7 +6,7 @@ Shared by the single-run trainer and the batched trainer so both build runs iden
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,6 @@ class DeviceData:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    extras: dict = field(default_factory=dict)
 
     @classmethod
     def from_bundle(cls, bundle, device: torch.device) -> "DeviceData":
