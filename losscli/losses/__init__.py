@@ -29,7 +29,7 @@ from losscli.losses.base import (  # noqa: F401  (public API)
 from losscli.specs import parse_loss_spec
 
 _COMMON_KWARGS = ("reduction", "weight", "ignore_index", "class_counts")
-_NON_LOSS_MODULES = {"base", "heads", "functional", "linear"}
+_NON_LOSS_MODULES = {"base", "meta", "heads", "fused", "linear"}
 
 
 def _import_all() -> None:

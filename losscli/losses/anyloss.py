@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.functional import softmax_column_sums
+from losscli.losses.fused.column_sums import softmax_column_sums
 
 METRICS = ("f1", "fbeta", "accuracy", "gmean", "balanced_accuracy")
 _EPS = 1e-5  # the extension's guard size; used as a floor for denominators (never added)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.functional import (
+from losscli.losses.fused.softmax_terms import (
     CETerm, MAETerm, NCETerm, NFLTerm, NGCETerm, RCETerm, fused_softmax_loss,
 )
 

@@ -1,239 +1,37 @@
-"""Loss base class, hyperparameter specs and the loss registry.
+"""The loss base class.
 
-Every loss is one small class: it declares its metadata with ``@register_loss`` and
-implements ``per_sample(logits, target, **context) -> [N]``. The base class does what
-every loss needs and nobody should write twice: input validation, the float32 upcast of
-low-precision logits, ``ignore_index`` masking, per-class ``weight`` and the reduction
-with torch's semantics (weighted mean = sum_i w_{y_i} l_i / sum_i w_{y_i}).
+Every loss is one small class: it declares its metadata with ``@register_loss`` (see
+:mod:`losscli.losses.meta`) and implements ``per_sample(logits, target, **context) -> [N]``.
+The base class does what every loss needs and nobody should write twice: input validation,
+the float32 upcast of low-precision logits, ``ignore_index`` masking, per-class ``weight`` and
+the reduction with torch's semantics (weighted mean = sum_i w_{y_i} l_i / sum_i w_{y_i}).
 Batch-coupled losses (a batch-level metric such as Jaccard) implement ``batch_loss``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, asdict
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
 
 from losscli.errors import UsageError
-from losscli.registry import Registry
+from losscli.losses.meta import (  # noqa: F401  (re-exported: loss modules import them from here)
+    CONTEXT_KEYS,
+    FAMILIES,
+    LOSSES,
+    LossInfo,
+    Param,
+    Reference,
+    register_loss,
+    validate_params,
+)
 
 REDUCTIONS = ("mean", "sum", "none")
-#: keyword arguments of ``forward`` beyond (logits, target); the same names everywhere:
-#: ``teacher_logits`` [N, C], ``index`` [N] dataset sample ids, ``epoch`` the 0-based epoch index
-CONTEXT_KEYS = ("teacher_logits", "index", "epoch")
-FAMILIES = (
-    "standard",
-    "noise-robust",
-    "imbalance",
-    "calibration",
-    "efficiency",
-    "metric-surrogate",
-    "multi-label",
-    "distillation",
-)
 
 
 class LossInputError(UsageError):
     """Wrong shapes, dtypes or values passed to a loss."""
-
-
-# --------------------------------------------------------------------------- metadata
-@dataclass(frozen=True)
-class Param:
-    """A hyperparameter: default, valid range and type. Bounds are inclusive unless stated."""
-
-    name: str
-    default: Any
-    doc: str = ""
-    kind: str = "float"  # float | int | str | bool | float_list
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False  # True: value must be > low (not >=)
-    high_open: bool = False
-    choices: tuple | None = None
-    nullable: bool = False  # None is a valid value (e.g. "derive it")
-
-    def describe_range(self) -> str:
-        if self.choices is not None:
-            return "one of " + ", ".join(map(str, self.choices))
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
-        return " and ".join(parts) if parts else "any"
-
-    def validate(self, value: Any, loss_name: str) -> Any:
-        """Coerce ``value`` to this parameter's type and check its range."""
-        where = f"{loss_name}: parameter {self.name!r}"
-        if value is None:
-            if self.nullable or self.default is None:
-                return None
-            raise UsageError(f"{where} cannot be None")
-        try:
-            if self.kind == "float":
-                if isinstance(value, bool):
-                    raise TypeError
-                value = float(value)
-            elif self.kind == "int":
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise TypeError
-                value = int(value)
-            elif self.kind == "bool":
-                if isinstance(value, str):
-                    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                        raise TypeError
-                    value = value.lower() in ("true", "1", "yes")
-                elif not isinstance(value, bool):
-                    raise TypeError
-            elif self.kind == "str":
-                if not isinstance(value, str):
-                    raise TypeError
-            elif self.kind == "float_list":
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    value = [float(value)]
-                elif isinstance(value, torch.Tensor):
-                    value = [float(v) for v in value.flatten().tolist()]
-                else:
-                    value = [float(v) for v in value]
-            else:  # pragma: no cover - programming error
-                raise AssertionError(f"unknown Param kind {self.kind}")
-        except (TypeError, ValueError):
-            raise UsageError(f"{where} must be a {self.kind.replace('_', ' ')}, got {value!r}") from None
-        if self.choices is not None and value not in self.choices:
-            raise UsageError(f"{where} must be {self.describe_range()}, got {value!r}")
-        if self.kind in ("float", "int"):
-            if isinstance(value, float) and math.isnan(value):
-                raise UsageError(f"{where} must be a number, got nan")
-            bad_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-            bad_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
-            if bad_low or bad_high:
-                raise UsageError(f"{where} must be {self.describe_range()}, got {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class Reference:
-    title: str
-    authors: str
-    year: int
-    venue: str = ""
-    url: str = ""
-
-    def short(self) -> str:
-        return f"{self.authors} ({self.year}), {self.title}"
-
-
-@dataclass(frozen=True)
-class LossInfo:
-    """Everything the registry, the docs and the engine know about a loss."""
-
-    name: str
-    family: str
-    reference: Reference
-    formula: str
-    params: tuple[Param, ...] = ()
-    bounded: bool = False
-    symmetric: bool = False
-    convex: bool | None = None
-    needs_class_counts: bool = False
-    multilabel: bool = False
-    soft_targets: bool = False
-    supports_weight: bool = False
-    supports_ignore_index: bool = True
-    batch_coupled: bool = False
-    can_be_negative: bool = False
-    head: str | None = None  # "cosine" | "distance": the engine installs ``make_head``
-    needs: tuple[str, ...] = ()  # context the engine must pass to forward (CONTEXT_KEYS)
-    # forward context that is optional: used when given (e.g. ``epoch`` for a schedule)
-    uses: tuple[str, ...] = ()
-    # upper bound of the per-sample loss as a function of (params, num_classes), if bounded
-    upper_bound: Callable[[dict, int], float] | None = None
-    # False when the method defines its gradient with stop-gradients or random derivatives
-    # (circle's alphas, ACLS's detached max, EnsLoss): finite differences of the value do not
-    # equal the gradient by design, so gradcheck does not apply (each module tests its gradient)
-    exact_gradient: bool = True
-    # False when the value is random by design (EnsLoss): no permutation-invariance check
-    deterministic: bool = True
-    # extra constructor arguments the registry-wide tests need (e.g. a harmonic ``n``)
-    test_params: dict = field(default_factory=dict)
-    notes: str = ""
-    aliases: tuple[str, ...] = ()
-
-    def defaults(self) -> dict[str, Any]:
-        return {p.name: p.default for p in self.params}
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON/YAML (stable keys: name, family, params, reference)."""
-        return {
-            "name": self.name,
-            "aliases": list(self.aliases),
-            "family": self.family,
-            "params": {p.name: p.default for p in self.params},
-            "param_ranges": {p.name: p.describe_range() for p in self.params},
-            "param_docs": {p.name: p.doc for p in self.params},
-            "formula": self.formula,
-            "properties": {
-                "bounded": self.bounded,
-                "symmetric": self.symmetric,
-                "convex": self.convex,
-                "can_be_negative": self.can_be_negative,
-                "needs_class_counts": self.needs_class_counts,
-                "multilabel": self.multilabel,
-                "soft_targets": self.soft_targets,
-                "supports_weight": self.supports_weight,
-                "batch_coupled": self.batch_coupled,
-                "head": self.head,
-                "needs": list(self.needs),
-            },
-            "reference": asdict(self.reference),
-            "notes": self.notes,
-        }
-
-
-LOSSES: Registry[type["Loss"]] = Registry("loss")
-
-
-def register_loss(
-    name: str,
-    *,
-    family: str,
-    reference: Reference,
-    formula: str,
-    params: Sequence[Param] = (),
-    aliases: Sequence[str] = (),
-    **props: Any,
-) -> Callable[[type["Loss"]], type["Loss"]]:
-    """Class decorator: attach a ``LossInfo`` and add the class to ``LOSSES``."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown loss family {family!r}; use one of {FAMILIES}")
-
-    def decorator(cls: type[Loss]) -> type[Loss]:
-        info = LossInfo(
-            name=name, family=family, reference=reference, formula=formula,
-            params=tuple(params), aliases=tuple(aliases), **props,
-        )
-        cls.info = info
-        LOSSES.add(name, cls, aliases=aliases, family=family, info=info)
-        return cls
-
-    return decorator
-
-
-def validate_params(info: LossInfo, params: dict[str, Any]) -> dict[str, Any]:
-    """Defaults merged with ``params``; unknown names and bad values raise UsageError."""
-    known = {p.name: p for p in info.params}
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        valid = ", ".join(f"{p.name}={p.default!r}" for p in info.params) or "(none)"
-        raise UsageError(
-            f"{info.name}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"valid parameters: {valid}"
-        )
-    return {name: p.validate(params.get(name, p.default), info.name) for name, p in known.items()}
 
 
 # --------------------------------------------------------------------------- base class

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from losscli.losses._fused_margin import circle
+from losscli.losses.fused.row_linear import circle
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.heads import CosineHead
 

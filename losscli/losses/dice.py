@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.functional import SquareDiceTerm, fused_softmax_loss
+from losscli.losses.fused.softmax_terms import SquareDiceTerm, fused_softmax_loss
 
 _POW_FLOOR = 1e-30
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.functional import softmax_column_sums
+from losscli.losses.fused.column_sums import softmax_column_sums
 
 _POW_FLOOR = 1e-30
 

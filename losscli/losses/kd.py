@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from losscli.losses._fused_margin import kd
+from losscli.losses.fused.row_linear import kd
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from losscli.losses._fused_margin import scaled_ce
+from losscli.losses.fused.row_linear import scaled_ce
 from losscli.losses.base import LOSSES, Loss, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
 from losscli.losses.reweighted import build_base_loss

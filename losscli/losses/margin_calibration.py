@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from losscli.losses._fused_margin import acls, mbls
+from losscli.losses.fused.row_linear import acls, mbls
 from losscli.losses.base import Loss, Param, Reference, register_loss
 
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.functional import ASLSingleTerm, fused_softmax_loss, pow_scalar
+from losscli.losses.fused.powers import pow_scalar
+from losscli.losses.fused.softmax_terms import ASLSingleTerm, fused_softmax_loss
 
 _POW_FLOOR = 1e-30  # floor for the base of a fractional power (finite derivative at 0)
 

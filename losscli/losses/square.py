@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from losscli.losses._fused_margin import squentropy
+from losscli.losses.fused.row_linear import squentropy
 from losscli.losses.base import Loss, Param, Reference, register_loss
 
 

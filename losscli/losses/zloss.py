@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from losscli.losses._fused_margin import logz_ce, standardised_target
+from losscli.losses.fused.row_linear import logz_ce, standardised_target
 from losscli.losses.base import LOSSES, Loss, Param, Reference, register_loss
 from losscli.losses.reweighted import build_base_loss
 

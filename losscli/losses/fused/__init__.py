@@ -1,0 +1,10 @@
+"""Fused autograd nodes shared by several losses (not losses themselves).
+
+- ``softmax_terms``: losses that are sums of terms of the softmax (APL family, Dice, ASL-single):
+  one log-softmax, each term supplies its value and gradient with respect to log p;
+- ``column_sums``: batch-level metric surrogates (Jaccard, AnyLoss) that need only the column
+  sums of the softmax and the target entries;
+- ``row_linear``: a softmax cross-entropy plus a per-row term (MbLS, ACLS, circle, KD, Z-losses,
+  squentropy, LogitNorm/LogitClip), whose gradient is linear in the incoming row gradient;
+- ``powers``: cheap integer powers (torch's CPU ``pow`` with other exponents is a slow pass).
+"""
