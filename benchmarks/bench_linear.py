@@ -17,8 +17,8 @@ import sys
 
 import torch
 from losscli.cli.output import render_table
-from losscli.engine.device import resolve_device
-from losscli.profiling.env import environment
+from losscli.device import resolve_device
+from losscli.environment import environment
 from losscli.profiling.harness import dtype_name, parse_dtype
 from losscli.profiling.linear_bench import compare_linear
 

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from losscli.cli.output import render_table
-from losscli.engine.device import resolve_device
+from losscli.device import resolve_device
 from losscli.losses import LOSSES
 from losscli.profiling.cases import SkipLoss, make_case
-from losscli.profiling.env import environment
+from losscli.environment import environment
 from losscli.profiling.harness import dtype_name, parse_dtype, summarise, time_fwd_bwd
 from losscli.profiling.memory import measure_peak, tensor_bytes
 

@@ -21,9 +21,9 @@ import torch
 
 from losscli.config import build_config
 from losscli.engine.batched import train_group
-from losscli.engine.spec import RunSpec
+from losscli.engine.runspec import RunSpec
 from losscli.engine.trainer import train_run
-from losscli.profiling.env import cpu_model
+from losscli.environment import cpu_model
 
 
 

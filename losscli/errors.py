@@ -31,3 +31,9 @@ class RunFailedError(LossCLIError, RuntimeError):
     """A run that started and then failed (NaN loss, exception). Exit code 1."""
 
     exit_code = 1
+
+
+class Interrupted(LossCLIError):
+    """Ctrl-C: the message says what was kept. Exit code 130 (128 + SIGINT), as shells expect."""
+
+    exit_code = 130

@@ -111,7 +111,7 @@ def test_presets_listed_and_each_valid():
     assert result.exit_code == 0
     names = {p["name"] for p in json.loads(result.stdout)}
     assert {"default", "quick"} <= names
-    from losscli.engine.compare import expand_grid
+    from losscli.app.compare.grid import expand_grid
 
     for p in list_presets():
         cfg = build_config(p["name"])

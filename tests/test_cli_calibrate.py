@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 import losscli.cli
-from losscli.calibrate import load_calibrator
+from losscli.app.calibrate import load_calibrator
 from losscli.errors import UsageError
 from losscli.metrics import compute_metrics
 

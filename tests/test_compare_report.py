@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from losscli.report.compare import (SCHEMA, build_compare_report, render_compare_markdown, summary_rows)
+from losscli.engine.rundir import load_logits
 
 LOSSES = [
     {"name": "ce", "params": {}, "label": "ce"},
@@ -273,7 +274,7 @@ def test_summary_rows_are_flat():
     assert gce["p_vs_baseline"] == pytest.approx(0.25) and gce["significant"] is False
     assert gce["outcome"] == "too_few_seeds"
     assert gce["accuracy"] == pytest.approx(entry(report, "gce(q=0.7)", "sym:0.4")["metrics"]["accuracy"]["mean"])
-    from losscli.cli.output import render_table
+    from losscli.serialize import render_table
 
     assert "gce(q=0.7)" in render_table(rows)
 
@@ -303,7 +304,8 @@ def test_compare_plots_are_written(tmp_path):
     results, config, env = make_results(seeds=(0, 1), run_root=tmp_path / "runs", fail={("focal", "none", 0)})
     _save_fake_logits(results)
     report = build_compare_report(results, config, env)
-    plots = write_compare_plots(report, results, tmp_path / "report" / "plots", relative_to=tmp_path / "report")
+    plots = write_compare_plots(report, results, tmp_path / "report" / "plots", relative_to=tmp_path / "report",
+                                load_logits=load_logits)
     assert set(plots) == {"accuracy_vs_noise", "training_curves", "reliability: noise none, imbalance none",
                           "reliability: noise sym:0.4, imbalance none"}
     for rel in plots.values():
@@ -322,7 +324,7 @@ def test_plots_with_one_noise_level_and_no_logits(tmp_path):
     for r in results:
         r["history"] = []
     assert _is_png(plot_training_curves(results, tmp_path / "curves.png"))
-    plots = write_compare_plots(report, results, tmp_path / "out")
+    plots = write_compare_plots(report, results, tmp_path / "out", load_logits=load_logits)
     # no logits.pt anywhere: reliability diagrams are skipped, the rest still drawn
     assert set(plots) == {"accuracy_vs_noise", "training_curves"}
 
@@ -334,7 +336,7 @@ def test_reliability_per_loss_uses_the_shared_diagram(tmp_path):
     results, config, env = make_results(seeds=(0,), noises=("none",), run_root=tmp_path / "runs")
     _save_fake_logits(results)
     report = build_compare_report(results, config, env)
-    plots = write_compare_plots(report, results, tmp_path / "out", reliability="per_loss")
+    plots = write_compare_plots(report, results, tmp_path / "out", reliability="per_loss", load_logits=load_logits)
     rel = {k: v for k, v in plots.items() if k.startswith("reliability")}
     assert len(rel) == len(LOSSES)
     assert all(_is_png(tmp_path / "out" / v) for v in rel.values())

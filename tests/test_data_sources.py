@@ -41,7 +41,7 @@ def check_bundle(b: DataBundle, kind: str, num_classes: int):
 
 # --------------------------------------------------------------------------- registry / names
 def test_specs_module_imports_without_torch():
-    code = ("import sys, losscli.data.specs as s; s.parse_noise_spec('sym:0.4'); "
+    code = ("import sys, losscli.data.settings as s; s.parse_noise_spec('sym:0.4'); "
             "s.parse_imbalance_spec('exp:10'); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from losscli.config import build_config
-from losscli.engine.spec import RunSpec
+from losscli.engine.runspec import RunSpec
 
 SYNTH = {"name": "synthetic", "options": {"classes": 4, "dim": 8, "n_train": 240, "n_test": 100, "separation": 2.0}}
 
@@ -27,13 +27,19 @@ def _cfg(**over):
 
 
 def _spec(loss="ce", seed=0, noise="none", **over):
-    return RunSpec.from_config(_cfg(**over), loss, seed=seed, noise=noise, imbalance="none")
+    from losscli.data.settings import parse_imbalance_spec, parse_noise_spec
+    from losscli.losses import resolve_loss
+
+    return RunSpec.from_config(_cfg(**over), resolve_loss(loss, for_engine=True), seed=seed,
+                               noise=parse_noise_spec(noise), imbalance=parse_imbalance_spec("none"))
 
 
 def test_train_run_writes_the_run_directory(tmp_path):
     from losscli.engine.trainer import train_run
 
-    report = train_run(_spec(), tmp_path / "run", progress=False)
+    from losscli.report.run import render_run_markdown
+
+    report = train_run(_spec(), tmp_path / "run", progress=False, render_markdown=render_run_markdown)
     run = tmp_path / "run"
     for name in ("config.yaml", "metrics.jsonl", "model.pt", "logits.pt", "report.md", "report.yaml"):
         assert (run / name).is_file(), name
@@ -124,7 +130,7 @@ def test_batchable_reasons():
 
 
 def test_eval_run_recomputes_metrics(tmp_path):
-    from losscli.engine.evaluate import evaluate_run
+    from losscli.app.evaluate import evaluate_run
     from losscli.engine.trainer import train_run
 
     report = train_run(_spec("focal"), tmp_path / "run", progress=False)
@@ -149,7 +155,8 @@ def test_kd_distils_from_a_finished_run(tmp_path):
     train_run(_spec(), tmp_path / "teacher", progress=False)
     with pytest.raises(UsageError, match="teacher"):
         train_run(_spec("kd"), tmp_path / "no-teacher", progress=False)
-    spec = RunSpec.from_config(_cfg(), "kd", seed=1, noise="none", imbalance="none", teacher=str(tmp_path / "teacher"))
+    spec = _spec("kd", seed=1)
+    spec.teacher = str(tmp_path / "teacher")
     report = train_run(spec, tmp_path / "student", progress=False)
     assert report["status"] == "ok" and report["config"]["teacher"] == str(tmp_path / "teacher")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from losscli.config import build_config
-from losscli.engine.spec import RunSpec
+from losscli.engine.runspec import RunSpec
 
 SYNTH = {"name": "synthetic", "options": {"classes": 4, "dim": 8, "n_train": 512, "n_test": 128}}
 

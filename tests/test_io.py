@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from losscli.io import atomic_torch_save, atomic_write_text, write_yaml
+from losscli.atomic import atomic_torch_save, atomic_write_text, write_yaml
 
 
 def test_failed_write_keeps_old_content(tmp_path, monkeypatch):

@@ -7,7 +7,8 @@ import torch
 
 from losscli.errors import UsageError
 from losscli.metrics import (
-    METRICS_INFO,
+    HEADLINE,
+    METRICS,
     accuracy,
     adaptive_ece,
     aurc,
@@ -234,10 +235,10 @@ def test_compute_metrics_keys_and_info(random_case):
     m = compute_metrics(logits, labels)
     expected = {"accuracy", "top5", "macro_f1", "balanced_accuracy", "nll", "brier", "ece", "adaptive_ece",
                 "classwise_ece", "mce", "aurc"}
-    assert set(m) == expected and set(METRICS_INFO) == expected
+    assert set(m) == expected and set(HEADLINE) == expected and expected <= set(METRICS)
     assert all(isinstance(v, float) and math.isfinite(v) for v in m.values())
     assert m["ece"] == pytest.approx(ece(probs, labels))
-    assert all(isinstance(v["higher_is_better"], bool) and v["doc"] for v in METRICS_INFO.values())
+    assert all(isinstance(v.higher_is_better, bool) and v.doc and v.definition and v.title for v in METRICS.values())
     # float32 logits give the same numbers (computed in float64 internally)
     assert compute_metrics(logits.float()[5:], labels[5:])["accuracy"] == m_acc(logits[5:], labels[5:])
 

@@ -1,28 +1,37 @@
-"""Post-hoc calibrators (fit on validation logits, applied to test logits) and the
-``losscli calibrate`` pipeline. Importing this package registers every calibrator."""
+"""Post-hoc calibrators, fitted on validation logits and applied to test logits.
+
+Every module of this package except ``base`` and ``fitting`` registers its calibrators in
+``CALIBRATORS`` when imported, and importing the package imports them all: adding a calibrator
+is one file with a ``@CALIBRATORS.register("name")`` class.
+"""
+
+import importlib as _importlib
+import pkgutil as _pkgutil
 
 from losscli.calibrate.base import CALIBRATORS, Calibrator, build_calibrator, check_logits  # noqa: F401
-from losscli.calibrate import scaling as _scaling, binning as _binning  # noqa: F401,E401  (registration)
-from losscli.calibrate.scaling import (  # noqa: F401
+
+
+def _register_all() -> None:
+    for mod in _pkgutil.iter_modules(__path__):
+        if mod.name not in ("base", "fitting") and not mod.name.startswith("_"):
+            _importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_register_all()
+
+from losscli.calibrate.binning import HistogramBinning, IsotonicCalibration  # noqa: E402,F401
+from losscli.calibrate.fitting import (  # noqa: E402,F401
+    DEFAULT_METHODS,
+    SCHEMA,
+    calibrate_logits,
+    fit_and_score,
+    fit_calibrators,
+    resolve_methods,
+)
+from losscli.calibrate.scaling import (  # noqa: E402,F401
     DirichletCalibration,
     MatrixScaling,
     TemperatureScaling,
     VectorScaling,
     fit_inverse_temperature,
-)
-from losscli.calibrate.binning import HistogramBinning, IsotonicCalibration  # noqa: F401
-from losscli.calibrate.api import (  # noqa: F401
-    DEFAULT_METHODS,
-    SCHEMA,
-    calibrate_files,
-    calibrate_logits,
-    calibrate_run,
-    fit_calibrators,
-    load_array,
-    load_calibrator,
-    load_run_logits,
-    render_markdown,
-    resolve_methods,
-    summary_rows,
-    write_calibration_outputs,
 )

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import torch
 
 from losscli.errors import UsageError
-from losscli.metrics.functional import _check_labels, _check_scores, looks_like_probabilities
+from losscli.metrics.functional import check_labels, check_scores, looks_like_probabilities
 from losscli.registry import Registry
 
 CALIBRATORS: Registry[type["Calibrator"]] = Registry("calibrator")
@@ -31,7 +31,7 @@ PROBS_MESSAGE = (
 
 def check_logits(logits: Any, name: str = "logits") -> torch.Tensor:
     """Validate ``[N, C]`` logits, reject probability inputs, return float64."""
-    z = _check_scores(logits, name)
+    z = check_scores(logits, name)
     if looks_like_probabilities(z):
         raise UsageError(f"{name}: {PROBS_MESSAGE}")
     return z
@@ -69,7 +69,7 @@ class Calibrator:
 
     def fit(self, val_logits: Any, val_labels: Any) -> "Calibrator":
         z = check_logits(val_logits, "val_logits")
-        y = _check_labels(val_labels, z.shape[0], z.shape[1], "val_labels")
+        y = check_labels(val_labels, z.shape[0], z.shape[1], "val_labels")
         with small_problem_threads(z.numel()):
             self._fit(z, y)
         self.n_classes = int(z.shape[1])

@@ -10,37 +10,21 @@ from __future__ import annotations
 import os
 import sys
 
-import typer
-
-from losscli import __version__
-
-app = typer.Typer(
-    name="losscli",
-    help="Should I adopt this classification loss? Train, compare, profile and calibrate the literature's losses.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"losscli {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-) -> None:
-    """losscli: classification losses, measured honestly."""
+from losscli.cli.app import app  # noqa: E402,F401  (the Typer app; tests invoke it)
 
 
 def _register_commands() -> None:
     # Each module adds its command(s) to ``app`` when imported.
     from losscli.cli import commands  # noqa: F401
+
+
+def _click_kind(exc: BaseException) -> str | None:
+    """Which click exception ``exc`` is (Typer vendors click in some releases, so match by class name)."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    for kind in ("Exit", "Abort", "UsageError", "ClickException"):
+        if kind in names:
+            return kind
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,17 +34,33 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands()
     debug = os.environ.get("LOSSCLI_DEBUG", "") not in ("", "0")
     try:
-        app(args=argv, prog_name="losscli")
-    except LossCLIError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        result = app(args=argv, prog_name="losscli", standalone_mode=False)
     except KeyboardInterrupt:
         print("error: interrupted; completed results are kept on disk", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the CLI promises no tracebacks
+    except LossCLIError as exc:
         if debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (set LOSSCLI_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the CLI promises no tracebacks
+        kind = _click_kind(exc)
+        if kind == "Exit":  # --help, --version, typer.Exit
+            sys.exit(exc.exit_code)
+        if kind == "Abort":
+            print("error: interrupted; completed results are kept on disk", file=sys.stderr)
+            sys.exit(130)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `losscli`: the help, as asked for
+            print(exc.format_message())
+            sys.exit(0)
+        if kind in ("UsageError", "ClickException"):  # bad option, missing argument, wrong type: one line, exit 2
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            print(f"error: {' '.join(exc.format_message().split())}{where}", file=sys.stderr)
+            sys.exit(2)
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} (set LOSSCLI_DEBUG=1 for the traceback)",
+              file=sys.stderr)
         sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -7,19 +7,20 @@ from typing import Optional
 
 import typer
 
-from losscli.cli import app
+from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
 from losscli.cli.output import Format, emit, log
 
-_DEFAULT_METHODS = "temperature,vector,matrix,dirichlet,histogram,isotonic"
+# the help lists calibrate.fitting.DEFAULT_METHODS (a test checks); the default itself is None ->
+# that tuple, so it has one owner (importing it here would load torch for --help)
+_METHODS_HELP = "Comma-separated calibrators (default: temperature, vector, matrix, dirichlet, histogram, isotonic)."
 
 
 @app.command("calibrate")
 def calibrate_command(
     run_dir: Optional[Path] = typer.Argument(
         None, metavar="RUN_DIR", help="Run directory with logits.pt (val/test logits and labels); outputs are written into it."),
-    methods: str = typer.Option(_DEFAULT_METHODS, "--methods", "-m",
-                                help="Comma-separated calibrators: temperature, vector, matrix, dirichlet, histogram, isotonic."),
+    methods: Optional[str] = typer.Option(None, "--methods", "-m", help=_METHODS_HELP),
     bins: int = typer.Option(15, "--bins", min=1, help="Equal-width bins for ECE/MCE/classwise ECE (and equal-mass for adaptive ECE)."),
     val_logits: Optional[Path] = typer.Option(None, "--val-logits", help="Validation logits [N, C] (.pt, .npy, .npz), instead of RUN_DIR."),
     val_labels: Optional[Path] = typer.Option(None, "--val-labels", help="Validation labels [N] (.pt, .npy, .npz)."),
@@ -43,7 +44,9 @@ def calibrate_command(
         missing = [k for k in files if files[k] is None]
         raise UsageError(f"missing {', '.join(missing)} (all four files are needed without a RUN_DIR)")
 
-    from losscli.calibrate import calibrate_files, calibrate_run, render_markdown, resolve_methods, summary_rows
+    from losscli.app.calibrate import calibrate_files, calibrate_run
+    from losscli.calibrate import resolve_methods
+    from losscli.report.calibration import render_calibration_markdown, summary_rows
 
     names = resolve_methods(methods)
     if run_dir is not None:
@@ -55,5 +58,5 @@ def calibrate_command(
     if dest is not None:
         log(f"wrote {Path(dest) / 'calibration.md'}, calibration.yaml, reliability diagrams and calibrators/")
     rows = summary_rows(report, "test")
-    text = render_markdown(report, report.get("files", {}).get("reliability")) if fmt == Format.md else None
+    text = render_calibration_markdown(report, report.get("files", {}).get("reliability")) if fmt == Format.md else None
     emit(report, fmt, rows=rows, text=text)

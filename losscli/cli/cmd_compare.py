@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from losscli.cli import app
+from losscli.cli.app import app
 from losscli.cli import run_options as o
 from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION
 from losscli.cli.output import Format, emit, log
@@ -31,41 +31,46 @@ def compare_command(
     schedule: Optional[str] = o.SCHEDULE,
     device: Optional[str] = o.DEVICE,
     compile: Optional[bool] = o.COMPILE,
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per CPU core on CPU, 1 on CUDA where runs are batched)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (default: one per CPU core on CPU, 1 on CUDA where runs are batched)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="Where runs execute: local (this process), pool (worker processes) or ray (a Ray cluster; pip install 'losscli[ray]'). Default: local for one job, pool for more."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address ('auto' joins a running cluster; default: start a local Ray instance)."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run; fractions pack several small runs on one GPU."),
     batch_runs: Optional[bool] = typer.Option(None, "--batch-runs/--no-batch-runs", help="Train compatible runs together with torch.func (default: on CUDA only, where it is faster)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run runs recorded as failed."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip runs already finished in --out (default). --no-resume refuses a non-empty --out."),
+    wait: bool = typer.Option(False, "--wait", help="If another losscli process is using --out, wait for it instead of exiting."),
     sets: Optional[List[str]] = o.SET,
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Compare directory (default compare/<preset-or-custom>)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Compare directory (default: compare/<preset> for a preset's own grid, compare/<preset>-<grid hash> otherwise)."),
     quiet: bool = QUIET_OPTION,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Compare losses under controlled conditions: accuracy, calibration, robustness, cost, with paired statistics."""
     from pathlib import Path
 
-    from losscli.config import build_config
+    from losscli.app.compare.grid import default_out_dir
+    from losscli.app.compare.run import run_compare
+    from losscli.config import build_config, validate
     from losscli.errors import RunFailedError, UsageError
+    from losscli.report.compare import summary_rows
 
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
         lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile,
-        losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, jobs=jobs, batch_runs=batch_runs,
+        losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, jobs=jobs,
+        batch_runs=batch_runs, executor=executor, address=address, gpus_per_run=gpus_per_run,
     )
     preset_name = preset or "default"
-    cfg = build_config(preset_name, overrides, sets)
-    out_dir = Path(out) if out else Path("compare") / Path(preset_name).stem
-    if not resume and out_dir.exists() and any(out_dir.iterdir()):
+    cfg = validate(build_config(preset_name, overrides, sets), "compare")
+    out_dir = Path(out) if out else default_out_dir(preset_name, cfg, build_config(preset_name))
+    if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} is not empty and --no-resume was given; choose another --out or remove it")
 
-    from losscli.engine.compare import run_compare
-    from losscli.report.compare import summary_rows
-
-    report = run_compare(cfg, out_dir, retry_failed=retry_failed, log=None if quiet else log,
-                         progress=not quiet)
+    report = run_compare(cfg, out_dir, retry_failed=retry_failed, log=None if quiet else log, progress=not quiet,
+                         wait=wait)
     if fmt in (Format.yaml, Format.json):
         emit(report, fmt)
     else:
-        emit(report, fmt, rows=_compact_rows(summary_rows(report)))
+        emit(report, fmt, rows=_compact_rows(summary_rows(report)) if fmt != Format.csv else summary_rows(report))
         if not quiet:
             for verdict in report.get("verdicts", []):
                 for sentence in verdict.get("sentences", []):

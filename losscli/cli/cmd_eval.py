@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from losscli.cli import app
+from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
 from losscli.cli.output import Format, emit
 
@@ -32,7 +32,7 @@ def eval_command(
     directory = Path(run_dir) if run_dir else Path(checkpoint).parent
     if not directory.is_dir():
         raise UsageError(f"run directory {str(directory)!r} does not exist")
-    from losscli.engine.evaluate import evaluate_run
+    from losscli.app.evaluate import evaluate_run
 
     report = evaluate_run(directory, dataset=dataset, data_dir=data_dir, calibrator=calibrator, n_bins=bins, device=device)
     rows = []

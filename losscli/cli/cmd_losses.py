@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from losscli.cli import app
+from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
 from losscli.cli.output import Format, emit
 

@@ -6,9 +6,10 @@ from typing import Optional
 
 import typer
 
-from losscli.cli import app
+from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, parse_csv
-from losscli.cli.output import Format, emit, log, render_table
+from losscli.cli.output import Format, emit, log
+from losscli.serialize import render_table
 
 _COST_COLUMNS = ["loss", "n", "c", "dtype", "forward_ms", "backward_ms", "total_ms", "total_ms_p20", "total_ms_p80",
                  "peak_mb", "peak_delta_mb", "overhead_vs_ce"]
@@ -96,7 +97,7 @@ def profile_command(
             raise UsageError("--threads must be >= 1")
         torch.set_num_threads(threads)
 
-    from losscli.engine.device import resolve_device
+    from losscli.device import resolve_device
     from losscli.profiling.harness import SCHEMA, dtype_name, parse_dtype, profile_losses
 
     batches = _ints(batch, "--batch")
@@ -108,7 +109,7 @@ def profile_command(
         if linear_dim < 1:
             raise UsageError("--linear-dim must be >= 1")
         from losscli.profiling.cases import resolve_loss_names
-        from losscli.profiling.env import environment
+        from losscli.environment import environment
         from losscli.profiling.linear_bench import compare_linear_losses
 
         specs = [r[0] for r in resolve_loss_names(loss_list)]

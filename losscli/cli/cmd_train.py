@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from losscli.cli import app
+from losscli.cli.app import app
 from losscli.cli import run_options as o
 from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION
 from losscli.cli.output import Format, emit, log
@@ -42,11 +42,10 @@ def train_command(
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Train one model with one loss. Writes config.yaml, metrics.jsonl, model.pt, logits, report.md/.yaml."""
-    from pathlib import Path
-
+    from losscli.app.train import run_train
     from losscli.config import build_config
     from losscli.errors import RunFailedError
-    from losscli.specs import format_loss_spec, parse_assignments, parse_loss_spec
+    from losscli.lossspec import format_loss_spec, parse_assignments, parse_loss_spec
 
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
@@ -54,35 +53,17 @@ def train_command(
         text_column=text_column, label_column=label_column, seed=seed, noise=noise, imbalance=imbalance,
     )
     if loss is not None or param:
-        name, params = parse_loss_spec(loss or "ce")
+        name, params = parse_loss_spec("ce" if loss is None else loss)
         params.update(parse_assignments(param or [], what="--param"))
         overrides["loss"] = format_loss_spec(name, params)
     cfg = build_config(preset, overrides, sets)
-    from losscli.data.specs import parse_imbalance_spec, parse_noise_spec
-    from losscli.engine.spec import RunSpec
-
-    for n in cfg.noise_list():  # cheap checks first: no torch needed to reject a typo
-        parse_noise_spec(n)
-    for i in cfg.imbalance_list():
-        parse_imbalance_spec(i)
-    from losscli.engine.trainer import train_run
-    from losscli.losses import check_loss_spec
-
-    spec = RunSpec.from_config(cfg, teacher=teacher)
-    check_loss_spec(spec.loss, spec.loss_params)  # fail on a typo before loading any data
-    run_dir = Path(out) if out else Path("runs") / f"{spec.loss}-{_slug(spec.dataset.name)}-s{spec.seed}"
-    report = train_run(spec, run_dir, overwrite=overwrite, progress=not quiet, log=None if quiet else log)
+    report, run_dir = run_train(cfg, out=out, teacher=teacher, overwrite=overwrite, progress=not quiet,
+                                log=None if quiet else log)
     _print_summary(report, fmt)
     if report["status"] != "ok":
         raise RunFailedError(f"run failed: {report['error']} (partial results kept in {run_dir})")
     if not quiet:
         log(f"run directory: {run_dir}")
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:40] or "data"
 
 
 def _print_summary(report: dict, fmt: Format) -> None:

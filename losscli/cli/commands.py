@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
-import losscli.cli as _cli
-
-for _mod in sorted(pkgutil.iter_modules(_cli.__path__), key=lambda m: m.name):
+for _mod in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
     if _mod.name.startswith("cmd_"):
         importlib.import_module(f"losscli.cli.{_mod.name}")

@@ -12,6 +12,6 @@ QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress output on 
 
 def parse_csv(text: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]`` (respecting brackets, for loss specs)."""
-    from losscli.specs import split_top_level
+    from losscli.lossspec import split_top_level
 
     return split_top_level(text) if text else []

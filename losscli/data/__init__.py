@@ -7,7 +7,7 @@
 Sources register themselves in ``DATASETS`` (one module each); ``hf:<name-or-path>`` and
 paths ending in ``.npz``/``.pt`` are resolved by :func:`load_dataset`.
 
-Attributes are imported lazily (PEP 562) so that ``losscli.data.specs`` and
+Attributes are imported lazily (PEP 562) so that ``losscli.data.settings`` and
 ``losscli.data.registry`` can be used without importing torch.
 """
 
@@ -21,7 +21,7 @@ _EXPORTS = {
     "apply_imbalance": "imbalance", "load_dataset": "loading", "resolve_name": "loading",
     "apply_noise": "noise", "transition_matrix": "noise", "CLASS_MAPS": "noise",
     "register_dataset": "registry",
-    "parse_noise_spec": "specs", "parse_imbalance_spec": "specs", "NoiseSpec": "specs", "ImbalanceSpec": "specs",
+    "parse_noise_spec": "settings", "parse_imbalance_spec": "settings", "NoiseSpec": "settings", "ImbalanceSpec": "settings",
 }
 #: modules that register a source in DATASETS when imported
 SOURCE_MODULES = ("src_mnist1d", "src_synthetic", "src_torchvision", "src_hf", "src_files")

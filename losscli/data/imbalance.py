@@ -17,7 +17,7 @@ import math
 import torch
 
 from losscli.data.bundle import DataBundle
-from losscli.data.specs import ImbalanceSpec, parse_imbalance_spec
+from losscli.data.settings import ImbalanceSpec, parse_imbalance_spec
 from losscli.errors import UsageError
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from losscli.data.bundle import DataBundle
-from losscli.data.specs import NoiseSpec, parse_noise_spec
+from losscli.data.settings import NoiseSpec, parse_noise_spec
 from losscli.errors import UsageError
 
 #: standard asymmetric class maps (Patrini et al. 2017), keyed by dataset name

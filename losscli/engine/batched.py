@@ -13,21 +13,23 @@ train mode, dropout, a loss with its own head, learnable parameters or per-sampl
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch.func import functional_call, stack_module_state
 
+from losscli.config.validate import validate_train
+from losscli.device import autocast, autocast_dtype, cpu_threads, resolve_device, seeded_generator, should_compile
 from losscli.engine import rundir
-from losscli.engine.device import (autocast, autocast_dtype, cpu_threads, environment, resolve_device, seeded_generator,
-                                   should_compile)
-from losscli.engine.optim import build_optimizer, lr_factor, validate_train_config
+from losscli.engine.build import (STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data,
+                                  loss_context, model_name)
+from losscli.engine.evaluate import finalize_metrics
+from losscli.engine.optim import build_optimizer, build_schedule, epoch_batches
 from losscli.engine.recorder import RunRecorder, Stopwatch
-from losscli.engine.setup import (STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data,
-                                  loss_context, resolved_model_name)
-from losscli.engine.spec import RunSpec
-from losscli.engine.trainer import epoch_batches, finalize_metrics, steps_per_epoch
+from losscli.engine.runspec import RunSpec
+from losscli.environment import environment
 
 
 def batchable(loss_fn, model) -> str | None:
@@ -47,16 +49,32 @@ def batchable(loss_fn, model) -> str | None:
     return None
 
 
+@dataclass
+class GroupContext:
+    """Everything a stacked group trains with; index ``r`` is the r-th run everywhere."""
+
+    specs: list[RunSpec]
+    bundles: list
+    losses: list
+    models: list[torch.nn.Module]
+    recs: list[RunRecorder]
+    device: torch.device
+    amp: torch.dtype | None
+    compiled: bool
+    log: Callable[[str], None] | None = None
+
+
 def train_group(specs: list[RunSpec], run_dirs: list[Path], *, overwrite: bool = True, progress: bool = False,
-                data_cache: dict | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                data_cache: dict | None = None, log: Callable[[str], None] | None = None,
+                render_markdown: Callable[[dict], str] | None = None) -> list[dict[str, Any]]:
     """Train ``specs`` (one batch group) together; write each run's directory; return reports."""
-    assert specs and len(specs) == len(run_dirs)
+    if not specs or len(specs) != len(run_dirs):
+        raise ValueError("train_group needs one run directory per spec")
     first = specs[0]
-    validate_train_config(first.train)
+    validate_train(first.train)
     device = resolve_device(first.device)
     amp = autocast_dtype(first.precision, device)
     compiled = should_compile(first.compile, device)
-    cfg = first.train
 
     bundles = [load_run_data(s, data_cache) for s in specs]
     losses = [build_run_loss(s, b).to(device) for s, b in zip(specs, bundles)]
@@ -65,21 +83,20 @@ def train_group(specs: list[RunSpec], run_dirs: list[Path], *, overwrite: bool =
         reason = batchable(loss_fn, model)
         if reason:
             raise ValueError(f"cannot batch {loss_fn.info.name}: {reason}")
-    R = len(specs)
-    env = {**environment(device, compiled, amp), "batched_runs": R}
-    recs = []
-    for s, d, b in zip(specs, run_dirs, bundles):
-        rec = RunRecorder(s, rundir.prepare_run_dir(Path(d), overwrite), env, b, resolved_model_name(s, b))
-        rec.start()
-        recs.append(rec)
-
     for m in models:
         m.to(device)
-    with cpu_threads(first.threads, device, models[0]):
-        return _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log)
+    with cpu_threads(first.threads, device, models[0]) as threads:
+        env = {**environment(device, compiled=compiled, amp_dtype=amp, threads=threads), "batched_runs": len(specs)}
+        recs = []
+        for s, d, b in zip(specs, run_dirs, bundles):
+            rec = RunRecorder(s, rundir.prepare_run_dir(Path(d), overwrite), env, b, model_name(s, b), render_markdown)
+            rec.start()
+            recs.append(rec)
+        return _fit_group(GroupContext(specs, bundles, losses, models, recs, device, amp, compiled, log))
 
 
-def _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log) -> list[dict[str, Any]]:
+def _fit_group(g: GroupContext) -> list[dict[str, Any]]:
+    specs, bundles, losses, models, recs, device = g.specs, g.bundles, g.losses, g.models, g.recs, g.device
     cfg = specs[0].train
     R = len(specs)
     params, buffers = stack_module_state(models)  # leaf tensors [R, ...]
@@ -91,27 +108,25 @@ def _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log)
 
     forward_each = torch.vmap(one_model, in_dims=(0, 0, 0))  # x: [R, B, ...]
     forward_shared = torch.vmap(one_model, in_dims=(0, 0, None))  # x: [N, ...] shared (evaluation)
-    if compiled:
+    if g.compiled:
         forward_each = torch.compile(forward_each)
 
     x_train = bundles[0].x_train.to(device)
     y_train = torch.stack([b.y_train for b in bundles]).to(device)  # [R, N]: labels differ per seed (noise)
     data0 = DeviceData.from_bundle(bundles[0], device)
     n_train = x_train.shape[0]
-    spe = steps_per_epoch(n_train, cfg.batch_size)
-    total = spe * cfg.epochs
     optimizer = build_optimizer(list(params.values()), cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spe, cfg))
+    scheduler, spe = build_schedule(optimizer, n_train, cfg)
     orders = [seeded_generator(s.seed, STREAM_ORDER) for s in specs]
     alive = [True] * R
 
     for epoch in range(1, cfg.epochs + 1):
         step_losses = torch.empty(R, spe, device=device)
-        batches = [epoch_batches(n_train, cfg.batch_size, g) for g in orders]
+        batches = [epoch_batches(n_train, cfg.batch_size, o) for o in orders]
         with Stopwatch(device) as sw:
             for b in range(spe):
                 idx = torch.stack([batches[r][b] for r in range(R)]).to(device)  # [R, B]
-                with autocast(amp, device):
+                with autocast(g.amp, device):
                     logits = forward_each(params, buffers, x_train[idx])
                 yb = torch.gather(y_train, 1, idx)
                 per_run = _per_run_losses(loss_groups, losses, logits, yb, idx, epoch, R)
@@ -122,44 +137,39 @@ def _fit_group(specs, bundles, losses, models, recs, device, amp, compiled, log)
                 optimizer.step()
                 scheduler.step()
                 step_losses[:, b] = per_run.detach()
-        for rec in recs:
-            rec.train_seconds += sw.seconds / R  # the group's time, shared evenly
-            rec.samples_seen += spe * min(cfg.batch_size, n_train)
-        bad_runs = _nonfinite_steps(step_losses)
         with Stopwatch(device) as ew:
-            val_acc = _stacked_accuracy(forward_shared, params, buffers, data0.x_val, data0.y_val, amp)
-            test_acc = _stacked_accuracy(forward_shared, params, buffers, data0.x_test, data0.y_test, amp)
+            val_acc = _stacked_accuracy(forward_shared, params, buffers, data0.x_val, data0.y_val, g.amp)
+            test_acc = _stacked_accuracy(forward_shared, params, buffers, data0.x_test, data0.y_test, g.amp)
         for r, rec in enumerate(recs):
             if not alive[r]:
                 continue
-            rec.eval_seconds += ew.seconds / R
-            if r in bad_runs:
-                step, value = bad_runs[r]
-                rec.fail(f"non-finite loss ({value}) at epoch {epoch}, step {step + 1} of {spe}; try a lower --lr, "
-                         "gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
-                rec.finish(rec.good_state or {}, None, None)
+            rec.add_train_time(sw.seconds / R, spe * min(cfg.batch_size, n_train))  # the group's time, shared evenly
+            rec.add_eval_time(ew.seconds / R)
+            if not rec.check_finite(step_losses[r], epoch):
+                rec.finish_failed()
                 alive[r] = False
-                if log:
-                    log(f"{specs[r].loss_label} (seed {specs[r].seed}) failed: {rec.failed}")
+                if g.log:
+                    g.log(f"{specs[r].loss_label} (seed {specs[r].seed}) failed: {rec.failed}")
                 continue
-            rec.record_epoch(epoch, step_losses[r].mean().item(), val_acc[r], test_acc[r], optimizer.param_groups[0]["lr"])
-            rec.good_state = {f"model.{k}": v[r].detach().to("cpu", copy=True) for k, v in {**params, **buffers}.items()}
+            rec.record_epoch(epoch, step_losses[r].mean().item(), val_acc[r], test_acc[r],
+                             optimizer.param_groups[0]["lr"],
+                             {f"model.{k}": v[r] for k, v in {**params, **buffers}.items()})
         if not any(alive):
             break
 
     reports = []
     for r, rec in enumerate(recs):
         if not alive[r]:
-            reports.append(_read_back(rec))
+            reports.append(rundir.read_report(rec.run_dir))
             continue
         model = models[r]
         with torch.no_grad():
             model.load_state_dict({k: v[r].detach() for k, v in {**params, **buffers}.items()})
-        metrics, logits = finalize_metrics(model, losses[r], DeviceData.from_bundle(bundles[r], device), bundles[r], amp)
+        metrics, logits = finalize_metrics(model, losses[r], DeviceData.from_bundle(bundles[r], device), bundles[r], g.amp)
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
         reports.append(rec.finish(state, logits, metrics))
-        if log:
-            log(f"{specs[r].loss_label} (seed {specs[r].seed}): test accuracy {metrics['test']['accuracy']:.4f}")
+        if g.log:
+            g.log(f"{specs[r].loss_label} (seed {specs[r].seed}): test accuracy {metrics['test']['accuracy']:.4f}")
     return reports
 
 
@@ -171,7 +181,7 @@ def _group_identical_losses(specs: list[RunSpec], losses: list) -> list[tuple[li
     for r, (spec, loss_fn) in enumerate(zip(specs, losses)):
         info = loss_fn.info
         shareable = (loss_fn.reduction == "mean" and loss_fn.weight is None and not info.batch_coupled
-                     and not info.needs_class_counts and not info.needs and not getattr(info, "uses", ()))
+                     and not info.needs_class_counts and not info.needs and not info.uses)
         groups.setdefault(spec.loss_label if shareable else f"#run{r}", []).append(r)
     out = []
     for key, members in groups.items():
@@ -199,12 +209,6 @@ def _per_run_losses(groups, losses, logits, yb, idx, epoch, R) -> torch.Tensor:
     return torch.stack(per_run)
 
 
-def _read_back(rec: RunRecorder) -> dict[str, Any]:
-    report = rundir.read_report(rec.run_dir)
-    assert report is not None
-    return report
-
-
 def _clip_per_run(params: dict[str, torch.Tensor], max_norm: float) -> None:
     """clip_grad_norm_ for each run's slice separately (the global norm of one run)."""
     grads = [p.grad for p in params.values() if p.grad is not None]
@@ -214,17 +218,6 @@ def _clip_per_run(params: dict[str, torch.Tensor], max_norm: float) -> None:
     scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(scale.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
-
-
-def _nonfinite_steps(step_losses: torch.Tensor) -> dict[int, tuple[int, float]]:
-    losses = step_losses.detach().float().cpu()
-    bad = ~torch.isfinite(losses)
-    out = {}
-    for r in range(losses.shape[0]):
-        if bool(bad[r].any()):
-            step = int(bad[r].nonzero()[0, 0])
-            out[r] = (step, float(losses[r, step]))
-    return out
 
 
 @torch.no_grad()

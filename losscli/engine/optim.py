@@ -1,4 +1,7 @@
-"""Optimizers and per-step learning-rate schedules (warm-up + cosine / one-cycle / step)."""
+"""Optimizers and per-step learning-rate schedules (warm-up + cosine / one-cycle / step).
+
+Ranges of the training keys are checked once, in :func:`losscli.config.validate_train`.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,17 @@ from typing import Iterable
 
 import torch
 
-from losscli.config import TrainConfig
-from losscli.errors import UsageError
+from losscli.config.schema import TrainConfig
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     params = list(params)
+    # foreach=False: the per-tensor update is the same elementwise arithmetic for a stacked [R, ...]
+    # parameter (batched runs) as for R separate ones, so stacked and separate runs stay equal
     if cfg.optimizer == "adamw":
-        # foreach=False keeps per-tensor math identical between stacked and separate runs
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
-    raise UsageError(f"unknown optimizer {cfg.optimizer!r}; use adamw or sgd")
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.momentum > 0, foreach=False)
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
@@ -37,23 +39,23 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: TrainConfi
     if cfg.schedule == "step":
         frac = step / max(1, total_steps)
         return cfg.step_gamma ** sum(frac >= m for m in cfg.step_milestones)
-    if cfg.schedule == "constant":
-        return 1.0
-    raise UsageError(f"unknown schedule {cfg.schedule!r}; use cosine, onecycle, step or constant")
+    return 1.0  # constant
 
 
-def validate_train_config(cfg: TrainConfig) -> None:
-    checks = [
-        (cfg.epochs >= 1, "train.epochs must be >= 1"),
-        (cfg.batch_size >= 1, "train.batch_size must be >= 1"),
-        (cfg.lr > 0, "train.lr must be > 0"),
-        (cfg.weight_decay >= 0, "train.weight_decay must be >= 0"),
-        (cfg.optimizer in ("adamw", "sgd"), f"unknown optimizer {cfg.optimizer!r}; use adamw or sgd"),
-        (cfg.schedule in ("cosine", "onecycle", "step", "constant"),
-         f"unknown schedule {cfg.schedule!r}; use cosine, onecycle, step or constant"),
-        (cfg.grad_clip is None or cfg.grad_clip > 0, "train.grad_clip must be > 0 (or null)"),
-        (cfg.warmup_epochs >= 0, "train.warmup_epochs must be >= 0"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    # Drop the last partial batch (fixed shapes: no recompiles, exact batched equivalence).
+    return max(1, n_train // batch_size) if n_train >= batch_size else 1
+
+
+def epoch_batches(n_train: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Index slices of one epoch's permutation (on CPU; moved to the device by the caller)."""
+    perm = torch.randperm(n_train, generator=gen)
+    bs = min(batch_size, n_train)
+    return [perm[i * bs:(i + 1) * bs] for i in range(steps_per_epoch(n_train, batch_size))]
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, n_train: int, cfg: TrainConfig):
+    """(scheduler stepping once per optimizer step, steps per epoch)."""
+    spe = steps_per_epoch(n_train, cfg.batch_size)
+    total = spe * cfg.epochs
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spe, cfg)), spe

@@ -1,39 +1,41 @@
-"""Per-run bookkeeping shared by the single and batched trainers.
+"""Per-run bookkeeping shared by the single and the batched trainer.
 
-Tracks the epoch history (written to metrics.jsonl as it goes), the best epoch by
-validation accuracy, timing, and turns a finished (or failed) run into its report.
+Tracks the epoch history (written to metrics.jsonl as it goes), the best epoch by validation
+accuracy, timing, the last finite weights, and turns a finished (or failed) run into its
+report. Trainers talk to it through methods only, so its fields stay consistent.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from losscli.engine import rundir
-from losscli.engine.spec import RunSpec
-
-SCHEMA = "losscli/run/v1"
+from losscli.engine.runspec import RunSpec
 
 
 class RunRecorder:
-    def __init__(self, spec: RunSpec, run_dir: Path, env: dict, bundle, model_name: str):
+    def __init__(self, spec: RunSpec, run_dir: Path, env: dict, bundle, model_name: str,
+                 render_markdown: Callable[[dict], str] | None = None):
         self.spec = spec
         self.run_dir = Path(run_dir)
         self.env = env
         self.bundle = bundle
         self.model_name = model_name
+        self.render_markdown = render_markdown  # the caller's view of a report (None: no report.md)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
-        self.train_seconds = 0.0
-        self.eval_seconds = 0.0
-        self.compile_seconds = 0.0
-        self.samples_seen = 0
         self.failed: str | None = None
-        self.good_state: dict[str, torch.Tensor] | None = None  # last finite weights (for failures)
+        self._train_seconds = 0.0
+        self._eval_seconds = 0.0
+        self._compile_seconds = 0.0
+        self._samples = 0
+        self._good_state: dict[str, torch.Tensor] | None = None  # last finite weights (kept on failure)
 
+    # -- progress ------------------------------------------------------------------------
     def start(self) -> None:
         rundir.write_config(self.run_dir, self.resolved())
 
@@ -42,24 +44,55 @@ class RunRecorder:
         data["model"]["resolved_name"] = self.model_name
         return data
 
-    def record_epoch(self, epoch: int, train_loss: float, val_acc: float, test_acc: float, lr: float) -> None:
+    def add_train_time(self, seconds: float, samples: int) -> None:
+        self._train_seconds += seconds
+        self._samples += samples
+
+    def add_eval_time(self, seconds: float) -> None:
+        self._eval_seconds += seconds
+
+    def add_compile_time(self, seconds: float) -> None:
+        self._compile_seconds += seconds
+
+    @property
+    def compile_seconds(self) -> float:
+        return self._compile_seconds
+
+    def check_finite(self, step_losses: torch.Tensor, epoch: int) -> bool:
+        """False (and the run marked failed, with where and what to try) if a step's loss was not finite."""
+        losses = step_losses.detach().float().cpu()
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad) == 0:
+            return True
+        step = int(bad[0, 0])
+        self.failed = (f"non-finite loss ({float(losses[step])}) at epoch {epoch}, step {step + 1} of {len(losses)}; "
+                       "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
+        return False
+
+    def record_epoch(self, epoch: int, train_loss: float, val_acc: float, test_acc: float, lr: float,
+                     state: dict[str, torch.Tensor]) -> None:
+        """One epoch's numbers (appended to metrics.jsonl) and the weights after it (CPU copies)."""
         row = {
             "epoch": epoch, "train_loss": train_loss, "val_accuracy": val_acc, "test_accuracy": test_acc,
-            "lr": lr, "train_seconds": round(self.train_seconds, 4),
+            "lr": lr, "train_seconds": round(self._train_seconds, 4),
         }
         self.history.append(row)
         rundir.append_metrics(self.run_dir, row)
         if self.best is None or val_acc > self.best["val_accuracy"]:
             self.best = {"epoch": epoch, "val_accuracy": val_acc, "test_accuracy": test_acc}
+        self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
     def fail(self, message: str) -> None:
         self.failed = message
 
-    def finish(self, model_state: dict[str, torch.Tensor], logits: dict[str, torch.Tensor] | None,
-               metrics: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write model, logits and the report (last). Returns the report dict."""
-        from losscli.report.run import render_run_markdown
+    # -- the end ---------------------------------------------------------------------------
+    def finish_failed(self) -> dict[str, Any]:
+        """Write the report of a failed run, keeping the last finite weights."""
+        return self.finish(self._good_state or {}, None, None)
 
+    def finish(self, model_state: dict[str, torch.Tensor], logits: dict[str, torch.Tensor] | None,
+               metrics: dict[str, Any] | None) -> dict[str, Any]:
+        """Write model, logits and the report (last). Returns the report dict."""
         if model_state:
             rundir.save_model(self.run_dir, model_state)
         if logits:
@@ -69,11 +102,11 @@ class RunRecorder:
         metrics["best_epoch"] = self.best
         metrics["last_epoch"] = {"epoch": last["epoch"], "test_accuracy": last["test_accuracy"]} if last else None
         report = {
-            "schema": SCHEMA,
+            "schema": rundir.RUN_SCHEMA,
             "status": "failed" if self.failed else "ok",
             "error": self.failed,
             "run_key": self.spec.key(),
-            "loss": {"name": self.spec.loss, "params": dict(self.spec.loss_params), "label": self.spec.loss_label},
+            "loss": self.spec.loss.to_dict(),
             "seed": self.spec.seed,
             "setting": self.spec.setting(),
             "config": self.resolved(),
@@ -81,17 +114,15 @@ class RunRecorder:
             "env": self.env,
             "metrics": metrics,
             "timing": {
-                "train_seconds": round(self.train_seconds, 4),
-                "eval_seconds": round(self.eval_seconds, 4),
-                "compile_seconds": round(self.compile_seconds, 4),
-                "samples_per_second": (self.samples_seen / self.train_seconds) if self.train_seconds > 0 else None,
+                "train_seconds": round(self._train_seconds, 4),
+                "eval_seconds": round(self._eval_seconds, 4),
+                "compile_seconds": round(self._compile_seconds, 4),
+                "samples_per_second": (self._samples / self._train_seconds) if self._train_seconds > 0 else None,
             },
             "history": self.history,
             "run_dir": str(self.run_dir.resolve()),
         }
-        if extra:
-            report.update(extra)
-        rundir.write_report(self.run_dir, report, render_run_markdown(report))
+        rundir.write_report(self.run_dir, report, self.render_markdown(report) if self.render_markdown else None)
         return report
 
 
@@ -113,11 +144,3 @@ class Stopwatch:
             torch.cuda.synchronize(self.device)
         self.seconds = time.perf_counter() - self._t0
         return False
-
-
-def first_nonfinite(step_losses: torch.Tensor) -> int | None:
-    bad = ~torch.isfinite(step_losses.detach().float().cpu())
-    if bool(bad.any()):
-        return int(bad.nonzero()[0, 0])
-    return None
-

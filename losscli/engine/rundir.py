@@ -1,68 +1,190 @@
-"""Run directory layout and writing. Every file is written atomically (temp + rename).
+"""The run directory: the one owner of its format, for writing and for reading back.
 
-    RUN_DIR/config.yaml     fully resolved config (reproducible)
+    RUN_DIR/config.yaml     the run's resolved spec (``RunSpec.resolved()``; reproducible)
     RUN_DIR/metrics.jsonl   one JSON line per epoch, appended and flushed as training goes
-    RUN_DIR/model.pt        state_dict (torch.load(..., weights_only=True))
+    RUN_DIR/model.pt        state_dict (``model.*`` and ``loss.*`` keys; torch.load(weights_only=True))
     RUN_DIR/logits.pt       {val_logits, val_labels, test_logits, test_labels}
-    RUN_DIR/report.yaml     schema losscli/run/v1; written last: its presence marks a finished run
-    RUN_DIR/report.md       the same for people
+    RUN_DIR/report.md       the report for people
+    RUN_DIR/report.yaml     schema losscli/run/v1; written last: a valid one marks a finished run
+
+Every file is written atomically (temp + rename). Readers validate what they read: a run
+whose report is missing, unreadable or incomplete is *pending* (``compare`` reruns it), and a
+corrupted file given to ``eval``/``--teacher`` is one line naming it and what to do.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from losscli.atomic import atomic_torch_save, atomic_write_text, write_yaml
 from losscli.errors import UsageError
-from losscli.io import atomic_torch_save, atomic_write_text, write_yaml
+from losscli.serialize import load_yaml
 
-REPORT = "report.yaml"
+CONFIG, METRICS, MODEL, LOGITS = "config.yaml", "metrics.jsonl", "model.pt", "logits.pt"
+REPORT, REPORT_MD = "report.yaml", "report.md"
+RUN_SCHEMA = "losscli/run/v1"
+LOGITS_KEYS = ("val_logits", "val_labels", "test_logits", "test_labels")
+_FIX = "retrain the run (or delete its directory)"
 
 
-def read_report(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / REPORT
-    if not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        return None  # a torn file cannot exist (atomic writes), but a hand-edited one can
-    return data if isinstance(data, dict) else None
+# --------------------------------------------------------------------------- writing
 
 
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
+    """Refuse to replace a finished run unless ``overwrite``; clear a previous attempt's partial files."""
     run_dir = Path(run_dir)
-    report = read_report(run_dir)
-    if report is not None and report.get("status") == "ok" and not overwrite:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir} exists and is not a directory; choose another --out")
+    if run_status(run_dir) == "ok" and not overwrite:
         raise UsageError(f"{run_dir} already holds a completed run; pass --overwrite to replace it or choose another --out")
     # no mkdir here: the directory appears with the first file (config.yaml), so input that
     # fails while data or model are built leaves no empty run directory behind
-    for stale in ("metrics.jsonl", REPORT, "report.md"):
+    for stale in (METRICS, REPORT, REPORT_MD):
         (run_dir / stale).unlink(missing_ok=True)
     return run_dir
 
 
 def write_config(run_dir: Path, resolved: dict) -> None:
-    write_yaml(Path(run_dir) / "config.yaml", resolved)
+    write_yaml(Path(run_dir) / CONFIG, resolved)
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
-    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as fh:
+    with open(Path(run_dir) / METRICS, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, allow_nan=True) + "\n")
         fh.flush()
 
 
 def save_model(run_dir: Path, state_dict: dict) -> None:
-    atomic_torch_save({k: v.detach().cpu() for k, v in state_dict.items()}, Path(run_dir) / "model.pt")
+    atomic_torch_save({k: v.detach().cpu() for k, v in state_dict.items()}, Path(run_dir) / MODEL)
 
 
 def save_logits(run_dir: Path, logits: dict) -> None:
-    atomic_torch_save({k: v.detach().cpu() for k, v in logits.items()}, Path(run_dir) / "logits.pt")
+    atomic_torch_save({k: v.detach().cpu() for k, v in logits.items()}, Path(run_dir) / LOGITS)
 
 
-def write_report(run_dir: Path, report: dict[str, Any], markdown: str) -> None:
-    atomic_write_text(Path(run_dir) / "report.md", markdown)
+def write_report(run_dir: Path, report: dict[str, Any], markdown: str | None) -> None:
+    if markdown is not None:
+        atomic_write_text(Path(run_dir) / REPORT_MD, markdown)
     write_yaml(Path(run_dir) / REPORT, report)  # last: marks completion
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_report(run_dir: Path) -> dict | None:
+    """The run's report, or None when it is absent or not a readable YAML mapping."""
+    path = Path(run_dir) / REPORT
+    try:
+        if not path.is_file():
+            return None
+        data = load_yaml(path.read_bytes(), str(path))
+    except (OSError, UsageError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def report_problem(report: dict | None) -> str | None:
+    """Why a report does not describe a finished run (None when it does)."""
+    if report is None:
+        return "no readable report.yaml"
+    if report.get("schema") != RUN_SCHEMA:
+        return f"report.yaml has schema {report.get('schema')!r}, not {RUN_SCHEMA}"
+    status = report.get("status")
+    if status == "failed":
+        return None if isinstance(report.get("error"), str) else "failed report without an error message"
+    if status != "ok":
+        return f"report.yaml has status {status!r}"
+    test = (report.get("metrics") or {}).get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("accuracy"), (int, float)):
+        return "report.yaml lacks its test metrics"
+    return None
+
+
+def run_status(run_dir: Path) -> str:
+    """``ok`` (finished), ``failed`` (the run's own failure, recorded) or ``pending`` (not done:
+    never started, interrupted, or its report is incomplete; rerunning it loses nothing)."""
+    report = read_report(run_dir)
+    if report_problem(report) is not None:
+        return "pending"
+    return "ok" if report["status"] == "ok" else "failed"
+
+
+def read_config(run_dir: Path):
+    """The run's :class:`RunSpec` from config.yaml (one line naming the file when it is corrupt)."""
+    from losscli.engine.runspec import RunSpec
+
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a losscli run directory (no {CONFIG}); pass a directory written by "
+                         "`losscli train`")
+    try:
+        data = load_yaml(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a losscli run config; {_FIX}")
+    return RunSpec.from_resolved(data, where=str(path))
+
+
+def load_state(run_dir: Path) -> dict:
+    """model.pt as a state dict (tensors only), validated."""
+    return _torch_file(Path(run_dir) / MODEL, "the trained weights")
+
+
+def load_logits(run_dir: Path) -> dict:
+    """logits.pt: {val_logits, val_labels, test_logits, test_labels}, validated."""
+    data = _torch_file(Path(run_dir) / LOGITS, "the saved logits")
+    missing = [k for k in LOGITS_KEYS if k not in data]
+    if missing:
+        raise UsageError(f"{Path(run_dir) / LOGITS} lacks {', '.join(missing)}; {_FIX}")
+    return {k: data[k] for k in LOGITS_KEYS}
+
+
+def _torch_file(path: Path, what: str) -> dict:
+    import torch
+
+    if not path.is_file():
+        raise UsageError(f"{path} not found ({what}); {_FIX}")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path} is empty ({what}); {_FIX}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UsageError(f"cannot read {path} ({what}: {first}); {_FIX}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UsageError(f"{path} does not hold a dict of tensors ({what}); {_FIX}")
+    return data
+
+
+@dataclass
+class LoadedRun:
+    """A finished run read back: its spec, its report (None when absent) and its directory."""
+
+    run_dir: Path
+    spec: Any  # RunSpec
+    report: dict | None
+
+    def state(self) -> dict:
+        return load_state(self.run_dir)
+
+    def logits(self) -> dict:
+        return load_logits(self.run_dir)
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    """Read a run directory back (``eval``, ``--teacher``, ``calibrate``): one line for anything corrupt."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UsageError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a directory; pass a run directory written by `losscli train`")
+    spec = read_config(run_dir)
+    report_path = run_dir / REPORT
+    report = read_report(run_dir)
+    if report_path.exists() and report is None:
+        raise UsageError(f"{report_path} is not a readable report; {_FIX}")
+    return LoadedRun(run_dir, spec, report)

@@ -5,67 +5,54 @@ index slices of a per-epoch permutation, honest timing, NaN stops the run cleanl
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from losscli.config.validate import validate_train
+from losscli.device import autocast, autocast_dtype, cpu_threads, resolve_device, seeded_generator, should_compile
 from losscli.engine import rundir
-from losscli.engine.device import (autocast, autocast_dtype, cpu_threads, environment, resolve_device,
-                                   seeded_generator, should_compile)
-from losscli.engine.evaluate import full_metrics, predict_logits, train_set_metrics
-from losscli.engine.optim import build_optimizer, lr_factor, validate_train_config
-from losscli.engine.recorder import RunRecorder, Stopwatch, first_nonfinite
-from losscli.engine.setup import (STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data,
-                                  load_teacher, loss_context, resolved_model_name)
-from losscli.engine.spec import RunSpec
+from losscli.engine.build import (STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data,
+                                  loss_context, model_name)
+from losscli.engine.evaluate import finalize_metrics, predict_logits
+from losscli.engine.optim import build_optimizer, build_schedule, epoch_batches
+from losscli.engine.recorder import RunRecorder, Stopwatch
+from losscli.engine.runspec import RunSpec
+from losscli.engine.teacher import teacher_logits
+from losscli.environment import environment
 
 ProgressFn = Callable[[str], None]
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    # Drop the last partial batch (fixed shapes: no recompiles, exact batched equivalence).
-    return max(1, n_train // batch_size) if n_train >= batch_size else 1
+@dataclass
+class RunContext:
+    """Everything one training run works with, built once by :func:`train_run`."""
 
-
-def epoch_batches(n_train: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """Index slices of one epoch's permutation (on CPU; moved to the device by the caller)."""
-    perm = torch.randperm(n_train, generator=gen)
-    bs = min(batch_size, n_train)
-    return [perm[i * bs:(i + 1) * bs] for i in range(steps_per_epoch(n_train, batch_size))]
-
-
-def finalize_metrics(model, loss_fn, data: DeviceData, bundle, amp) -> tuple[dict, dict]:
-    """Every metric on val/test/train, per-class and shot accuracy; returns (metrics, logits)."""
-    from losscli.metrics import per_class_accuracy, shot_accuracy
-
-    val = predict_logits(model, loss_fn, data.x_val, amp_dtype=amp)
-    test = predict_logits(model, loss_fn, data.x_test, amp_dtype=amp)
-    train = predict_logits(model, loss_fn, data.x_train, amp_dtype=amp)
-    y_val, y_test = data.y_val.cpu(), data.y_test.cpu()
-    metrics: dict[str, Any] = {
-        "test": full_metrics(test, y_test),
-        "val": full_metrics(val, y_val) if len(y_val) else {},
-        "train": train_set_metrics(train, data.y_train, data.y_train_clean),
-        "per_class_test_accuracy": [float(v) for v in per_class_accuracy(test, y_test, bundle.num_classes)],
-    }
-    if bundle.info.get("imbalance", {}).get("spec", "none") not in ("none", None):
-        metrics["shot_accuracy"] = shot_accuracy(test, y_test, bundle.class_counts)
-        # also as plain test metrics, so compare can aggregate and test them like any other
-        for group, value in metrics["shot_accuracy"].items():
-            metrics["test"][f"{group}_shot_accuracy"] = value
-    logits = {"val_logits": val, "val_labels": y_val, "test_logits": test, "test_labels": y_test}
-    return metrics, logits
+    spec: RunSpec
+    model: torch.nn.Module
+    loss_fn: Any  # losscli.losses.Loss
+    data: DeviceData
+    bundle: Any  # losscli.data.DataBundle
+    rec: RunRecorder
+    device: torch.device
+    amp: torch.dtype | None
+    compiled: bool
+    teacher: torch.Tensor | None = None  # [N_train, C] teacher logits for distillation losses
+    progress: bool = False
 
 
 def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress: bool = True,
-              data_cache: dict | None = None, log: ProgressFn | None = None) -> dict[str, Any]:
+              data_cache: dict | None = None, log: ProgressFn | None = None,
+              render_markdown: Callable[[dict], str] | None = None) -> dict[str, Any]:
     """Train one model with one loss; write the run directory; return the report.
 
     A non-finite loss stops the run: the report says at which epoch and step, status is
-    ``failed``, and everything written so far stays on disk.
+    ``failed``, and everything written so far stays on disk. ``render_markdown`` turns the
+    report into the run's report.md (None: no report.md).
     """
-    validate_train_config(spec.train)
+    validate_train(spec.train)
     device = resolve_device(spec.device)
     amp = autocast_dtype(spec.precision, device)
     compiled = should_compile(spec.compile, device)
@@ -74,41 +61,40 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
     bundle = load_run_data(spec, data_cache)
     loss_fn = build_run_loss(spec, bundle)
     model = build_run_model(spec, bundle, loss_fn)
-    teacher = load_teacher(spec, bundle, device)
+    teacher = teacher_logits(spec, bundle, device)
     model.to(device)
     loss_fn.to(device)
-    data = DeviceData.from_bundle(bundle, device)
     with cpu_threads(spec.threads, device, model) as threads:
-        env = {**environment(device, compiled, amp), "threads": threads}
-        rec = RunRecorder(spec, run_dir, env, bundle, resolved_model_name(spec, bundle))
+        env = environment(device, compiled=compiled, amp_dtype=amp, threads=threads)
+        rec = RunRecorder(spec, run_dir, env, bundle, model_name(spec, bundle), render_markdown)
         rec.start()
-        report = _fit(spec, model, loss_fn, data, bundle, teacher, rec, device, amp, compiled, progress)
+        ctx = RunContext(spec, model, loss_fn, DeviceData.from_bundle(bundle, device), bundle, rec, device, amp,
+                         compiled, teacher, progress)
+        report = _fit(ctx)
     if log and report["status"] == "ok":
         log(f"{spec.loss_label}: test accuracy {report['metrics']['test']['accuracy']:.4f} -> {run_dir}")
     return report
 
 
-def _fit(spec, model, loss_fn, data, bundle, teacher, rec: RunRecorder, device, amp, compiled, progress):
+def _fit(ctx: RunContext) -> dict[str, Any]:
     """The training loop proper (nanoGPT style: flat and readable)."""
-    cfg = spec.train
+    cfg, model, loss_fn, data, rec = ctx.spec.train, ctx.model, ctx.loss_fn, ctx.data, ctx.rec
     optimizer = build_optimizer(list(model.parameters()) + list(loss_fn.parameters()), cfg)
     n_train = data.x_train.shape[0]
-    spe = steps_per_epoch(n_train, cfg.batch_size)
-    total = spe * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spe, cfg))
-    forward = _compiled_forward(model, rec) if compiled else model
-    order = seeded_generator(spec.seed, STREAM_ORDER)
-    bar = _progress_bar(cfg.epochs, spec.loss_label, progress)
+    scheduler, spe = build_schedule(optimizer, n_train, cfg)
+    forward = _compiled_forward(model, rec) if ctx.compiled else model
+    order = seeded_generator(ctx.spec.seed, STREAM_ORDER)
+    bar = _progress_bar(cfg.epochs, ctx.spec.loss_label, ctx.progress)
 
     for epoch in range(1, cfg.epochs + 1):
-        step_losses = torch.empty(spe, device=device)
+        step_losses = torch.empty(spe, device=ctx.device)
         model.train()
-        with Stopwatch(device) as sw:
+        with Stopwatch(ctx.device) as sw:
             for b, idx in enumerate(epoch_batches(n_train, cfg.batch_size, order)):
-                idx = idx.to(device, non_blocking=True)
-                with autocast(amp, device):
+                idx = idx.to(ctx.device, non_blocking=True)
+                with autocast(ctx.amp, ctx.device):
                     logits = forward(data.x_train[idx])
-                loss = loss_fn(logits, data.y_train[idx], **loss_context(loss_fn, idx, epoch, teacher))
+                loss = loss_fn(logits, data.y_train[idx], **loss_context(loss_fn, idx, epoch, ctx.teacher))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
@@ -116,35 +102,29 @@ def _fit(spec, model, loss_fn, data, bundle, teacher, rec: RunRecorder, device, 
                 optimizer.step()
                 scheduler.step()
                 step_losses[b] = loss.detach()
-        rec.train_seconds += sw.seconds - (rec.compile_seconds if epoch == 1 else 0.0)
-        rec.samples_seen += spe * min(cfg.batch_size, n_train)
-        bad = first_nonfinite(step_losses)
-        if bad is not None:
-            rec.fail(f"non-finite loss ({step_losses[bad].item()}) at epoch {epoch}, step {bad + 1} of {spe}; "
-                     "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
+        rec.add_train_time(sw.seconds - (rec.compile_seconds if epoch == 1 else 0.0), spe * min(cfg.batch_size, n_train))
+        if not rec.check_finite(step_losses, epoch):
             bar.close()
-            return rec.finish(rec.good_state or {}, None, None)
+            return rec.finish_failed()
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            with Stopwatch(device) as ew:
-                val_acc = _accuracy(model, loss_fn, data.x_val, data.y_val, amp)
-                test_acc = _accuracy(model, loss_fn, data.x_test, data.y_test, amp)
-            rec.eval_seconds += ew.seconds
+            with Stopwatch(ctx.device) as ew:
+                val_acc = _accuracy(model, loss_fn, data.x_val, data.y_val, ctx.amp)
+                test_acc = _accuracy(model, loss_fn, data.x_test, data.y_test, ctx.amp)
+            rec.add_eval_time(ew.seconds)
             train_loss = step_losses.mean().item()
-            rec.record_epoch(epoch, train_loss, val_acc, test_acc, optimizer.param_groups[0]["lr"])
-            rec.good_state = _state(model, loss_fn, clone=True)
+            rec.record_epoch(epoch, train_loss, val_acc, test_acc, optimizer.param_groups[0]["lr"],
+                             _state(model, loss_fn))
             bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_acc:.3f}")
         bar.update(1)
     bar.close()
 
-    metrics, logits = finalize_metrics(model, loss_fn, data, bundle, amp)
+    metrics, logits = finalize_metrics(model, loss_fn, data, ctx.bundle, ctx.amp)
     return rec.finish(_state(model, loss_fn), logits, metrics)
 
 
-def _state(model, loss_fn, clone: bool = False) -> dict[str, torch.Tensor]:
+def _state(model, loss_fn) -> dict[str, torch.Tensor]:
     out = {f"model.{k}": v for k, v in model.state_dict().items()}
     out.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
-    if clone:
-        out = {k: v.detach().to("cpu", copy=True) for k, v in out.items()}
     return out
 
 
@@ -168,7 +148,7 @@ def _compiled_forward(model, rec: RunRecorder):
             out = compiled(x)
             if x.is_cuda:
                 torch.cuda.synchronize()
-            rec.compile_seconds += time.perf_counter() - t0
+            rec.add_compile_time(time.perf_counter() - t0)
             return out
         return compiled(x)
 

@@ -26,10 +26,10 @@ from losscli.losses.base import (  # noqa: F401  (public API)
     Reference,
     register_loss,
 )
-from losscli.specs import parse_loss_spec
+from losscli.losses.resolve import COMMON_KWARGS, LossSpec, resolve_loss  # noqa: F401  (public API)
+from losscli.lossspec import parse_loss_spec
 
-_COMMON_KWARGS = ("reduction", "weight", "ignore_index", "class_counts")
-_NON_LOSS_MODULES = {"base", "meta", "heads", "fused", "linear"}
+_NON_LOSS_MODULES = {"base", "meta", "resolve", "heads", "fused", "linear"}
 
 
 def _import_all() -> None:
@@ -41,12 +41,14 @@ def _import_all() -> None:
 _import_all()
 
 
-def build_loss(name: str, **params: Any) -> Loss:
-    """Build a registered loss by name (or alias, or ``"name(param=value)"`` spec).
+def build_loss(name: "str | LossSpec", **params: Any) -> Loss:
+    """Build a registered loss by name (or alias, or ``"name(param=value)"`` spec, or a LossSpec).
 
     ``reduction``, ``weight``, ``ignore_index`` and ``class_counts`` are common keyword
     arguments; everything else must be a hyperparameter of that loss.
     """
+    if isinstance(name, LossSpec):
+        return LOSSES.get(name.name)(**{**name.kwargs(), **params})
     if "(" in name:
         name, spec_params = parse_loss_spec(name)
         params = {**spec_params, **params}
@@ -54,11 +56,10 @@ def build_loss(name: str, **params: Any) -> Loss:
 
 
 def check_loss_spec(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Validate a loss name and its hyperparameters without building it (no class counts needed)."""
-    from losscli.losses.base import validate_params
-
-    cls = LOSSES.get(name)
-    return cls.info.name, validate_params(cls.info, {k: v for k, v in params.items() if k not in _COMMON_KWARGS})
+    """Validate a loss name, its hyperparameters and common keyword arguments without building it
+    (no class counts needed); returns the canonical name and the full validated hyperparameters."""
+    spec = resolve_loss(name, params)
+    return spec.name, spec.params
 
 
 def loss_info(name: str) -> LossInfo:
@@ -81,6 +82,6 @@ def linear_loss(*args: Any, **kwargs: Any):
 
 
 __all__ = [
-    "LOSSES", "Loss", "LossInfo", "LossInputError", "Param", "Reference",
-    "build_loss", "check_loss_spec", "linear_loss", "list_losses", "loss_info", "register_loss",
+    "COMMON_KWARGS", "LOSSES", "Loss", "LossInfo", "LossInputError", "LossSpec", "Param", "Reference",
+    "build_loss", "check_loss_spec", "linear_loss", "list_losses", "loss_info", "register_loss", "resolve_loss",
 ]

@@ -69,7 +69,7 @@ def rowwise_losses() -> list[str]:
 def _per_row_loss(loss: Any, params: dict[str, Any]):
     """A ``reduction="none"`` instance of the requested loss, plus its weight/ignore settings."""
     from losscli.losses import LOSSES, Loss, build_loss
-    from losscli.specs import parse_loss_spec
+    from losscli.lossspec import parse_loss_spec
 
     if isinstance(loss, Loss):
         if params:

@@ -28,7 +28,7 @@ def build_base_loss(owner: str, spec: str, class_counts: Any = None) -> Loss:
     losses cannot be wrapped: that is a clear ``UsageError``.
     """
     from losscli.losses import build_loss  # the package is fully imported by call time
-    from losscli.specs import parse_loss_spec
+    from losscli.lossspec import parse_loss_spec
 
     name, params = parse_loss_spec(spec) if "(" in spec else (spec, {})
     try:

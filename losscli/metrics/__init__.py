@@ -1,9 +1,16 @@
-"""Functional classification metrics (torch, CPU, float64). See :mod:`losscli.metrics.functional`."""
+"""Functional classification metrics (torch, CPU, float64) and their one description table.
+
+>>> from losscli.metrics import compute_metrics, ece, METRICS
+>>> METRICS["ece"].higher_is_better, METRICS["accuracy"].unit
+(False, '%')
+"""
 
 from losscli.metrics.functional import (  # noqa: F401
     DEFINITIONS,
-    METRICS_INFO,
+    HEADLINE,
+    METRICS,
     PROB_ATOL,
+    MetricInfo,
     accuracy,
     adaptive_ece,
     aurc,
@@ -13,9 +20,11 @@ from losscli.metrics.functional import (  # noqa: F401
     classwise_ece,
     compute_metrics,
     ece,
+    higher_is_better,
     looks_like_probabilities,
     macro_f1,
     mce,
+    metric_info,
     nll,
     per_class_accuracy,
     reliability_bins,
@@ -24,7 +33,8 @@ from losscli.metrics.functional import (  # noqa: F401
 )
 
 __all__ = [
-    "DEFINITIONS", "METRICS_INFO", "PROB_ATOL", "accuracy", "adaptive_ece", "aurc", "balanced_accuracy",
-    "bin_indices", "brier", "classwise_ece", "compute_metrics", "ece", "looks_like_probabilities", "macro_f1",
-    "mce", "nll", "per_class_accuracy", "reliability_bins", "shot_accuracy", "top_k_accuracy",
+    "DEFINITIONS", "HEADLINE", "METRICS", "PROB_ATOL", "MetricInfo", "accuracy", "adaptive_ece", "aurc",
+    "balanced_accuracy", "bin_indices", "brier", "classwise_ece", "compute_metrics", "ece", "higher_is_better",
+    "looks_like_probabilities", "macro_f1", "mce", "metric_info", "nll", "per_class_accuracy", "reliability_bins",
+    "shot_accuracy", "top_k_accuracy",
 ]

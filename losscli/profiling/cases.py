@@ -49,7 +49,7 @@ def resolve_loss_names(specs: list[str] | None) -> list[tuple[str, str, dict]]:
     ``None`` or an empty list means every registered loss.
     """
     from losscli.losses import LOSSES
-    from losscli.specs import parse_loss_spec
+    from losscli.lossspec import parse_loss_spec
 
     if not specs:
         return [(n, n, {}) for n in LOSSES.names()]

@@ -31,7 +31,7 @@ import torch
 from losscli.errors import UsageError
 from losscli.profiling import memory as mem
 from losscli.profiling.cases import ProfileCase, SkipLoss, make_case, resolve_loss_names
-from losscli.profiling.env import environment, peak_bandwidth_gbs
+from losscli.environment import environment, peak_bandwidth_gbs
 
 SCHEMA = "losscli/profile/v1"
 BASELINE = "ce"
@@ -298,7 +298,7 @@ def profile_losses(
     ``losses``: loss names or specs (``"focal(gamma=3)"``); None = every registered loss.
     ``ce`` is always measured at every configuration as the baseline.
     """
-    from losscli.engine.device import resolve_device
+    from losscli.device import resolve_device
 
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     batches, classes = [int(b) for b in _as_list(batches)], [int(c) for c in _as_list(classes)]

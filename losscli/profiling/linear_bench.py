@@ -96,7 +96,7 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
     """``compare_linear`` for every (loss, dtype, N, C, D); unsupported losses go to ``skipped``."""
     from losscli.losses import LOSSES
     from losscli.losses.linear import unsupported_reason
-    from losscli.specs import parse_loss_spec
+    from losscli.lossspec import parse_loss_spec
 
     say = progress or (lambda msg: None)
     rows, skipped = [], []

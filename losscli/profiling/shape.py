@@ -210,7 +210,7 @@ def analyse_losses(specs: list[str] | None = None, c: int = 4, seed: int = 0, wi
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``losscli/shape/v1`` report: one row per loss, skipped losses with reasons."""
     from losscli.profiling.cases import resolve_loss_names
-    from losscli.profiling.env import environment
+    from losscli.environment import environment
 
     if c < 2:
         from losscli.errors import UsageError

@@ -16,7 +16,7 @@ def loss_step_ms(spec: str, batch_size: int, num_classes: int, device: torch.dev
     """Median forward+backward milliseconds of ``spec`` on ``[batch_size, num_classes]`` float32 logits."""
     from losscli.profiling.cases import SkipLoss, make_case
     from losscli.profiling.harness import measure_case
-    from losscli.specs import parse_loss_spec
+    from losscli.lossspec import parse_loss_spec
 
     name, params = parse_loss_spec(spec)
     try:

@@ -23,7 +23,9 @@ import json
 import math
 from typing import Any, Iterable, Sequence
 
+from losscli.lossspec import format_loss_spec
 from losscli.report import stats
+from losscli.serialize import to_plain
 
 SCHEMA = "losscli/compare/v1"
 DEFAULT_METRICS = ("accuracy", "macro_f1", "nll", "ece", "brier", "adaptive_ece")
@@ -67,11 +69,7 @@ def loss_label(loss: Any) -> str:
     if isinstance(loss, dict):
         if loss.get("label"):
             return str(loss["label"])
-        params = loss.get("params") or {}
-        name = str(loss.get("name", "?"))
-        if params:
-            return f"{name}(" + ",".join(f"{k}={v}" for k, v in params.items()) + ")"
-        return name
+        return format_loss_spec(str(loss.get("name", "?")), loss.get("params") or {})
     return str(loss)
 
 
@@ -149,36 +147,6 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(f) else f
-
-
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def _plain(obj: Any) -> Any:
-    """YAML/JSON-safe copy (same rules as ``losscli.cli.output.to_plain``; NaN -> None)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, bool):
-        return obj
-    if hasattr(obj, "value") and hasattr(obj, "name") and type(obj).__module__ != "builtins" and \
-            getattr(type(obj), "__members__", None) is not None:  # enums
-        return _plain(obj.value)
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else float(obj)
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, str):  # plain str also for subclasses (torch.__version__ is one; yaml.safe_dump refuses them)
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
-        return _plain(obj.tolist())
-    return str(obj)
 
 
 def _seed_sort(seed: Any) -> tuple:
@@ -393,7 +361,7 @@ def build_compare_report(results: Sequence[dict[str, Any]], config: dict[str, An
         "n_runs": len(runs),
         "n_failed": sum(1 for r in runs if r["status"] != "ok"),
     }
-    return _plain(report)
+    return to_plain(report)
 
 
 # ---------------------------------------------------------------------------- wording

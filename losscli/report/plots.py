@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -199,79 +199,6 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: str | os.PathL
     return _save(fig, path)
 
 
-# ---------------------------------------------------------------------------- reliability
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> dict[str, np.ndarray | float]:
-    """Equal-width top-label bins (``(lo, hi]``, first bin includes 0): per-bin count,
-    mean confidence and accuracy (NaN for empty bins) and the ECE."""
-    conf = probs.max(axis=1)
-    hit = (probs.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.searchsorted(edges[1:-1], conf, side="left")
-    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
-    sc = np.bincount(idx, weights=conf, minlength=n_bins)
-    sh = np.bincount(idx, weights=hit, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(count > 0, sh / count, np.nan)
-        mconf = np.where(count > 0, sc / count, np.nan)
-    ece = float(np.abs(sh - sc).sum() / max(len(labels), 1))
-    return {"edges": edges, "count": count, "accuracy": acc, "confidence": mconf, "ece": ece}
-
-
-def _reliability_panel(ax: Any, logits: np.ndarray, labels: np.ndarray, title: str, n_bins: int = N_BINS) -> None:
-    b = reliability_bins(_softmax(logits), labels, n_bins)
-    edges = b["edges"]
-    width = edges[1] - edges[0]
-    centers = edges[:-1] + width / 2
-    ok = b["count"] > 0
-    ax.bar(centers[ok], b["accuracy"][ok], width=width, edgecolor="black", linewidth=0.5, color="tab:blue",
-           alpha=0.8, label="accuracy")
-    gap_lo = np.minimum(b["accuracy"][ok], b["confidence"][ok])
-    gap_hi = np.maximum(b["accuracy"][ok], b["confidence"][ok])
-    ax.bar(centers[ok], gap_hi - gap_lo, bottom=gap_lo, width=width, color="tab:red", alpha=0.3,
-           edgecolor="tab:red", linewidth=0.5, label="gap to confidence")
-    ax.plot([0, 1], [0, 1], "k--", linewidth=1)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{title}\nECE {b['ece']:.3f}, n={len(labels)}", fontsize="medium")
-    ax.legend(fontsize="x-small", loc="upper left")
-
-
-def plot_reliability_grid(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | os.PathLike,
-                          title: str = "", n_bins: int = N_BINS) -> Path:
-    """One reliability diagram per ``(name, logits [N, C], labels [N])``."""
-    fig, axes = _figure(max(len(panels), 1), ncols=4, panel_size=(3.6, 3.6))
-    for ax, (name, logits, labels) in zip(axes, panels):
-        _reliability_panel(ax, np.asarray(logits), np.asarray(labels), name, n_bins)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-def load_test_logits(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(test_logits, test_labels)`` as numpy from ``run_dir/logits.pt``; ``None`` if absent."""
-    path = Path(run_dir) / "logits.pt"
-    if not path.is_file():
-        return None
-    import torch
-
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    logits, labels = data.get("test_logits"), data.get("test_labels")
-    if logits is None or labels is None:
-        return None
-    return logits.detach().float().numpy(), labels.detach().long().numpy()
-
-
 def _seed_key(seed: Any) -> tuple:
     return (0, seed, "") if isinstance(seed, (int, float)) else (1, 0, str(seed))
 
@@ -280,12 +207,14 @@ def _seed_key(seed: Any) -> tuple:
 
 
 def write_compare_plots(report: dict[str, Any], results: Sequence[dict[str, Any]], out_dir: str | os.PathLike,
-                        relative_to: str | os.PathLike | None = None, reliability: str = "grid") -> dict[str, str]:
+                        relative_to: str | os.PathLike | None = None, reliability: str = "grid",
+                        load_logits: Callable[[str], dict] | None = None) -> dict[str, str]:
     """Write every compare plot into ``out_dir``; return ``{name: path}`` with paths relative
     to ``relative_to`` (default ``out_dir``; pass the report's folder when plots go in a subfolder).
 
     Names: ``accuracy_vs_noise``, ``training_curves``, and reliability diagrams from each
-    loss's first successful seed's test logits (``run_dir/logits.pt``):
+    loss's first successful seed's test logits (``load_logits(run_dir)`` -> ``{test_logits, test_labels}``;
+    without ``load_logits`` there are none):
     ``reliability="grid"`` (default) draws one figure per setting, one panel per loss, named
     ``reliability: <setting label>``; ``reliability="per_loss"`` writes one figure per
     (setting, loss) with :func:`losscli.report.reliability.plot_reliability`, named
@@ -313,7 +242,7 @@ def write_compare_plots(report: dict[str, Any], results: Sequence[dict[str, Any]
     attempt("accuracy_vs_noise", plot_accuracy_vs_noise, report, out / "accuracy_vs_noise.png")
     attempt("training_curves", plot_training_curves, results, out / "training_curves.png")
 
-    if reliability == "none":
+    if reliability == "none" or load_logits is None:
         return written
     labels_order = list(dict.fromkeys(e["loss"]["label"] for e in report.get("results", [])))
     for s in report.get("settings", []):
@@ -325,17 +254,17 @@ def write_compare_plots(report: dict[str, Any], results: Sequence[dict[str, Any]
                         key=lambda r: _seed_key(r.get("seed")))
             for r in rs:
                 try:
-                    loaded = load_test_logits(r["run_dir"])
-                except Exception as exc:
-                    print(f"warning: could not read {r['run_dir']}/logits.pt: {type(exc).__name__}: {exc}",
-                          file=sys.stderr)
+                    data = load_logits(r["run_dir"])
+                except Exception as exc:  # noqa: BLE001 - a plot is a convenience: warn and go on
+                    print(f"warning: no reliability diagram for {r['run_dir']}: {exc}", file=sys.stderr)
                     continue
-                if loaded is not None:
-                    panels.append((lab, r.get("seed"), *loaded))
-                    break
+                panels.append((lab, r.get("seed"), data["test_logits"].float(), data["test_labels"].long()))
+                break
         if not panels:
             continue
         if reliability == "grid":
+            from losscli.report.reliability import plot_reliability_grid
+
             attempt(f"reliability: {s['label']}", plot_reliability_grid,
                     [(f"{lab} (seed {seed})", lg, lb) for lab, seed, lg, lb in panels],
                     out / f"reliability_{_slug(s['label'])}.png", f"reliability on test, {s['label']}")

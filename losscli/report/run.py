@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from losscli.cli.output import render_table
+from losscli.serialize import render_table
 
 _TEST_KEYS = ("accuracy", "top5", "macro_f1", "balanced_accuracy", "nll", "brier", "ece", "adaptive_ece",
               "classwise_ece", "mce", "aurc")

@@ -1,15 +1,14 @@
-"""Device, precision and compile decisions, and seeding, in one place."""
+"""Device, precision and compile decisions, CPU threads, and seeded RNG streams, in one place.
+
+Shared by the engine (training) and profiling (timing): neither owns the other."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 
 import torch
 
 from losscli.errors import UsageError
-from losscli.profiling.env import device_name  # one definition, shared with `profile`
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -64,24 +63,6 @@ def seeded(seed: int, stream: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed((int(seed) * 1_000_003 + stream * 7919) % (2**63 - 1))
         yield
-
-
-
-
-def environment(device: torch.device, compiled: bool, amp_dtype: torch.dtype | None) -> dict:
-    from losscli import __version__
-
-    return {
-        "losscli": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "device_name": device_name(device),
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "dtype": "bfloat16-autocast" if amp_dtype is not None else "float32",
-        "compiled": compiled,
-    }
 
 
 #: models below this many parameters train fastest single-threaded on CPU: intra-op threads

@@ -1,8 +1,9 @@
 """Atomic file writes: a temp file in the target's directory, then ``os.replace``.
 
-A reader (or a crash) never sees a half-written file: either the old content or the
-new one. Parent directories are created as needed. Nothing heavy is imported at module
-import time (torch and yaml are imported inside the functions that need them).
+A reader (or a crash) never sees a half-written file: either the old content or the new one.
+Parent directories are created as needed. New files get the usual permissions (0666 minus the
+process umask), as ``open()`` would give them: ``mkstemp`` alone creates 0600 files that
+teammates cannot read. torch and yaml are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Any, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "write_yaml", "write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "write_yaml", "write_json", "file_mode"]
+
+
+def file_mode() -> int:
+    """0666 minus the current umask (read without changing it for longer than one call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
@@ -31,6 +39,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
                 os.fsync(fh.fileno())
             except OSError:  # some filesystems do not support fsync; the rename is still atomic
                 pass
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -57,13 +66,13 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
 
 def write_yaml(path: PathLike, data: Any) -> Path:
     """Dump ``data`` as YAML (tensors, numpy values, enums, paths made plain; NaN -> null), atomically."""
-    from losscli.cli.output import dump_yaml
+    from losscli.serialize import dump_yaml
 
     return atomic_write_text(path, dump_yaml(data))
 
 
 def write_json(path: PathLike, data: Any) -> Path:
     """Dump ``data`` as indented JSON (same conversions as :func:`write_yaml`), atomically."""
-    from losscli.cli.output import dump_json
+    from losscli.serialize import dump_json
 
     return atomic_write_text(path, dump_json(data) + "\n")

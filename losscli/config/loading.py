@@ -1,9 +1,8 @@
-"""Typed configuration: presets (YAML) + ``--set key=value`` overrides, validated.
+"""Configuration from layers: defaults < preset (YAML) < explicit flags < ``--set key=value``.
 
-One schema serves every command: ``train`` reads ``loss``/``seed``, ``compare`` reads
-``losses``/``seeds``/``noise``/``imbalance``. Unknown keys and wrong types raise a
-UsageError naming the key (with a "did you mean"). No torch here: the CLI parses and
-validates configs before anything heavy is imported.
+Unknown keys and wrong types raise a UsageError naming the key (with a "did you mean").
+Presets are read with :func:`losscli.serialize.load_yaml` (plain data, no aliases, bounded
+size and depth). No torch here: the CLI parses configs before anything heavy is imported.
 """
 
 from __future__ import annotations
@@ -11,101 +10,24 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
-
+from losscli.config.schema import Config
 from losscli.errors import UsageError
-from losscli.specs import parse_assignments, split_top_level
+from losscli.lossspec import parse_assignments, parse_value, split_top_level
+from losscli.serialize import load_yaml
 
-PRESET_DIR = Path(__file__).resolve().parent / "presets"
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "mnist1d"
-    data_dir: Optional[str] = None
-    download: bool = False
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    options: dict = field(default_factory=dict)
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+#: largest preset file read (presets are a few hundred bytes)
+MAX_PRESET_BYTES = 256 * 1024
 
 
-@dataclass
-class ModelConfig:
-    name: str = "auto"
-    options: dict = field(default_factory=dict)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 128
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 0.01
-    weight_decay: float = 0.0005
-    momentum: float = 0.9
-    schedule: str = "cosine"  # cosine | onecycle | step | constant
-    warmup_epochs: float = 1.0
-    step_milestones: list = field(default_factory=lambda: [0.5, 0.75])  # fractions of training, for "step"
-    step_gamma: float = 0.1
-    grad_clip: Optional[float] = None
-    eval_every: int = 1
-
-
-@dataclass
-class Config:
-    loss: str = "ce"
-    losses: list = field(default_factory=lambda: ["ce"])
-    baseline: Optional[str] = None
-    seed: int = 0
-    seeds: Union[int, list] = 3
-    noise: Union[str, list] = "none"
-    imbalance: Union[str, list] = "none"
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    compile: Optional[bool] = None  # None: on for CUDA, off for CPU
-    precision: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16
-    # CPU intra-op threads per run: None = auto (1 for small models, which run fastest that way)
-    threads: Optional[int] = None
-    # compare worker processes: None = auto (one per CPU core on CPU; 1 on CUDA, where runs are batched)
-    jobs: Optional[int] = None
-    # train compatible runs stacked with torch.func: None = auto (on CUDA, where tiny models are
-    # launch-bound; off on CPU, where stacked grouped convolutions measured slower than separate runs)
-    batch_runs: Optional[bool] = None
-
-    # -- views used by the commands -----------------------------------------------------
-    def seed_list(self) -> list[int]:
-        if isinstance(self.seeds, int):
-            if self.seeds < 1:
-                raise UsageError("seeds must be >= 1")
-            return list(range(self.seeds))
-        return [int(s) for s in self.seeds]
-
-    def noise_list(self) -> list[str]:
-        return _as_list(self.noise)
-
-    def imbalance_list(self) -> list[str]:
-        return _as_list(self.imbalance)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _as_list(value: Union[str, list]) -> list[str]:
-    if isinstance(value, str):
-        return split_top_level(value) or ["none"]
-    return [str(v) for v in value]
-
-
-# --------------------------------------------------------------------------- loading
 def list_presets() -> list[dict[str, str]]:
+    """Bundled presets: name, first comment line (the description) and path."""
     out = []
     for path in sorted(PRESET_DIR.glob("*.yaml")):
         first = ""
@@ -136,18 +58,21 @@ def preset_path(name_or_file: str) -> Path:
 def read_preset(name_or_file: str) -> dict:
     path = preset_path(name_or_file)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"preset {str(path)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        size = path.stat().st_size
+        if size > MAX_PRESET_BYTES:
+            raise UsageError(f"preset {str(path)!r} is too large ({size} bytes; at most {MAX_PRESET_BYTES})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read preset {str(path)!r}: {exc.strerror or exc}") from None
+    data = load_yaml(raw, f"preset {str(path)!r}") or {}
     if not isinstance(data, dict):
-        raise UsageError(f"preset {str(path)!r} must be a YAML mapping of config keys")
+        raise UsageError(f"preset {str(path)!r} must be a YAML mapping of config keys (see `losscli presets default`)")
     data.pop("description", None)
     return data
 
 
-def build_config(preset: Optional[str] = None, overrides: Optional[dict] = None, sets: Optional[list[str]] = None) -> Config:
+def build_config(preset: Optional[str] = None, overrides: Optional[dict] = None,
+                 sets: Optional[list[str]] = None) -> Config:
     """Defaults <- preset <- explicit overrides (nested dict) <- ``--set key=value``."""
     merged: dict = {}
     if preset:
@@ -165,9 +90,11 @@ def from_dict(data: dict) -> Config:
 
 
 def _dotted(key: str, value: Any) -> dict:
+    parts = key.split(".")
+    if any(not p.strip() for p in parts):
+        raise UsageError(f"--set key {key!r} has an empty part; write section.key=value (e.g. train.lr=0.01)")
     out: dict = {}
     cur = out
-    parts = key.split(".")
     for part in parts[:-1]:
         cur = cur.setdefault(part, {})
     cur[parts[-1]] = value
@@ -196,11 +123,9 @@ def _build(cls: type, data: Any, prefix: str):
         key = unknown[0]
         close = difflib.get_close_matches(str(key), list(fields), n=1)
         hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
-        raise UsageError(f"unknown config key {prefix + str(key)!r}.{hint} Valid keys here: {', '.join(prefix + f for f in fields)}.")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, prefix + name)
-    return cls(**kwargs)
+        raise UsageError(f"unknown config key {prefix + str(key)!r}.{hint} "
+                         f"Valid keys here: {', '.join(prefix + f for f in fields)}.")
+    return cls(**{name: _coerce(hints[name], value, prefix + name) for name, value in data.items()})
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
@@ -211,14 +136,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(arg, value, key)
-            except UsageError as exc:
-                errors.append(str(exc))
+            except UsageError:
+                continue
         names = " or ".join(getattr(a, "__name__", str(a)) for a in args if a is not type(None))
         raise UsageError(f"config key {key!r} must be {names}, got {value!r}")
     if tp is bool:
@@ -226,12 +150,18 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return value
         raise UsageError(f"config key {key!r} must be true or false, got {value!r}")
     if tp is int:
+        if isinstance(value, str):
+            value = _number_text(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"config key {key!r} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as text
+            value = _number_text(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UsageError(f"config key {key!r} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -250,3 +180,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise UsageError(f"config key {key!r} must be a mapping, got {value!r}")
         return value
     return value
+
+
+def _number_text(text: str) -> Any:
+    value = parse_value(text)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else text

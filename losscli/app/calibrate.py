@@ -1,0 +1,144 @@
+"""``losscli calibrate``: read logits (a run directory or files), fit and score calibrators,
+write calibration.yaml/.md, reliability diagrams and the fitted calibrators; and read a fitted
+calibrator back (``losscli eval --calibrator``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from losscli.calibrate import CALIBRATORS, Calibrator
+from losscli.calibrate.fitting import DEFAULT_METHODS, fit_and_score, resolve_methods
+from losscli.errors import UsageError
+
+CALIBRATOR_SCHEMA = "losscli/calibrator/v1"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def load_array(path: str | Path, what: str = "logits") -> torch.Tensor:
+    """Read a tensor from ``.pt`` (a tensor, or a dict with one tensor / a key named like
+    ``what``), ``.npy`` or ``.npz`` (one array, or a key named like ``what``).
+    Integer-valued float labels are converted to int64 when ``what`` ends in "labels"."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} file {path} not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".pt" or suffix == ".pth":
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        elif suffix == ".npy":
+            obj = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                obj = {k: npz[k] for k in npz.files}
+        else:
+            raise UsageError(f"{path}: unsupported file type {suffix or '(none)'}; use .pt, .npy or .npz")
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"cannot read {path}: {_one_line(exc)}") from None
+    if isinstance(obj, dict):
+        keys = list(obj)
+        short = what.split("_")[-1]  # "val_logits" -> "logits"
+        pick = next((k for k in (what, short) if k in obj), None)
+        if pick is None and len(keys) == 1:
+            pick = keys[0]
+        if pick is None:
+            raise UsageError(f"{path} holds {', '.join(map(str, keys)) or 'nothing'}; expected one array or a key {what!r}")
+        obj = obj[pick]
+    try:
+        t = obj if isinstance(obj, torch.Tensor) else torch.as_tensor(np.asarray(obj))
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"{path} does not hold a numeric array ({type(obj).__name__})") from None
+    if what.endswith("labels") and t.is_floating_point():
+        if not bool((t == t.round()).all()):
+            raise UsageError(f"{path}: labels must be integer class indices")
+        t = t.to(torch.int64)
+    return t
+
+
+def write_calibration_outputs(out_dir: str | Path, report: dict[str, Any], calibrators: dict[str, Calibrator],
+                              test_logits: torch.Tensor, test_labels: torch.Tensor,
+                              calibrated_test: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Write calibrators/<m>.pt, reliability_<m>.png (+ _uncalibrated), calibration.md and
+    calibration.yaml (last) into ``out_dir``; adds ``files`` (relative paths) to the report."""
+    from losscli.atomic import atomic_torch_save, atomic_write_text, write_yaml
+    from losscli.report.calibration import render_calibration_markdown
+    from losscli.report.reliability import plot_reliability
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_bins = int(report["n_bins"])
+    files: dict[str, Any] = {"report_yaml": "calibration.yaml", "report_md": "calibration.md",
+                             "reliability": {}, "calibrators": {}}
+    for name, cal in calibrators.items():
+        rel = f"calibrators/{name}.pt"
+        atomic_torch_save({"schema": CALIBRATOR_SCHEMA, "method": name, "state": cal.state_dict()}, out / rel)
+        files["calibrators"][name] = rel
+    plot_reliability(test_logits, test_labels, out / "reliability_uncalibrated.png",
+                     title="uncalibrated (test)", n_bins=n_bins, is_probs=False)
+    files["reliability"]["uncalibrated"] = "reliability_uncalibrated.png"
+    for name, cal in calibrators.items():
+        z = calibrated_test[name] if calibrated_test and name in calibrated_test else cal.transform(test_logits)
+        rel = f"reliability_{name}.png"
+        plot_reliability(z, test_labels, out / rel, title=f"{name} (test)", n_bins=n_bins, is_probs=False)
+        files["reliability"][name] = rel
+    report["files"] = files
+    atomic_write_text(out / "calibration.md", render_calibration_markdown(report, files["reliability"]))
+    write_yaml(out / "calibration.yaml", report)
+    return report
+
+
+def calibrate_run(run_dir: str | Path, methods: str | Sequence[str] | None = DEFAULT_METHODS, n_bins: int = 15,
+                  out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Calibrate a run directory: read RUN_DIR/logits.pt, fit on val, score on test, write
+    calibration.yaml/.md, reliability_<method>.png and calibrators/<method>.pt into
+    ``out_dir`` (default RUN_DIR). Returns the report."""
+    from losscli.engine import rundir
+
+    names = resolve_methods(methods)  # unknown names fail before any file is read
+    if not Path(run_dir).is_dir():
+        raise UsageError(f"run directory {run_dir} does not exist (or is not a directory)")
+    data = rundir.load_logits(Path(run_dir))
+    report, fitted, cal_test, (zt, yt) = fit_and_score(
+        data["val_logits"], data["val_labels"], data["test_logits"], data["test_labels"], names, n_bins)
+    report["run_dir"] = str(Path(run_dir).resolve())
+    return write_calibration_outputs(out_dir if out_dir is not None else run_dir, report, fitted, zt, yt, cal_test)
+
+
+def calibrate_files(val_logits: str | Path, val_labels: str | Path, test_logits: str | Path, test_labels: str | Path,
+                    methods: str | Sequence[str] | None = DEFAULT_METHODS, n_bins: int = 15,
+                    out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Same as :func:`calibrate_run` for logits/labels in separate .pt/.npy/.npz files; files
+    are written only when ``out_dir`` is given."""
+    names = resolve_methods(methods)
+    paths = {"val_logits": val_logits, "val_labels": val_labels, "test_logits": test_logits, "test_labels": test_labels}
+    arrays = {k: load_array(p, k) for k, p in paths.items()}
+    report, fitted, cal_test, (zt, yt) = fit_and_score(
+        arrays["val_logits"], arrays["val_labels"], arrays["test_logits"], arrays["test_labels"], names, n_bins)
+    report["inputs"] = {k: str(p) for k, p in paths.items()}
+    if out_dir is not None:
+        write_calibration_outputs(out_dir, report, fitted, zt, yt, cal_test)
+    return report
+
+
+def load_calibrator(run_dir: str | Path, method: str) -> Calibrator:
+    """The calibrator fitted by ``losscli calibrate`` and saved as RUN_DIR/calibrators/<method>.pt."""
+    name = CALIBRATORS.canonical(method)
+    path = Path(run_dir) / "calibrators" / f"{name}.pt"
+    if not path.is_file():
+        raise UsageError(f"no fitted {name!r} calibrator at {path}; run `losscli calibrate {run_dir} --methods {name}` first")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        state = saved["state"]
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"cannot read calibrator {path}: {_one_line(exc)}") from None
+    return CALIBRATORS.get(name)(**state.get("hparams", {})).load_state_dict(state)

@@ -1,0 +1,129 @@
+"""The ``pool`` executor: tasks in worker processes (spawned: safe with torch), threads split evenly.
+
+Reliability: a worker that dies (the OOM killer, a segfault) breaks the pool; the tasks that had
+not finished are resubmitted to a fresh pool (each at most ``MAX_ATTEMPTS`` times) and their
+runs are never marked failed. Workers die with the parent (``PR_SET_PDEATHSIG`` on Linux and a
+watchdog thread everywhere), ignore Ctrl-C (the parent handles it and stops them), and skip
+runs that are already finished, so a resubmitted task never overwrites a result.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterator
+
+from losscli.app.executors.base import register_executor
+from losscli.app.executors.task import Task, TaskOutcome, execute_task
+
+#: a task whose worker died this many times is given up (its runs stay pending)
+MAX_ATTEMPTS = 3
+_WORKER_CACHE: dict = {}  # datasets loaded by this worker process, reused across its tasks
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with_parent()
+
+    def watchdog() -> None:  # portable fallback: the parent's pid changes when it dies
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent exits (no-op elsewhere)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker(task: Task) -> TaskOutcome:
+    return execute_task(task, _WORKER_CACHE, None)
+
+
+@register_executor("pool")
+class PoolExecutor:
+    """Runs tasks in ``jobs`` worker processes on this machine."""
+
+    def __init__(self, jobs: int, log: Callable[[str], None] | None = None, **_: Any):
+        self.jobs = max(1, int(jobs))
+        self.log = log
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        import multiprocessing as mp
+
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(threads, os.getpid()))
+
+    def run(self, tasks: list[Task]) -> Iterator[TaskOutcome]:
+        attempts = {id(t): 0 for t in tasks}
+        queue = list(tasks)
+        while queue:
+            self._pool = self._new_pool()
+            futures = {self._pool.submit(_worker, t): t for t in queue}
+            for t in queue:
+                attempts[id(t)] += 1
+            queue = []
+            broken = False
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    task = futures.pop(fut)
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if attempts[id(task)] < MAX_ATTEMPTS:
+                            queue.append(task)
+                        else:
+                            yield _given_up(task, attempts[id(task)])
+            self._stop(abort=broken)
+            if broken and queue and self.log:
+                self.log(f"a worker process died (killed by the system? out of memory?); resubmitting "
+                         f"{len(queue)} unfinished task(s); finished runs are kept")
+
+    def close(self) -> None:
+        """Stop now: cancel queued tasks and terminate the workers (runs in flight stay pending)."""
+        self._stop(abort=True)
+
+    def _stop(self, abort: bool) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if not abort:  # every task ended: let the workers exit cleanly
+            pool.shutdown(wait=True)
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:  # do not let queued or running work go on after we stop
+            if p.is_alive():
+                p.terminate()
+        for p in processes:
+            p.join(timeout=5)
+
+
+def _given_up(task: Task, n: int) -> TaskOutcome:
+    from losscli.engine import rundir
+
+    return TaskOutcome(task, [rundir.run_status(d) for d in task.run_dirs],
+                       f"its worker process died {n} times (out of memory?); its runs stay pending")

@@ -1,0 +1,98 @@
+"""``validate(config)``: every value checked once, at the boundary, with the key named.
+
+Commands call this before anything is created or loaded, so bad input is one line and exit 2
+instead of a failure minutes into a run. The typed views of :class:`~losscli.config.schema.Config`
+do the parsing (seeds, noise, imbalance, losses); this module adds the range checks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from losscli.config.schema import Config, TrainConfig
+from losscli.errors import UsageError
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "onecycle", "step", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+#: dataset/model options are hashed into run keys: plain, small values only
+MAX_OPTION_CHARS = 10_000
+
+
+def validate(cfg: Config, command: str = "compare") -> Config:
+    """Check ``cfg`` for ``command`` (``train`` or ``compare``); returns it unchanged."""
+    validate_train(cfg.train)
+    _check(0.0 <= cfg.dataset.val_fraction < 1.0, "dataset.val_fraction", "must be in [0, 1)", cfg.dataset.val_fraction)
+    _check(isinstance(cfg.dataset.name, str) and cfg.dataset.name.strip() != "", "dataset.name",
+           "must name a dataset (see README, Data)", cfg.dataset.name)
+    for section, options in (("dataset.options", cfg.dataset.options), ("model.options", cfg.model.options)):
+        _check_plain(options, section)
+    _check(cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}", cfg.precision)
+    _check(isinstance(cfg.device, str) and cfg.device.strip() != "", "device", "must be auto, cpu, cuda or cuda:N",
+           cfg.device)
+    _check(cfg.threads is None or cfg.threads >= 1, "threads", "must be >= 1", cfg.threads)
+    _check(cfg.jobs is None or cfg.jobs >= 1, "jobs", "must be >= 1 (worker processes)", cfg.jobs)
+    if command == "train":
+        cfg.loss_spec()
+        cfg.single_setting()
+    else:
+        cfg.loss_specs()
+        cfg.seed_list()
+        cfg.noise_settings()
+        cfg.imbalance_settings()
+    return cfg
+
+
+def validate_train(t: TrainConfig) -> None:
+    """Ranges of the training keys (also used by trainers given a hand-built config)."""
+    _check(t.epochs >= 1, "train.epochs", "must be >= 1", t.epochs)
+    _check(t.batch_size >= 1, "train.batch_size", "must be >= 1", t.batch_size)
+    _check(t.eval_every >= 1, "train.eval_every", "must be >= 1 (evaluate every N epochs)", t.eval_every)
+    _check(_number(t.lr) and t.lr > 0, "train.lr", "must be a finite number > 0", t.lr)
+    _check(_number(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "must be a finite number >= 0",
+           t.weight_decay)
+    _check(_number(t.momentum) and 0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)", t.momentum)
+    _check(_number(t.warmup_epochs) and t.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0", t.warmup_epochs)
+    _check(_number(t.step_gamma) and 0 < t.step_gamma <= 1, "train.step_gamma", "must be in (0, 1]", t.step_gamma)
+    _check(t.grad_clip is None or (_number(t.grad_clip) and t.grad_clip > 0), "train.grad_clip",
+           "must be a finite number > 0 (or null)", t.grad_clip)
+    _check(t.optimizer in OPTIMIZERS, "train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}", t.optimizer)
+    _check(t.schedule in SCHEDULES, "train.schedule", f"must be one of {', '.join(SCHEDULES)}", t.schedule)
+    ms = t.step_milestones
+    ok = isinstance(ms, list) and all(_number(m) and 0 < m < 1 for m in ms) and list(ms) == sorted(ms)
+    _check(ok, "train.step_milestones", "must be an increasing list of fractions of training in (0, 1), "
+           "e.g. [0.5, 0.75]", ms)
+
+
+def _check(ok: bool, key: str, what: str, value: Any) -> None:
+    if not ok:
+        raise UsageError(f"config key {key!r} {what}, got {value!r}")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_plain(options: Any, section: str) -> None:
+    """Options are hashed into run keys and passed to sources/models: plain YAML values only."""
+    def plain(v: Any, depth: int = 0) -> bool:
+        if depth > 8:
+            return False
+        if v is None or isinstance(v, (bool, int, str)):
+            return True
+        if isinstance(v, float):
+            return math.isfinite(v)
+        if isinstance(v, list):
+            return all(plain(x, depth + 1) for x in v)
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(x, depth + 1) for k, x in v.items())
+        return False
+
+    if not isinstance(options, dict):
+        raise UsageError(f"config key {section!r} must be a mapping of option names to values, got {options!r}")
+    for k, v in options.items():
+        if not plain(v):
+            raise UsageError(f"config key '{section}.{k}' must be a plain value (number, text, list), got {v!r}")
+    if len(repr(options)) > MAX_OPTION_CHARS:
+        raise UsageError(f"config key {section!r} is too large ({len(repr(options))} characters)")

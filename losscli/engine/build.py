@@ -1,0 +1,126 @@
+"""Build what one run needs: its data (with imbalance and noise), loss, model and context.
+
+Shared by the single-run trainer, the batched trainer and ``eval`` so runs are built
+identically everywhere (same seeds, same streams): that is what makes batched results equal
+separate ones, and a reloaded model equal the one that was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from losscli.device import seeded
+from losscli.engine.runspec import RunSpec
+from losscli.errors import UsageError
+
+# RNG streams derived from the run seed (see losscli.device.seeded_generator)
+STREAM_INIT = 1
+STREAM_ORDER = 2
+
+
+def load_base_data(spec: RunSpec, cache: dict | None = None):
+    """The dataset before noise (imbalance included: it is fixed by split_seed, not the run seed)."""
+    from losscli.data import apply_imbalance, load_dataset
+
+    ds = spec.dataset
+    key = (ds.name, ds.data_dir, ds.val_fraction, ds.split_seed, repr(sorted(ds.options.items())), str(spec.imbalance))
+    if cache is not None and key in cache:
+        return cache[key]
+    base = load_dataset(ds.name, data_dir=ds.data_dir, download=ds.download, val_fraction=ds.val_fraction,
+                        split_seed=ds.split_seed, options=dict(ds.options))
+    bundle = apply_imbalance(base, spec.imbalance, seed=ds.split_seed)
+    if cache is not None:
+        cache[key] = bundle
+    return bundle
+
+
+def load_run_data(spec: RunSpec, cache: dict | None = None):
+    from losscli.data import apply_noise
+
+    return apply_noise(load_base_data(spec, cache), spec.noise, seed=spec.seed)
+
+
+def build_run_loss(spec: RunSpec, bundle) -> torch.nn.Module:
+    """The run's loss, given the training set's class counts (losses that need them read them)."""
+    from losscli.losses import build_loss
+
+    weight = spec.loss.options.get("weight")
+    if weight is not None and len(weight) != bundle.num_classes:
+        raise UsageError(f"{spec.loss.label}: weight has {len(weight)} entries but {bundle.name} has "
+                         f"{bundle.num_classes} classes; give one weight per class")
+    return build_loss(spec.loss, class_counts=[float(c) for c in bundle.class_counts])
+
+
+def model_name(spec: RunSpec, bundle) -> str:
+    """The concrete model of the run (``auto`` resolved from the data kind, once, here)."""
+    from losscli.models import auto_model
+
+    return spec.model.name if spec.model.name != "auto" else auto_model(bundle.kind)
+
+
+def build_run_model(spec: RunSpec, bundle, loss_fn) -> torch.nn.Module:
+    """Model with the run's seeded init; a loss that brings its own head gets it installed."""
+    from losscli.models import build_model
+
+    with seeded(spec.seed, STREAM_INIT):
+        model = build_model(model_name(spec, bundle), bundle.input_shape, bundle.num_classes, kind=bundle.kind,
+                            **dict(spec.model.options))
+        head = loss_fn.make_head(model.head.in_features, bundle.num_classes)
+        if head is not None:
+            model.head = head
+    return model
+
+
+def restore_run(loaded, device: torch.device, cache: dict | None = None):
+    """Rebuild a finished run's (model, loss, bundle) from its directory (a ``rundir.LoadedRun``)."""
+    spec = loaded.spec
+    bundle = load_run_data(spec, cache)
+    loss_fn = build_run_loss(spec, bundle)
+    model = build_run_model(spec, bundle, loss_fn)
+    state = loaded.state()
+    model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    loss_state = {k[len("loss."):]: v for k, v in state.items() if k.startswith("loss.")}
+    try:
+        model.load_state_dict(model_state)
+        if loss_state:
+            loss_fn.load_state_dict(loss_state, strict=False)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise UsageError(f"{loaded.run_dir / 'model.pt'} does not fit the run's model ({first}); retrain the run "
+                         "(or delete its directory)") from None
+    return model.to(device), loss_fn.to(device), bundle
+
+
+def loss_context(loss_fn, idx: torch.Tensor, epoch: int, teacher_logits: torch.Tensor | None) -> dict:
+    """Forward keyword arguments a loss asked for (``needs``/``uses``), by the shared names."""
+    info = loss_fn.info
+    wanted = set(info.needs) | set(info.uses)
+    ctx: dict[str, Any] = {}
+    if "index" in wanted:
+        ctx["index"] = idx
+    if "epoch" in wanted:
+        ctx["epoch"] = epoch - 1  # losses see the 0-based epoch index (LDAM-DRW's `epoch // 160` convention)
+    if "teacher_logits" in wanted and teacher_logits is not None:
+        ctx["teacher_logits"] = teacher_logits[idx]
+    return ctx
+
+
+@dataclass
+class DeviceData:
+    """A bundle's splits on the training device (small datasets live there whole)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    y_train_clean: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @classmethod
+    def from_bundle(cls, bundle, device: torch.device) -> "DeviceData":
+        return cls(*(getattr(bundle, k).to(device) for k in
+                     ("x_train", "y_train", "y_train_clean", "x_val", "y_val", "x_test", "y_test")))

@@ -1,0 +1,33 @@
+"""Teacher logits for distillation losses (``kd``, ...): a finished run's predictions on the
+student's training set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from losscli.engine.runspec import RunSpec
+from losscli.errors import UsageError
+
+
+def teacher_logits(spec: RunSpec, bundle, device: torch.device) -> torch.Tensor | None:
+    """``[N_train, C]`` teacher logits when the run's loss distils, else None."""
+    from losscli.engine import rundir
+    from losscli.engine.build import restore_run
+    from losscli.engine.evaluate import predict_logits
+    from losscli.losses import LOSSES
+
+    if "teacher_logits" not in LOSSES.get(spec.loss.name).info.needs:
+        return None
+    if not spec.teacher:
+        raise UsageError(f"{spec.loss.name} distils from a teacher: pass --teacher RUN_DIR (a finished `losscli train` run)")
+    loaded = rundir.load_run(Path(spec.teacher))
+    if rundir.report_problem(loaded.report) is not None or loaded.report["status"] != "ok":
+        raise UsageError(f"--teacher {spec.teacher} is not a finished run; train it to the end first")
+    model, loss_fn, teacher_bundle = restore_run(loaded, device)
+    if teacher_bundle.num_classes != bundle.num_classes or tuple(teacher_bundle.input_shape) != tuple(bundle.input_shape):
+        raise UsageError(f"--teacher {spec.teacher} was trained on {teacher_bundle.num_classes} classes with inputs "
+                         f"{tuple(teacher_bundle.input_shape)}; the student has {bundle.num_classes} and "
+                         f"{tuple(bundle.input_shape)}")
+    return predict_logits(model, loss_fn, bundle.x_train.to(device)).to(device)
