@@ -23,16 +23,18 @@ _EXPORTS = {
     "register_dataset": "registry",
     "parse_noise_spec": "settings", "parse_imbalance_spec": "settings", "NoiseSpec": "settings", "ImbalanceSpec": "settings",
 }
-#: modules that register a source in DATASETS when imported
-SOURCE_MODULES = ("src_mnist1d", "src_synthetic", "src_torchvision", "src_hf", "src_files")
 
 __all__ = sorted([*_EXPORTS, "DATASETS", "register_sources"])
 
 
 def register_sources() -> None:
-    """Import every built-in source module (idempotent)."""
-    for mod in SOURCE_MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
+    """Import every ``src_*`` module of this package (each registers its sources; idempotent):
+    adding a source is one ``src_<name>.py`` file with ``@register_dataset``."""
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name.startswith("src_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
 
 
 def __getattr__(name: str) -> Any:

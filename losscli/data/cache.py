@@ -1,9 +1,8 @@
-"""Cache directory and atomic file writes."""
+"""Where downloaded and generated data is cached, and the atomic ``.npz`` writer for the cache."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -24,15 +23,11 @@ def default_data_dir() -> str:
 
 
 def save_npz_atomic(path: str, **arrays: Any) -> None:
-    """Write ``arrays`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``arrays`` as an ``.npz`` file atomically (serialised in memory, then written and renamed)."""
+    import io
+
+    from losscli.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
