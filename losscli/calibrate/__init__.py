@@ -11,6 +11,8 @@ from losscli.calibrate.scaling import (  # noqa: F401
     fit_inverse_temperature,
 )
 from losscli.calibrate.binning import HistogramBinning, IsotonicCalibration  # noqa: F401
+from losscli.calibrate.correctness import CorrectnessAwareCalibration, ca_loss  # noqa: F401  (registration)
+from losscli.calibrate.hcalib import HCalibration, h_calibration_loss  # noqa: F401  (registration)
 from losscli.calibrate.api import (  # noqa: F401
     DEFAULT_METHODS,
     SCHEMA,
