@@ -9,6 +9,10 @@ predictions and metrics.
   ``cos(x, w_k) = <x/||x||, w_k/||w_k||>`` in ``[-1, 1]``.
 * ``DistanceHead`` (harmonic loss, the official ``DistLayer``): ``-log d2_k`` with the
   **squared** Euclidean distance ``d2_k = ||w_k||^2 + ||x||^2 - 2 w_k.x + eps``.
+* ``DualHead`` (DHKD): two linear classifiers on the same features, output ``[N, 2C]``
+  (main, auxiliary); ``prediction_logits`` keeps the main one.
+
+LegendreTron's head (a learned monotone link) lives with its loss in ``legendretron.py``.
 """
 
 from __future__ import annotations
