@@ -141,7 +141,7 @@ class LossInfo:
     supports_ignore_index: bool = True
     batch_coupled: bool = False
     can_be_negative: bool = False
-    head: str | None = None  # "cosine" | "distance": the engine installs ``make_head``
+    head: str | None = None  # "cosine" | "distance" | "dual" | "legendre": the engine installs ``make_head``
     needs: tuple[str, ...] = ()  # context the engine must pass to forward (CONTEXT_KEYS)
     # forward context that is optional: used when given (e.g. ``epoch`` for a schedule)
     uses: tuple[str, ...] = ()
