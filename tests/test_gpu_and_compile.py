@@ -56,11 +56,12 @@ def test_cuda_batched_equals_separate_in_fp32(tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_every_loss_runs_on_cuda(dtype):
     from losscli.losses import LOSSES
-    from tests.loss_cases import make_context, make_loss, make_target
+    from tests.loss_cases import make_context, make_inputs, make_loss
 
     for name in LOSSES.names():
-        logits = (torch.randn(64, 10, device="cuda") * 5).to(dtype).requires_grad_(True)
-        target = make_target(name, 64, 10).cuda()
+        x, target = make_inputs(name, 64, 10, scale=5.0)  # the loss's input kind (logits, embeddings, sets)
+        logits = x.cuda().to(dtype).requires_grad_(True)
+        target = target.cuda()
         fn = make_loss(name, 10).cuda()
         loss = fn(logits, target, **make_context(name, logits.detach().float()))
         loss.backward()
@@ -72,14 +73,12 @@ def test_every_loss_runs_on_cuda(dtype):
 def test_every_loss_matches_cpu_on_cuda_in_float64():
     """Fused kernels and custom autograd nodes give the same values and gradients on both devices."""
     from losscli.losses import LOSSES
-    from tests.loss_cases import make_context, make_loss, make_target
+    from tests.loss_cases import make_context, make_inputs, make_loss
 
     for name in LOSSES.names():
         if not LOSSES.get(name).info.deterministic:
             continue
-        g = torch.Generator().manual_seed(0)
-        base = torch.randn(32, 6, generator=g, dtype=torch.float64) * 3
-        target = make_target(name, 32, 6)
+        base, target = make_inputs(name, 32, 6, dtype=torch.float64)
         results = []
         for device in ("cpu", "cuda"):
             logits = base.clone().to(device).requires_grad_(True)
@@ -96,16 +95,15 @@ def test_every_loss_matches_cpu_on_cuda_in_float64():
 def test_compiled_losses_match_eager_on_cuda():
     """torch.compile of every loss (custom autograd nodes included) gives eager's value and gradient."""
     from losscli.losses import LOSSES
-    from tests.loss_cases import make_context, make_loss, make_target
+    from tests.loss_cases import make_context, make_inputs, make_loss
 
     failures = []
     for name in LOSSES.names():
         if not LOSSES.get(name).info.deterministic:
             continue
         torch._dynamo.reset()
-        g = torch.Generator().manual_seed(1)
-        base = (torch.randn(64, 12, generator=g) * 3).cuda()
-        target = make_target(name, 64, 12).cuda()
+        base, target = make_inputs(name, 64, 12, seed=1)
+        base, target = base.cuda(), target.cuda()
         out = []
         for compiled in (False, True):
             fn = make_loss(name, 12).cuda()

@@ -9,16 +9,16 @@ import torch
 
 from losscli.errors import UsageError
 from losscli.losses import LOSSES, LossInputError, build_loss
-from tests.loss_cases import make_context, make_loss, make_target
+from losscli.losses.meta import INPUT_KINDS, TARGET_KINDS
+from tests.loss_cases import make_context, make_inputs, make_loss
 
 ALL = LOSSES.names()
 N, C = 12, 5
 
 
 def _inputs(name, dtype=torch.float32, scale=3.0, seed=0, n=N, c=C):
-    g = torch.Generator().manual_seed(seed)
-    logits = (torch.randn(n, c, generator=g, dtype=torch.float64) * scale).to(dtype)
-    return logits, make_target(name, n, c, seed)
+    """Inputs of the loss's declared kind (logits, embeddings, sets; class or regression targets)."""
+    return make_inputs(name, n, c, seed=seed, dtype=dtype, scale=scale)
 
 
 def test_registry_has_the_required_losses():
@@ -46,6 +46,10 @@ def test_metadata_complete(name):
     assert info.formula
     d = info.to_dict()
     assert set(d) >= {"name", "family", "params", "reference"}
+    assert info.input in INPUT_KINDS and info.target in TARGET_KINDS
+    assert d["properties"]["input"] == info.input and d["properties"]["target"] == info.target
+    # every loss takes the trainer's epoch-end call (a no-op unless it keeps epoch-level state)
+    make_loss(name, C).on_epoch_end(0, 0.5)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -147,7 +151,7 @@ def test_symmetric_losses_sum_is_constant(name):
     totals = []
     for seed in range(4):
         logits, _ = _inputs(name, seed=seed, n=3)
-        s = sum(fn(logits, torch.full((3,), k), **make_context(name, logits)) for k in range(C))
+        s = sum(fn(logits, torch.full((3,), k), **make_context(name, logits)) for k in range(C))  # class targets
         totals.append(s)
     totals = torch.cat(totals)
     assert (totals.max() - totals.min()).abs() < 1e-4 * max(1.0, totals.abs().max().item()), totals

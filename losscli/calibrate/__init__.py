@@ -35,3 +35,5 @@ from losscli.calibrate.scaling import (  # noqa: E402,F401
     VectorScaling,
     fit_inverse_temperature,
 )
+from losscli.calibrate.correctness import CorrectnessAwareCalibration, ca_loss  # noqa: E402,F401
+from losscli.calibrate.hcalib import HCalibration, h_calibration_loss  # noqa: E402,F401

@@ -6,6 +6,9 @@ The base class does what every loss needs and nobody should write twice: input v
 the float32 upcast of low-precision logits, ``ignore_index`` masking, per-class ``weight`` and
 the reduction with torch's semantics (weighted mean = sum_i w_{y_i} l_i / sum_i w_{y_i}).
 Batch-coupled losses (a batch-level metric such as Jaccard) implement ``batch_loss``.
+Losses whose inputs are not ``[N, C]`` logits with class targets declare ``LossInfo.input`` /
+``LossInfo.target`` (embeddings, sets of members, regression values); ``_check_inputs``
+validates each kind, and the rest of the path (reduction, ignore_index) is shared.
 """
 
 from __future__ import annotations
@@ -100,6 +103,10 @@ class Loss(nn.Module):
         """
         return logits
 
+    def on_epoch_end(self, epoch: int, val_accuracy: float) -> None:
+        """Called by the trainer after each epoch's evaluation (0-based ``epoch``, validation
+        accuracy in [0, 1]). No-op; losses with epoch-level state (ASLP) override it."""
+
     def extra_repr(self) -> str:
         items = [f"{k}={v!r}" for k, v in self.params.items()]
         if self.reduction != "mean":
@@ -162,6 +169,13 @@ class Loss(nn.Module):
         name = self.info.name
         if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
             raise LossInputError(f"{name}: logits and target must be torch tensors")
+        # input kinds other than logits + class targets (LossInfo.input / .target): one check each
+        if self.info.input == "embeddings":
+            return self._check_embeddings(logits, target)
+        if self.info.input == "sets":
+            return self._check_sets(logits, target)
+        if self.info.target == "regression":
+            return self._check_regression(logits, target)
         if logits.dim() != 2:
             raise LossInputError(f"{name}: logits must be [N, C], got shape {list(logits.shape)}")
         if not logits.is_floating_point():
@@ -198,6 +212,43 @@ class Loss(nn.Module):
                 raise LossInputError(f"{name}: probability targets must be floating point, got {target.dtype}")
             return logits, target.to(logits.dtype if logits.dtype == torch.float64 else torch.float32), "soft"
         raise LossInputError(f"{name}: target must be [N] class indices or [N, C], got shape {list(target.shape)}")
+
+    def _check_embeddings(self, x: torch.Tensor, target: torch.Tensor):
+        """``[N, D]`` float features and ``[N]`` integer labels (>= 0 or ignore_index); kind "index"."""
+        name = self.info.name
+        if x.dim() != 2 or not x.is_floating_point():
+            raise LossInputError(f"{name}: embeddings must be floating point [N, D], got {x.dtype} {list(x.shape)}")
+        if target.dim() != 1 or target.shape[0] != x.shape[0] or target.is_floating_point() or target.dtype == torch.bool:
+            raise LossInputError(f"{name}: target must be [N={x.shape[0]}] integer labels, got {target.dtype} {list(target.shape)}")
+        target = target.long()
+        if target.device.type == "cpu" and ((target < 0) & (target != self.ignore_index)).any():
+            raise LossInputError(f"{name}: labels must be >= 0 (or ignore_index={self.ignore_index})")
+        return x, target, "index"
+
+    def _check_sets(self, x: torch.Tensor, target: torch.Tensor):
+        """``[B, m, C]`` member logits and ``[B, m]`` member labels in [0, C); kind "sets" (no ignore_index)."""
+        name = self.info.name
+        if x.dim() != 3 or not x.is_floating_point() or x.shape[2] < 2:
+            raise LossInputError(f"{name}: set logits must be floating point [B, m, C] with C >= 2, got {x.dtype} {list(x.shape)}")
+        if tuple(target.shape) != tuple(x.shape[:2]) or target.is_floating_point() or target.dtype == torch.bool:
+            raise LossInputError(f"{name}: target must be [B, m] = {list(x.shape[:2])} integer member labels, "
+                                 f"got {target.dtype} {list(target.shape)}")
+        target = target.long()
+        if target.device.type == "cpu" and target.numel() and ((target < 0) | (target >= x.shape[2])).any():
+            raise LossInputError(f"{name}: member labels must be in [0, {x.shape[2] - 1}]")
+        return x, target, "sets"
+
+    def _check_regression(self, x: torch.Tensor, target: torch.Tensor):
+        """``[N, C]`` float logits (C bins) and ``[N]`` float targets; kind "regression"."""
+        name = self.info.name
+        if x.dim() != 2 or not x.is_floating_point() or x.shape[1] < 2:
+            raise LossInputError(f"{name}: logits must be floating point [N, C] with C >= 2 bins, got {x.dtype} {list(x.shape)}")
+        if target.dim() != 1 or target.shape[0] != x.shape[0] or not target.is_floating_point():
+            raise LossInputError(f"{name}: target must be [N={x.shape[0]}] floating-point regression values, "
+                                 f"got {target.dtype} {list(target.shape)}")
+        if target.device.type == "cpu" and not torch.isfinite(target).all():
+            raise LossInputError(f"{name}: regression targets must be finite")
+        return x, target.to(torch.float64 if x.dtype == torch.float64 else torch.float32), "regression"
 
 
 def _as_float_tensor(values: Any, what: str) -> torch.Tensor:

@@ -9,6 +9,10 @@ predictions and metrics.
   ``cos(x, w_k) = <x/||x||, w_k/||w_k||>`` in ``[-1, 1]``.
 * ``DistanceHead`` (harmonic loss, the official ``DistLayer``): ``-log d2_k`` with the
   **squared** Euclidean distance ``d2_k = ||w_k||^2 + ||x||^2 - 2 w_k.x + eps``.
+* ``DualHead`` (DHKD): two linear classifiers on the same features, output ``[N, 2C]``
+  (main, auxiliary); ``prediction_logits`` keeps the main one.
+
+LegendreTron's head (a learned monotone link) lives with its loss in ``legendretron.py``.
 """
 
 from __future__ import annotations
@@ -75,3 +79,30 @@ class DistanceHead(_PrototypeHead):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -torch.log(self.squared_distances(x))
+
+
+class DualHead(nn.Module):
+    """DHKD's two classifiers on the same features: ``[fc(x), fc2(x)]`` concatenated, ``[N, 2C]``.
+
+    ``fc`` (the first C columns) is the main head, trained by CE and used for predictions; ``fc2``
+    is the auxiliary head that takes the distillation loss. ``aux="nonlinear"`` is the official
+    ``--nonlinear`` auxiliary head ``Linear(d, 200) -> Dropout(0.1) -> BatchNorm1d -> ReLU -> Linear(200, C)``.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, aux: str = "linear"):
+        super().__init__()
+        self.in_features = int(in_features)
+        self.num_classes = int(num_classes)
+        self.fc = nn.Linear(self.in_features, self.num_classes)
+        if aux == "linear":
+            self.fc2 = nn.Linear(self.in_features, self.num_classes)
+        elif aux == "nonlinear":
+            self.fc2 = nn.Sequential(
+                nn.Linear(self.in_features, 200), nn.Dropout(0.1), nn.BatchNorm1d(200), nn.ReLU(),
+                nn.Linear(200, self.num_classes),
+            )
+        else:
+            raise ValueError(f"DualHead: aux must be 'linear' or 'nonlinear', got {aux!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.fc(x), self.fc2(x)], dim=-1)

@@ -52,6 +52,8 @@ def unsupported_reason(info) -> str | None:
         return "it is batch-coupled (a row's value depends on the other rows)"
     if info.multilabel:
         return "it is a multi-label loss ([N, C] targets would defeat the purpose)"
+    if info.input != "logits" or info.target != "class":
+        return f"it takes {info.input} with {info.target} targets, not logits of a linear layer with class labels"
     if info.head is not None:
         return f"it needs its own {info.head} head, not a plain linear layer"
     if info.needs:

@@ -27,7 +27,12 @@ FAMILIES = (
     "metric-surrogate",
     "multi-label",
     "distillation",
+    "metric-learning",  # embedding losses (input="embeddings")
+    "regression",  # regression as classification (target="regression")
 )
+#: what a loss's forward takes (``LossInfo.input`` / ``LossInfo.target``), validated by ``Loss._check_inputs``
+INPUT_KINDS = ("logits", "embeddings", "sets")
+TARGET_KINDS = ("class", "regression")
 
 
 # --------------------------------------------------------------------------- metadata
@@ -136,7 +141,7 @@ class LossInfo:
     supports_ignore_index: bool = True
     batch_coupled: bool = False
     can_be_negative: bool = False
-    head: str | None = None  # "cosine" | "distance": the engine installs ``make_head``
+    head: str | None = None  # "cosine" | "distance" | "dual" | "legendre": the engine installs ``make_head``
     needs: tuple[str, ...] = ()  # context the engine must pass to forward (CONTEXT_KEYS)
     # forward context that is optional: used when given (e.g. ``epoch`` for a schedule)
     uses: tuple[str, ...] = ()
@@ -152,6 +157,17 @@ class LossInfo:
     test_params: dict = field(default_factory=dict)
     notes: str = ""
     aliases: tuple[str, ...] = ()
+    # -- input kinds: what forward(x, target) receives; Loss._check_inputs validates each kind
+    # input "logits": x is [N, C] (the head's output; a loss with its own head may define a wider
+    #   output, e.g. dhkd's [N, 2C]); "embeddings": x is [N, D] features (metric learning; the loss
+    #   normalises them itself); "sets": x is [B, m, C], the logits of the m members of B sets.
+    input: str = "logits"
+    # target "class": [N] int labels or [N, C] probabilities ([B, m] member labels for "sets");
+    # "regression": float [N] values (regression as classification: the C columns are bins).
+    target: str = "class"
+    # False when the engine cannot train this loss stacked with other runs (engine/batched.py),
+    # e.g. because its batches are not rows of the training set (OKO's sets)
+    stackable: bool = True
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -178,6 +194,9 @@ class LossInfo:
                 "batch_coupled": self.batch_coupled,
                 "head": self.head,
                 "needs": list(self.needs),
+                "input": self.input,
+                "target": self.target,
+                "stackable": self.stackable,
             },
             "reference": asdict(self.reference),
             "notes": self.notes,
@@ -200,6 +219,9 @@ def register_loss(
     """Class decorator: attach a ``LossInfo`` and add the class to ``LOSSES``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown loss family {family!r}; use one of {FAMILIES}")
+
+    if props.get("input", "logits") not in INPUT_KINDS or props.get("target", "class") not in TARGET_KINDS:
+        raise ValueError(f"{name}: input must be one of {INPUT_KINDS} and target one of {TARGET_KINDS}")
 
     def decorator(cls: type) -> type:
         info = LossInfo(

@@ -42,8 +42,8 @@ class _OneVsRest(torch.autograd.Function):
     convex=True,
     supports_weight=True,
     notes="Generic OvR (LOSSES.md §22); per-sample value is the sum over the C labels, so "
-    "reduction='sum' equals BCEWithLogits(reduction='sum') on one-hot targets. The 'SOVR' paper could "
-    "not be identified: no SOVR-specific scaling.",
+    "reduction='sum' equals BCEWithLogits(reduction='sum') on one-hot targets. SOVR (Kanai et al. 2023, "
+    "registered as sovr) switches to this loss, unscaled, for the batch's smallest-margin samples.",
 )
 class OneVsRest(Loss):
     def per_sample(self, logits, target, **context):

@@ -43,6 +43,8 @@ def build_base_loss(owner: str, spec: str, class_counts: Any = None) -> Loss:
         problem = "it is a multi-label loss"
     elif info.batch_coupled:
         problem = "it is a batch-level loss with no per-sample values"
+    elif info.input != "logits" or info.target != "class":
+        problem = f"it takes {info.input} with {info.target} targets, not [N, C] logits with class labels"
     elif info.needs:
         problem = f"it needs forward context ({', '.join(info.needs)})"
     if problem:

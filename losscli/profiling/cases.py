@@ -9,7 +9,11 @@ so a newly registered loss is profiled with no edits:
 - ``head="cosine"``: the head's output is cosine similarities, so inputs lie in [-1, 1];
   ``head="distance"``: squared distances, so inputs are non-negative;
 - multi-label losses get ``[N, C]`` multi-hot targets (about 10% positives);
-- ``info.test_params`` (e.g. a harmonic ``n``) are passed to the constructor.
+- ``info.test_params`` (e.g. a harmonic ``n``) are passed to the constructor;
+- input kinds: ``head="dual"`` outputs ``[N, 2C]``; ``input="embeddings"`` gets ``[N, C]``
+  features; ``input="sets"`` gets ``[N, k+2, C]`` set logits whose member labels come from the
+  loss's own ``sample_sets``; ``target="regression"`` gets float targets over ``[vmin, vmax]``
+  and ``C`` = ``num_bins``.
 
 A loss that cannot be built or fails a trial forward/backward is reported as skipped
 with the reason (``SkipLoss``) rather than crashing a whole sweep.
@@ -80,6 +84,8 @@ def build_loss_for_profile(name: str, c: int, n: int, params: dict | None = None
     merged.update(kwargs)
     if info.needs_class_counts and "class_counts" not in merged:
         merged["class_counts"] = synthetic_class_counts(n, c)
+    if info.target == "regression" and "num_bins" not in merged:
+        merged["num_bins"] = c  # the C columns are the bins
     return build_loss(info.name, **merged)
 
 
@@ -93,6 +99,29 @@ def make_logits(info, n: int, c: int, dtype: torch.dtype, device: torch.device, 
     else:
         x = torch.randn(n, c, generator=generator, device=device, dtype=torch.float32) * scale
     return x.to(dtype).requires_grad_(True)
+
+
+def input_shape(info, loss, n: int, c: int) -> tuple[int, ...]:
+    """The shape of the loss's first argument for ``n`` rows (or sets) and ``c`` classes."""
+    if info.input == "sets":
+        return (n, int(loss.k) + 2, c)
+    if info.head == "dual":  # main and auxiliary heads side by side
+        return (n, 2 * c)
+    return (n, c)
+
+
+def make_kind_target(info, loss, n: int, c: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """Targets of the loss's declared kind (class labels, set member labels or regression values)."""
+    if info.input == "sets":
+        pool = torch.randint(0, c, (max(4 * c, n),), generator=generator, device=device).cpu()
+        pool[: 2 * c] = torch.arange(c).repeat(2)  # every class twice: each can be a pair class
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
+        sets = loss.sample_sets(pool, torch.Generator().manual_seed(seed), num_sets=n)  # the sampler runs on CPU
+        return pool[sets].to(device)
+    if info.target == "regression":
+        lo, hi = float(loss.vmin), float(loss.vmax)
+        return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+    return make_target(info, n, c, device, generator)
 
 
 def make_target(info, n: int, c: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
@@ -110,7 +139,10 @@ def make_context(info, logits: torch.Tensor, generator: torch.Generator) -> dict
     ctx: dict[str, Any] = {}
     wanted = set(info.needs)
     if "teacher_logits" in wanted:
-        ctx["teacher_logits"] = (torch.randn(logits.shape, generator=generator, device=logits.device,
+        shape = list(logits.shape)
+        if info.head == "dual":  # the dual head outputs [N, 2C]; the teacher has C classes
+            shape[-1] //= 2
+        ctx["teacher_logits"] = (torch.randn(shape, generator=generator, device=logits.device,
                                              dtype=torch.float32) * 3).to(logits.dtype)
     if "index" in wanted:
         ctx["index"] = torch.arange(logits.shape[0], device=logits.device)
@@ -140,8 +172,10 @@ def make_case(spec: str, name: str, params: dict, n: int, c: int, dtype: torch.d
     def make_inputs(seed_offset: int = 0, n_rows: int = n):
         g = torch.Generator(device=device)
         g.manual_seed(1000 * seed + seed_offset + 17)
-        logits = make_logits(info, n_rows, c, dtype, device, g)
-        target = make_target(info, n_rows, c, device, g)
+        shape = input_shape(info, loss, n_rows, c)
+        logits = make_logits(info, shape[0], c, dtype, device, g) if len(shape) == 2 and shape[1] == c else \
+            (torch.randn(shape, generator=g, device=device, dtype=torch.float32) * 3).to(dtype).requires_grad_(True)
+        target = make_kind_target(info, loss, n_rows, c, device, g)
         ctx = make_context(info, logits, g)
         return logits, target, ctx
 

@@ -49,6 +49,8 @@ def _per_sample_fn(name: str, c: int, params: dict | None = None) -> tuple[Calla
     info = LOSSES.get(name).info
     if info.batch_coupled:
         raise _ShapeSkip("batch-coupled: no per-sample loss value")
+    if info.input != "logits" or info.target != "class":
+        raise _ShapeSkip(f"takes {info.input} with {info.target} targets, not logits with class labels")
     if "teacher_logits" in info.needs:
         raise _ShapeSkip("needs teacher logits: its shape depends on the teacher")
     loss = build_loss_for_profile(name, c, 64 * c, params, reduction="none")

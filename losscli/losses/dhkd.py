@@ -1,0 +1,81 @@
+"""DHKD: dual-head knowledge distillation (Yang et al., 2024; LOSSES-2.md §6).
+
+The student gets two linear heads on the same features (``make_head`` -> ``DualHead``, output
+``[N, 2C]``): the main head ``z0`` (first C columns) takes ``gamma * CE`` and makes the
+predictions; the auxiliary head ``z1`` takes ``alpha * BinaryKL-Norm`` against the teacher:
+
+    BinaryKLNorm(z1, t) = T^2 sum_c KL(Bern(1/2) || Bern(d_c)),  d_c = sigmoid((z1_c - t_c) / T)
+                        = T^2 sum_c [-log d_c / 2 - log(1 - d_c) / 2 - log 2]
+
+with ``log d = logsigmoid(x)``, ``log(1 - d) = logsigmoid(-x)`` (exact, no clamp).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.heads import DualHead
+
+
+def binary_kl_norm(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-sample ``T^2 sum_c KL(Bern(1/2) || Bern(sigmoid((s_c - t_c)/T)))`` (>= 0, 0 iff s = t)."""
+    x = (student - teacher) / temperature
+    kl = -0.5 * (F.logsigmoid(x) + F.logsigmoid(-x)) - math.log(2.0)
+    return temperature**2 * kl.sum(dim=1)
+
+
+@register_loss(
+    "dhkd",
+    aliases=("dual_head_kd",),
+    family="distillation",
+    reference=Reference(
+        "Dual-Head Knowledge Distillation: Enhancing Logits Utilization with an Auxiliary Head",
+        "Yang, Zong, Huang, Feng & An", 2024, "arXiv", "https://github.com/penghui-yang/DHKD",
+    ),
+    formula="[z0, z1] = dual head output;  l = gamma CE(z0, y) + alpha T^2 sum_c KL(Bern(1/2) || Bern(d_c)), "
+    "d_c = sigmoid((z1_c - t_c) / T)",
+    params=(
+        Param("temperature", 2.0, "T of BinaryKL-Norm (official BinaryKL_T = 2)", low=0.0, low_open=True),
+        Param("alpha", 1.0, "weight of BinaryKL-Norm on the auxiliary head (README: 1 for CIFAR-100, 0.1 for ImageNet; "
+              "the code has no default)", low=0.0),
+        Param("gamma", 1.0, "weight of CE on the main head (official -r = 1)", low=0.0),
+        Param("aux_head", "linear", "auxiliary head: 'linear' (code default) or 'nonlinear' (the CIFAR README's "
+              "--nonlinear: Linear(d,200)-Dropout-BN-ReLU-Linear(200,C))", kind="str", choices=("linear", "nonlinear")),
+    ),
+    convex=True,
+    head="dual",
+    needs=("teacher_logits",),
+    notes="Needs its dual head: the engine installs make_head(in_features, num_classes) (DualHead, output [N, 2C] = "
+    "[main, auxiliary]) and feeds that output to the loss; prediction_logits returns the main head (the first C "
+    "columns), so evaluation uses the main head only. teacher_logits are [N, C] (detached). Official distill="
+    "'dhkd': no KD term on the main head, no CE on the auxiliary one, sum over classes, mean over the batch. "
+    "BinaryKL-Norm uses the exact log-sigmoid form; the official code clamps d to [1e-8, 1-1e-8] (which differs "
+    "only where |z1 - t| / T > ~18, where the clamp zeroes the gradient). The optional gradient alignment (--ga, "
+    "PCGrad-like projection of the KD gradient) is an optimizer step, not part of the loss: not included. "
+    "Convex in the head outputs.",
+)
+class DHKD(Loss):
+    def per_sample(self, logits, target, teacher_logits=None, **context):
+        n, width = logits.shape
+        if width % 2:
+            raise LossInputError(f"dhkd: the dual head's output is [N, 2C] (main, auxiliary), got {width} columns")
+        c = width // 2
+        if not isinstance(teacher_logits, torch.Tensor) or tuple(teacher_logits.shape) != (n, c):
+            shape = list(teacher_logits.shape) if isinstance(teacher_logits, torch.Tensor) else type(teacher_logits).__name__
+            raise LossInputError(f"dhkd: teacher_logits must be [N, C] = [{n}, {c}] (half the dual head's width), got {shape}")
+        if target.device.type == "cpu" and n and bool((target >= c).any()):
+            raise LossInputError(f"dhkd: target values must be in [0, {c - 1}] (C = half the dual head's width)")
+        teacher = teacher_logits.detach().to(device=logits.device, dtype=logits.dtype)
+        main, aux = logits[:, :c], logits[:, c:]
+        ce = F.cross_entropy(main, target, reduction="none")
+        return self.gamma * ce + self.alpha * binary_kl_norm(aux, teacher, self.temperature)
+
+    def make_head(self, in_features, num_classes):
+        return DualHead(in_features, num_classes, aux=self.aux_head)
+
+    def prediction_logits(self, logits):
+        return logits[..., : logits.shape[-1] // 2]
