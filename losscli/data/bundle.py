@@ -55,6 +55,10 @@ class DataBundle:
         changes.setdefault("info", copy.deepcopy(self.info))
         return dataclasses.replace(self, **changes)
 
+    def without_test(self) -> "DataBundle":
+        """A copy whose test split is empty: what model selection (tuning) may see."""
+        return self.replace(x_test=self.x_test[:0], y_test=self.y_test[:0])
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 

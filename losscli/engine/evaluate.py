@@ -60,11 +60,12 @@ def finalize_metrics(model, loss_fn, data, bundle, amp) -> tuple[dict, dict]:
     train = predict_logits(model, loss_fn, data.x_train, amp_dtype=amp)
     y_val, y_test = data.y_val.cpu(), data.y_test.cpu()
     metrics: dict[str, Any] = {
-        "test": split_metrics(test, y_test, bundle),
+        "test": split_metrics(test, y_test, bundle) if len(y_test) else {},  # no test split: tuning trials
         "val": split_metrics(val, y_val, bundle) if len(y_val) else {},
         "train": train_set_metrics(train, data.y_train, data.y_train_clean),
-        "per_class_test_accuracy": [float(v) for v in per_class_accuracy(test, y_test, bundle.num_classes)],
     }
+    if len(y_test):
+        metrics["per_class_test_accuracy"] = [float(v) for v in per_class_accuracy(test, y_test, bundle.num_classes)]
     if shot_summary(metrics["test"]):
         metrics["shot_accuracy"] = shot_summary(metrics["test"])
     logits = {"val_logits": val, "val_labels": y_val, "test_logits": test, "test_labels": y_test}

@@ -18,10 +18,10 @@ from losscli.engine.runspec import RunSpec
 
 
 class RunRecorder:
-    def __init__(self, spec: RunSpec, run_dir: Path, env: dict, bundle, model_name: str,
+    def __init__(self, spec: RunSpec, run_dir: Path | None, env: dict, bundle, model_name: str,
                  render_markdown: Callable[[dict], str] | None = None):
         self.spec = spec
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None  # None: in memory only (tuning trials)
         self.env = env
         self.bundle = bundle
         self.model_name = model_name
@@ -37,7 +37,8 @@ class RunRecorder:
 
     # -- progress ------------------------------------------------------------------------
     def start(self) -> None:
-        rundir.write_config(self.run_dir, self.resolved())
+        if self.run_dir is not None:
+            rundir.write_config(self.run_dir, self.resolved())
 
     def resolved(self) -> dict:
         data = self.spec.resolved()
@@ -77,7 +78,8 @@ class RunRecorder:
             "lr": lr, "train_seconds": round(self._train_seconds, 4),
         }
         self.history.append(row)
-        rundir.append_metrics(self.run_dir, row)
+        if self.run_dir is not None:
+            rundir.append_metrics(self.run_dir, row)
         if self.best is None or val_acc > self.best["val_accuracy"]:
             self.best = {"epoch": epoch, "val_accuracy": val_acc, "test_accuracy": test_acc}
         self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
@@ -93,9 +95,9 @@ class RunRecorder:
     def finish(self, model_state: dict[str, torch.Tensor], logits: dict[str, torch.Tensor] | None,
                metrics: dict[str, Any] | None) -> dict[str, Any]:
         """Write model, logits and the report (last). Returns the report dict."""
-        if model_state:
+        if self.run_dir is not None and model_state:
             rundir.save_model(self.run_dir, model_state)
-        if logits:
+        if self.run_dir is not None and logits:
             rundir.save_logits(self.run_dir, logits)
         last = self.history[-1] if self.history else None
         metrics = dict(metrics or {})
@@ -120,9 +122,10 @@ class RunRecorder:
                 "samples_per_second": (self._samples / self._train_seconds) if self._train_seconds > 0 else None,
             },
             "history": self.history,
-            "run_dir": str(self.run_dir.resolve()),
+            "run_dir": str(self.run_dir.resolve()) if self.run_dir is not None else None,
         }
-        rundir.write_report(self.run_dir, report, self.render_markdown(report) if self.render_markdown else None)
+        if self.run_dir is not None:
+            rundir.write_report(self.run_dir, report, self.render_markdown(report) if self.render_markdown else None)
         return report
 
 

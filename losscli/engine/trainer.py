@@ -24,6 +24,12 @@ from losscli.engine.teacher import teacher_logits
 from losscli.environment import environment
 
 ProgressFn = Callable[[str], None]
+#: called after each evaluated epoch with (epoch, validation accuracy); may raise StopRun
+EpochFn = Callable[[int, float], None]
+
+
+class StopRun(Exception):
+    """Raised by an epoch callback to end a run early (a pruned tuning trial); not a failure."""
 
 
 @dataclass
@@ -41,6 +47,7 @@ class RunContext:
     compiled: bool
     teacher: torch.Tensor | None = None  # [N_train, C] teacher logits for distillation losses
     progress: bool = False
+    on_epoch: EpochFn | None = None
 
 
 def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress: bool = True,
@@ -74,6 +81,34 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
     if log and report["status"] == "ok":
         log(f"{spec.loss_label}: test accuracy {report['metrics']['test']['accuracy']:.4f} -> {run_dir}")
     return report
+
+
+def train_trial(spec: RunSpec, *, data_cache: dict | None = None, on_epoch: EpochFn | None = None) -> dict[str, Any]:
+    """Train one tuning trial: no run directory, and **no test split** — it is removed from the
+    data before training starts, so selection can only ever see the validation split.
+
+    ``on_epoch(epoch, val_accuracy)`` may raise :class:`StopRun` (a pruned trial). Returns
+    ``{status: ok|failed|pruned, error, history: [{epoch, val_accuracy, ...}], metrics: {val: ...}}``.
+    """
+    validate_train(spec.train)
+    device = resolve_device(spec.device)
+    amp = autocast_dtype(spec.precision, device)
+    compiled = should_compile(spec.compile, device)
+    bundle = load_run_data(spec, data_cache).without_test()
+    loss_fn = build_run_loss(spec, bundle)
+    model = build_run_model(spec, bundle, loss_fn)
+    teacher = teacher_logits(spec, bundle, device)
+    model.to(device)
+    loss_fn.to(device)
+    with cpu_threads(spec.threads, device, model) as threads:
+        env = environment(device, compiled=compiled, amp_dtype=amp, threads=threads)
+        rec = RunRecorder(spec, None, env, bundle, model_name(spec, bundle))
+        ctx = RunContext(spec, model, loss_fn, DeviceData.from_bundle(bundle, device), bundle, rec, device, amp,
+                         compiled, teacher, False, on_epoch)
+        try:
+            return _fit(ctx)
+        except StopRun:
+            return {"status": "pruned", "error": None, "history": rec.history, "metrics": {}}
 
 
 def _fit(ctx: RunContext) -> dict[str, Any]:
@@ -114,7 +149,10 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
             train_loss = step_losses.mean().item()
             rec.record_epoch(epoch, train_loss, val_acc, test_acc, optimizer.param_groups[0]["lr"],
                              _state(model, loss_fn))
+            loss_fn.on_epoch_end(epoch - 1, val_acc)  # stateful losses (ASLP) adapt to validation accuracy
             bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_acc:.3f}")
+            if ctx.on_epoch is not None:
+                ctx.on_epoch(epoch, val_acc)
         bar.update(1)
     bar.close()
 
