@@ -54,7 +54,7 @@ def test_grid_errors(over, needle):
 def test_compare_writes_report_and_resumes(tmp_path):
     cfg = _cfg(noise=["none", "sym:0.3"])
     report = run_compare(cfg, tmp_path, progress=False)
-    assert report["schema"] == "losscli/compare/v1"
+    assert report["schema"] == "losscli/compare/v2"
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report.yaml").is_file()
     assert len(report["results"]) == 2 * 2  # settings x losses
     entry = report["results"][1]
@@ -123,4 +123,4 @@ def test_cli_compare_json_and_exit_codes(tmp_path):
     import json
 
     data = json.loads(out)
-    assert data["schema"] == "losscli/compare/v1" and data["baseline"] == "ce"
+    assert data["schema"] == "losscli/compare/v2" and data["baseline"] == "ce"

@@ -134,8 +134,12 @@ def test_transition_matrix_and_untouched_splits(base):
         assert math.isclose(float(T[c, c]), float((noisy.y_train[idx] == c).double().mean()))
     assert torch.equal(base.y_train, before) and not base.noisy_mask.any()  # input bundle not mutated
     assert base.info["noise"]["spec"] == "none"
-    assert torch.equal(noisy.y_val, base.y_val) and torch.equal(noisy.y_test, base.y_test)
-    assert torch.equal(noisy.x_train, base.x_train)
+    assert torch.equal(noisy.y_test, base.y_test) and torch.equal(noisy.x_train, base.x_train)
+    # validation labels carry the same noise by default (independently drawn); --clean-val keeps them
+    flipped = float((noisy.y_val != base.y_val).double().mean())
+    assert 0.25 < flipped < 0.45 and noisy.info["noise"]["validation"].startswith("noisy")
+    clean_val = apply_noise(base, "instance:0.35", seed=4, noisy_val=False)
+    assert torch.equal(clean_val.y_val, base.y_val) and torch.equal(clean_val.y_train, noisy.y_train)
 
 
 def test_instance_noise_depends_on_input():

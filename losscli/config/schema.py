@@ -23,6 +23,9 @@ class DatasetConfig:
     download: bool = False
     val_fraction: float = 0.1
     split_seed: int = 0
+    # validation labels stay clean under label noise (optimistic: a practitioner's validation labels
+    # are as noisy as the training labels, which is the default)
+    clean_val: bool = False
     options: dict = field(default_factory=dict)
 
 
@@ -49,6 +52,23 @@ class TrainConfig:
 
 
 @dataclass
+class StatisticsConfig:
+    test: str = "t"  # t (seeds + test-set variance) | t-seeds | signflip
+    correction: str = "holm"  # holm | bh | none
+    alpha: float = 0.05
+    min_effect: float = 1.0  # points, for metrics shown in percent
+
+
+@dataclass
+class TuneConfig:
+    trials: int = 0  # per loss and setting; 0: no tuning (registry defaults, the configured lr)
+    storage: Optional[str] = None  # Optuna storage URL; None: sqlite in the compare directory
+    pruner: str = "halving"  # halving (successive halving) | hyperband | none
+    lr_factor: float = 10.0  # the learning rate is searched in [lr / f, lr * f], log scale
+    sampler_seed: int = 0
+
+
+@dataclass
 class Config:
     loss: str = "ce"
     losses: list = field(default_factory=lambda: ["ce"])
@@ -60,6 +80,8 @@ class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: Optional[bool] = None  # None: on for CUDA, off for CPU
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16

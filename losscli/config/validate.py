@@ -16,6 +16,7 @@ from losscli.errors import UsageError
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+PRUNERS = ("halving", "hyperband", "none")
 #: dataset/model options are hashed into run keys: plain, small values only
 MAX_OPTION_CHARS = 10_000
 
@@ -33,6 +34,20 @@ def validate(cfg: Config, command: str = "compare") -> Config:
            cfg.device)
     _check(cfg.threads is None or cfg.threads >= 1, "threads", "must be >= 1", cfg.threads)
     _check(cfg.jobs is None or cfg.jobs >= 1, "jobs", "must be >= 1 (worker processes)", cfg.jobs)
+    st, tu = cfg.statistics, cfg.tune
+    from losscli.stats import CORRECTIONS, TESTS
+
+    _check(st.test in TESTS, "statistics.test", f"must be one of {', '.join(TESTS)}", st.test)
+    _check(st.correction in CORRECTIONS, "statistics.correction", f"must be one of {', '.join(CORRECTIONS)}",
+           st.correction)
+    _check(0 < st.alpha < 1, "statistics.alpha", "must be in (0, 1)", st.alpha)
+    _check(st.min_effect >= 0, "statistics.min_effect", "must be >= 0 (points)", st.min_effect)
+    _check(tu.trials >= 0, "tune.trials", "must be >= 0", tu.trials)
+    _check(tu.pruner in PRUNERS, "tune.pruner", f"must be one of {', '.join(PRUNERS)}", tu.pruner)
+    _check(tu.lr_factor >= 1, "tune.lr_factor", "must be >= 1", tu.lr_factor)
+    _check(cfg.executor is None or isinstance(cfg.executor, str), "executor", "must be local, pool or ray",
+           cfg.executor)
+    _check(cfg.gpus_per_run is None or cfg.gpus_per_run > 0, "gpus_per_run", "must be > 0", cfg.gpus_per_run)
     if command == "train":
         cfg.loss_spec()
         cfg.single_setting()

@@ -86,33 +86,46 @@ def _instance(x: torch.Tensor, y: torch.Tensor, rate: float, C: int, g: torch.Ge
     return out
 
 
-def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int) -> DataBundle:
-    """A new bundle whose ``y_train`` is corrupted per ``spec`` (``y_train_clean`` kept)."""
+def _corrupt(parsed: NoiseSpec, x: torch.Tensor, y: torch.Tensor, C: int, name: str, g: torch.Generator,
+             info: dict) -> torch.Tensor:
+    if parsed.kind == "sym":
+        return _sym(y, parsed.rate, C, g)
+    if parsed.kind == "instance":
+        info["method"] = "Xia et al. 2020 style, exact count"
+        return _instance(x, y, parsed.rate, C, g)
+    mapping = CLASS_MAPS.get(name) if parsed.kind == "asym" and C == 10 else None
+    info["method"] = "class map" if mapping else "pair flip c -> (c+1) mod C"
+    mapping = mapping or {c: (c + 1) % C for c in range(C)}
+    info["class_map"] = [[int(k), int(v)] for k, v in sorted(mapping.items())]
+    return _mapped(y, parsed.rate, mapping, g)
+
+
+def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int, *, noisy_val: bool = True) -> DataBundle:
+    """A new bundle whose ``y_train`` is corrupted per ``spec`` (``y_train_clean`` kept).
+
+    With ``noisy_val`` (the default) the validation labels carry the same kind of noise, drawn
+    independently: that is the validation set a practitioner with noisy labels really has, so model
+    selection (best epoch, tuning) is not optimistic. The test split always stays clean.
+    """
     parsed = parse_noise_spec(spec)
     C = bundle.num_classes
     clean = bundle.y_train_clean
-    info: dict = {"spec": str(parsed), "kind": parsed.kind, "rate": parsed.rate, "seed": int(seed)}
-    if parsed.kind == "none":
-        noisy = clean.clone()
-    else:
+    info: dict = {"spec": str(parsed), "kind": parsed.kind, "rate": parsed.rate, "seed": int(seed),
+                  "validation": "clean" if parsed.kind == "none" or not noisy_val else "noisy (same noise as training)"}
+    noisy, y_val = clean.clone(), bundle.y_val
+    if parsed.kind != "none":
         if C < 2:
             raise UsageError(f"label noise needs at least 2 classes, {bundle.name} has {C}")
-        g = torch.Generator().manual_seed(int(seed))
-        if parsed.kind == "sym":
-            noisy = _sym(clean, parsed.rate, C, g)
-        elif parsed.kind == "instance":
-            noisy = _instance(bundle.x_train, clean, parsed.rate, C, g)
-            info["method"] = "Xia et al. 2020 style, exact count"
-        else:
-            mapping = CLASS_MAPS.get(bundle.name) if parsed.kind == "asym" and C == 10 else None
-            info["method"] = "class map" if mapping else "pair flip c -> (c+1) mod C"
-            mapping = mapping or {c: (c + 1) % C for c in range(C)}
-            noisy = _mapped(clean, parsed.rate, mapping, g)
-            info["class_map"] = [[int(k), int(v)] for k, v in sorted(mapping.items())]
+        noisy = _corrupt(parsed, bundle.x_train, clean, C, bundle.name, torch.Generator().manual_seed(int(seed)), info)
+        if noisy_val and len(y_val):
+            # an independent stream: the training labels do not depend on whether validation is noisy
+            g_val = torch.Generator().manual_seed(int(seed) * 1_000_003 + 104_729)
+            y_val = _corrupt(parsed, bundle.x_val, y_val, C, bundle.name, g_val, {})
+            info["val_num_flipped"] = int((y_val != bundle.y_val).sum())
     flipped = int((noisy != clean).sum())
     info["num_flipped"] = flipped
     info["actual_fraction_flipped"] = flipped / max(len(clean), 1)
     info["transition_matrix"] = transition_matrix(clean, noisy, C)
-    out = bundle.replace(y_train=noisy)
+    out = bundle.replace(y_train=noisy, y_val=y_val)
     out.info["noise"] = info
     return out
