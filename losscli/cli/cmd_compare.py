@@ -39,6 +39,13 @@ def compare_command(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run runs recorded as failed."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip runs already finished in --out (default). --no-resume refuses a non-empty --out."),
     wait: bool = typer.Option(False, "--wait", help="If another losscli process is using --out, wait for it instead of exiting."),
+    tune: Optional[int] = typer.Option(None, "--tune", min=0, help="Tune every loss (baseline included) with the same budget of N trials per setting (Optuna TPE + successive halving), validation split only; the final runs use fresh seeds."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL for --tune (default: sqlite in the compare directory; a shared PostgreSQL/MySQL URL lets several machines tune one study)."),
+    clean_val: Optional[bool] = o.CLEAN_VAL,
+    test: Optional[str] = typer.Option(None, "--test", help="Paired test: t (default: seeds + test-set sampling variance), t-seeds, signflip (exact)."),
+    correction: Optional[str] = typer.Option(None, "--correction", help="Multiple-comparison control over the report: holm (default), bh, none."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Significance level (default 0.05)."),
+    min_effect: Optional[float] = typer.Option(None, "--min-effect", help="Smallest difference worth adopting, in points of accuracy-type metrics (default 1)."),
     sets: Optional[List[str]] = o.SET,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Compare directory (default: compare/<preset> for a preset's own grid, compare/<preset>-<grid hash> otherwise)."),
     quiet: bool = QUIET_OPTION,
@@ -57,7 +64,9 @@ def compare_command(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
         lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile,
         losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, jobs=jobs,
-        batch_runs=batch_runs, executor=executor, address=address, gpus_per_run=gpus_per_run,
+        batch_runs=batch_runs, executor=executor, address=address, gpus_per_run=gpus_per_run, clean_val=clean_val,
+        nested={"tune.trials": tune, "tune.storage": storage, "statistics.test": test,
+                "statistics.correction": correction, "statistics.alpha": alpha, "statistics.min_effect": min_effect},
     )
     preset_name = preset or "default"
     cfg = validate(build_config(preset_name, overrides, sets), "compare")
@@ -83,21 +92,23 @@ def compare_command(
 def _compact_rows(rows: list[dict]) -> list[dict]:
     """The terminal table: one line per (setting, loss) with the numbers people scan first."""
 
-    def pm(row: dict, key: str, digits: int = 3) -> str:
+    def pm(row: dict, key: str, scale: float = 1.0, digits: int = 3) -> str:
         mean, std = row.get(key), row.get(f"{key}_std")
         if mean is None:
             return "-"
-        return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
+        return f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if std else "")
 
     out = []
     for r in rows:
-        p = r.get("p_vs_baseline")
+        diff, p = r.get("diff"), r.get("p_adjusted")
         out.append({
             "noise": r.get("noise"), "imbalance": r.get("imbalance"), "loss": r.get("loss"),
             "runs": f"{r.get('n_ok')}" + (f" ({r.get('n_failed')} failed)" if r.get("n_failed") else ""),
-            "accuracy": pm(r, "accuracy"), "macro_f1": pm(r, "macro_f1"), "nll": pm(r, "nll"), "ece": pm(r, "ece"),
-            "p vs baseline": "-" if p is None else f"{p:.3g}",
+            "accuracy %": pm(r, "accuracy", 100, 1), "macro-F1 %": pm(r, "macro_f1", 100, 1), "nll": pm(r, "nll"),
+            "ece": pm(r, "ece"),
+            "Δ acc (pts)": "-" if diff is None else f"{100 * diff:+.1f}",
+            "p (adj.)": "-" if p is None else f"{p:.2g}",
             "W/T/L": "-" if r.get("wins") is None else f"{r.get('wins')}/{r.get('ties')}/{r.get('losses')}",
-            "verdict": r.get("outcome"),
+            "outcome": r.get("outcome"),
         })
     return out

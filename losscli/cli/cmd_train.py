@@ -35,6 +35,7 @@ def train_command(
     image_column: Optional[str] = o.IMAGE_COL,
     text_column: Optional[str] = o.TEXT_COL,
     label_column: Optional[str] = o.LABEL_COL,
+    clean_val: Optional[bool] = o.CLEAN_VAL,
     sets: Optional[List[str]] = o.SET,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<loss>-<dataset>-s<seed>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing completed run directory."),
@@ -51,6 +52,7 @@ def train_command(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
         lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, image_column=image_column,
         text_column=text_column, label_column=label_column, seed=seed, noise=noise, imbalance=imbalance,
+        clean_val=clean_val,
     )
     if loss is not None or param:
         name, params = parse_loss_spec("ce" if loss is None else loss)

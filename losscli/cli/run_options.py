@@ -26,6 +26,7 @@ COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile (defa
 IMAGE_COL = typer.Option(None, "--image-column", help="Hugging Face datasets: image column.")
 TEXT_COL = typer.Option(None, "--text-column", help="Hugging Face datasets: text column.")
 LABEL_COL = typer.Option(None, "--label-column", help="Hugging Face datasets: label column.")
+CLEAN_VAL = typer.Option(None, "--clean-val/--noisy-val", help="Under label noise, keep validation labels clean (optimistic; default: as noisy as training, what a practitioner has).")
 
 
 def flag_overrides(
@@ -33,7 +34,8 @@ def flag_overrides(
     model: Optional[str] = None, epochs: Optional[int] = None, batch_size: Optional[int] = None,
     lr: Optional[float] = None, optimizer: Optional[str] = None, schedule: Optional[str] = None,
     device: Optional[str] = None, compile: Optional[bool] = None, image_column: Optional[str] = None,
-    text_column: Optional[str] = None, label_column: Optional[str] = None, **top: Any,
+    text_column: Optional[str] = None, label_column: Optional[str] = None, clean_val: Optional[bool] = None,
+    nested: Optional[dict[str, Any]] = None, **top: Any,
 ) -> dict:
     out: dict[str, Any] = {}
 
@@ -45,6 +47,7 @@ def flag_overrides(
     put("dataset", "name", dataset)
     put("dataset", "data_dir", data_dir)
     put("dataset", "download", download)
+    put("dataset", "clean_val", clean_val)
     for col, value in (("image_column", image_column), ("text_column", text_column), ("label_column", label_column)):
         if value is not None:
             out.setdefault("dataset", {}).setdefault("options", {})[col] = value
@@ -58,4 +61,7 @@ def flag_overrides(
     put(None, "compile", compile)
     for key, value in top.items():
         put(None, key, value)
+    for dotted, value in (nested or {}).items():  # "section.key" -> {section: {key: value}}
+        section, key = dotted.split(".", 1)
+        put(section, key, value)
     return out

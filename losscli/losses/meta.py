@@ -50,6 +50,10 @@ class Param:
     high_open: bool = False
     choices: tuple | None = None
     nullable: bool = False  # None is a valid value (e.g. "derive it")
+    # what ``compare --tune`` searches: None = derived from the default and the valid range
+    # (losscli.app.tuning.search_space); False = not a tuning knob (numerical guards, data facts);
+    # (low, high) or (low, high, "log") = this interval; a list = these values
+    search: Any = None
 
     def describe_range(self) -> str:
         if self.choices is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from losscli.app.executors.base import register_executor
-from losscli.app.executors.task import Task, TaskOutcome, execute_task
 
 
 @register_executor("local")
@@ -16,9 +15,9 @@ class LocalExecutor:
         self.log = log
         self.cache: dict = {}
 
-    def run(self, tasks: list[Task]) -> Iterator[TaskOutcome]:
+    def run(self, tasks: list) -> Iterator:
         for task in tasks:
-            yield execute_task(task, self.cache, self.log)
+            yield task.execute(self.cache, self.log)
 
     def close(self) -> None:
         self.cache.clear()

@@ -15,7 +15,6 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator
 
 from losscli.app.executors.base import register_executor
-from losscli.app.executors.task import Task, TaskOutcome, execute_task
 
 #: a task whose worker died this many times is given up (its runs stay pending)
 MAX_ATTEMPTS = 3
@@ -55,8 +54,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker(task: Task) -> TaskOutcome:
-    return execute_task(task, _WORKER_CACHE, None)
+def _worker(task):
+    return task.execute(_WORKER_CACHE, None)
 
 
 @register_executor("pool")
@@ -67,24 +66,35 @@ class PoolExecutor:
         self.jobs = max(1, int(jobs))
         self.log = log
         self._pool: ProcessPoolExecutor | None = None
+        self._in_flight: dict = {}
 
     def _new_pool(self) -> ProcessPoolExecutor:
         import multiprocessing as mp
+
+        # stopping workers on Ctrl-C leaves the pool's queue semaphores to multiprocessing's resource
+        # tracker, which cleans them up and warns in several lines: keep the promised one-line exit
+        quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+        if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+            os.environ["PYTHONWARNINGS"] = ",".join(x for x in (os.environ.get("PYTHONWARNINGS"), quiet) if x)
 
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                    initializer=_worker_init, initargs=(threads, os.getpid()))
 
-    def run(self, tasks: list[Task]) -> Iterator[TaskOutcome]:
+    def run(self, tasks: list) -> Iterator:
+        """Yield each task's outcome as it ends. The workers stay up for the next call (tuning runs
+        wave after wave); ``close`` stops them."""
         attempts = {id(t): 0 for t in tasks}
         queue = list(tasks)
         while queue:
-            self._pool = self._new_pool()
+            if self._pool is None:
+                self._pool = self._new_pool()
             futures = {self._pool.submit(_worker, t): t for t in queue}
             for t in queue:
                 attempts[id(t)] += 1
             queue = []
             broken = False
+            self._in_flight = futures
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -96,21 +106,26 @@ class PoolExecutor:
                         if attempts[id(task)] < MAX_ATTEMPTS:
                             queue.append(task)
                         else:
-                            yield _given_up(task, attempts[id(task)])
-            self._stop(abort=broken)
-            if broken and queue and self.log:
-                self.log(f"a worker process died (killed by the system? out of memory?); resubmitting "
-                         f"{len(queue)} unfinished task(s); finished runs are kept")
+                            yield task.lost(f"its worker process died {attempts[id(task)]} times (out of memory?); "
+                                            "it stays pending")
+            self._in_flight = {}
+            if broken:
+                self._stop(abort=True)  # a broken pool cannot take more work: a fresh one next round
+                if queue and self.log:
+                    self.log(f"a worker process died (killed by the system? out of memory?); resubmitting "
+                             f"{len(queue)} unfinished task(s); finished runs are kept")
 
     def close(self) -> None:
-        """Stop now: cancel queued tasks and terminate the workers (runs in flight stay pending)."""
-        self._stop(abort=True)
+        """Stop the workers: cleanly when idle; when work is still queued or running (Ctrl-C, an error),
+        cancel it and terminate them (runs in flight stay pending)."""
+        self._stop(abort=bool(self._in_flight))
 
     def _stop(self, abort: bool) -> None:
         pool, self._pool = self._pool, None
+        self._in_flight = {}
         if pool is None:
             return
-        if not abort:  # every task ended: let the workers exit cleanly
+        if not abort:
             pool.shutdown(wait=True)
             return
         processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -120,10 +135,3 @@ class PoolExecutor:
                 p.terminate()
         for p in processes:
             p.join(timeout=5)
-
-
-def _given_up(task: Task, n: int) -> TaskOutcome:
-    from losscli.engine import rundir
-
-    return TaskOutcome(task, [rundir.run_status(d) for d in task.run_dirs],
-                       f"its worker process died {n} times (out of memory?); its runs stay pending")

@@ -17,6 +17,9 @@ from losscli.engine.runspec import RunSpec
 
 @dataclass
 class Task:
+    """Runs to train: one, or a group trained stacked. Executors call ``execute`` (in a worker) and,
+    when the worker died before finishing, ``lost`` (in the driver)."""
+
     specs: list[RunSpec]
     run_dirs: list[Path]
 
@@ -24,8 +27,18 @@ class Task:
     def batched(self) -> bool:
         return len(self.specs) > 1
 
+    @property
+    def size(self) -> int:
+        return len(self.specs)
+
     def describe(self) -> str:
         return f"{len(self.specs)} runs batched" if self.batched else self.specs[0].describe()
+
+    def execute(self, data_cache: dict | None = None, log: Callable[[str], None] | None = None) -> "TaskOutcome":
+        return execute_task(self, data_cache, log)
+
+    def lost(self, reason: str) -> "TaskOutcome":
+        return _outcome(self, reason)
 
 
 @dataclass
