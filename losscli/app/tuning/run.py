@@ -59,25 +59,48 @@ def _study_name(cfg: Config, base: RunSpec, label: str) -> str:
     return f"losscli-{label}-{base.noise}-{base.imbalance}-{key}"
 
 
-def _release_stale(study) -> None:
-    """Trials left RUNNING by a killed driver on this host are failed (marked lost: not counted)."""
+#: an ownerless RUNNING trial in shared storage older than this is taken to be a killed driver's
+#: (a live driver records its owner within milliseconds of asking)
+STALE_SECONDS = 300
+
+
+def _release_stale(study, exclusive: bool) -> None:
+    """Fail (and mark lost: not counted) trials a killed driver left RUNNING.
+
+    ``exclusive``: the storage is the compare directory's own SQLite file, and this process holds the
+    directory's lock, so no trial can be running anywhere else: every RUNNING trial is stale. In
+    shared storage only trials owned by a dead process on this host, or ownerless and old, are.
+    """
+    import datetime
+
     import optuna
 
     host = socket.gethostname()
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = str(t.user_attrs.get("owner", ""))
-        if owner.startswith(host + ":"):
-            pid = int(owner.rsplit(":", 1)[1])
-            alive = True
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                pass
-            if not alive or pid == os.getpid():
-                optuna.trial.Trial(study, t._trial_id).set_user_attr("lost", True)
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        if exclusive:
+            stale = True
+        elif owner.startswith(host + ":"):
+            stale = not _alive(int(owner.rsplit(":", 1)[1]))
+        else:
+            stale = not owner and t.datetime_start is not None and \
+                (now - t.datetime_start).total_seconds() > STALE_SECONDS
+        if stale:
+            optuna.trial.Trial(study, t._trial_id).set_user_attr("lost", True)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # an earlier, interrupted tuning in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _counted(study) -> int:
@@ -117,7 +140,7 @@ def plan_studies(cfg: Config, storage: str) -> list[StudyPlan]:
                 except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a locked file
                     raise UsageError(f"cannot open tuning storage {storage!r}: {str(exc).splitlines()[0]}; give a "
                                      "valid --storage URL (e.g. sqlite:///tuning.db or postgresql://...)") from None
-                _release_stale(study)
+                _release_stale(study, exclusive=cfg.tune.storage is None)
                 plans.append(StudyPlan(loss.label, base, dims, study))
     return plans
 
