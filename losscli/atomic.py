@@ -41,11 +41,13 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
                 pass
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and not exc.filename:  # say which file (a full disk names no path)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 

@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own layer and the ones below, never above):
 
-    core      losscli, errors, registry, serialize, atomic, environment, lossspec, device
+    core      losscli, errors, registry, serialize, atomic, environment, lossspec, device, safeload
     domain    losses, data, models, metrics, config, stats
     services  engine, report, profiling, calibrate   (independent of each other)
     app       app (what each command does: grids, resume, executors, report writing)
@@ -24,7 +24,7 @@ MAX_LINES = 400
 
 LAYERS = {
     "core": ["losscli", "losscli.errors", "losscli.registry", "losscli.serialize", "losscli.atomic",
-             "losscli.environment", "losscli.lossspec", "losscli.device"],
+             "losscli.environment", "losscli.lossspec", "losscli.device", "losscli.safeload"],
     "domain": ["losscli.losses", "losscli.data", "losscli.models", "losscli.metrics", "losscli.config", "losscli.stats"],
     "services": ["losscli.engine", "losscli.report", "losscli.profiling", "losscli.calibrate"],
     "app": ["losscli.app"],

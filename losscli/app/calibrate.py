@@ -33,7 +33,9 @@ def load_array(path: str | Path, what: str = "logits") -> torch.Tensor:
     suffix = path.suffix.lower()
     try:
         if suffix == ".pt" or suffix == ".pth":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            from losscli.safeload import load_torch
+
+            obj = load_torch(path, what)
         elif suffix == ".npy":
             obj = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
@@ -136,9 +138,10 @@ def load_calibrator(run_dir: str | Path, method: str) -> Calibrator:
     path = Path(run_dir) / "calibrators" / f"{name}.pt"
     if not path.is_file():
         raise UsageError(f"no fitted {name!r} calibrator at {path}; run `losscli calibrate {run_dir} --methods {name}` first")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        state = saved["state"]
-    except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"cannot read calibrator {path}: {_one_line(exc)}") from None
+    from losscli.safeload import load_torch
+
+    saved = load_torch(path, "a fitted calibrator")
+    state = saved.get("state") if isinstance(saved, dict) else None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} is not a losscli calibrator; rerun `losscli calibrate {run_dir} --methods {name}`")
     return CALIBRATORS.get(name)(**state.get("hparams", {})).load_state_dict(state)

@@ -150,11 +150,16 @@ def make_bundle(
             raise UsageError(f"{name} {split}: sample shape {tuple(x.shape[1:])} differs from train {tuple(xtr.shape[1:])}")
     if len(ytr) == 0:
         raise UsageError(f"{name}: the training split is empty")
+    if len(yte) == 0:
+        raise UsageError(f"{name}: the test split is empty ({len(ytr) + len(yva)} examples in all); give more examples "
+                         "or an explicit test split (x_test, y_test)")
     seen = max(int(y.max()) for y in (ytr, yva, yte) if len(y)) + 1
     if num_classes is None:
         num_classes = seen
     elif seen > num_classes:
         raise UsageError(f"{name}: label {seen - 1} out of range for {num_classes} classes")
+    if num_classes < 2:
+        raise UsageError(f"{name}: every label is {int(ytr[0])}; classification needs at least 2 classes")
     if class_names is not None:
         class_names = [str(c) for c in class_names]
         if len(class_names) != num_classes:

@@ -31,7 +31,11 @@ def _read(path: str) -> dict[str, Any]:
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        from losscli.safeload import load_torch
+
+        obj = load_torch(path, "a data file")
+    except UsageError:
+        raise
     except Exception as e:
         raise UsageError(f"{path}: cannot read ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
     if not isinstance(obj, dict):
@@ -66,6 +70,10 @@ def load_file(path: str, *, val_fraction: float = 0.1, split_seed: int = 0, opti
             raise UsageError(f"{path}: {a} and {b} must be given together")
     t = {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
          for k, v in raw.items() if k != "class_names"}
+    for s in ("", "_val", "_test"):
+        if f"x{s}" in t and len(t[f"x{s}"]) != len(t[f"y{s}"].reshape(-1)):
+            raise UsageError(f"{path}: x{s} has {len(t[f'x{s}'])} rows but y{s} has {len(t[f'y{s}'].reshape(-1))} labels; "
+                             "they must have one label per row")
     kind = options["kind"] or _infer_kind(t["x"])
     if kind not in KINDS:
         raise UsageError(f"{path}: option kind must be one of {', '.join(KINDS)}, got {kind!r}")

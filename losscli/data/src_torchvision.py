@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import pickle
 from typing import Any, Callable
 
 import numpy as np
@@ -45,8 +44,13 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def _unpickle(path: str) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    """A CIFAR batch: a dict of arrays and lists, read without ever running code from the file."""
+    from losscli.safeload import load_numpy_pickle
+
+    data = load_numpy_pickle(path)
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a CIFAR batch (a dict of arrays); re-download it")
+    return data
 
 
 def _find(candidates: list[str], names: list[str]) -> str | None:

@@ -52,9 +52,15 @@ def write_config(run_dir: Path, resolved: dict) -> None:
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
-    with open(Path(run_dir) / METRICS, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, allow_nan=True) + "\n")
-        fh.flush()
+    path = Path(run_dir) / METRICS
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, allow_nan=True) + "\n")
+            fh.flush()
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def save_model(run_dir: Path, state_dict: dict) -> None:
@@ -146,15 +152,12 @@ def load_logits(run_dir: Path) -> dict:
 def _torch_file(path: Path, what: str) -> dict:
     import torch
 
-    if not path.is_file():
-        raise UsageError(f"{path} not found ({what}); {_FIX}")
-    if path.stat().st_size == 0:
-        raise UsageError(f"{path} is empty ({what}); {_FIX}")
+    from losscli.safeload import load_torch
+
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise UsageError(f"cannot read {path} ({what}: {first}); {_FIX}") from None
+        data = load_torch(path, what)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; {_FIX}") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise UsageError(f"{path} does not hold a dict of tensors ({what}); {_FIX}")
     return data

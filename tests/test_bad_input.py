@@ -1,0 +1,223 @@
+"""Bad input never produces a traceback: one line saying what was wrong (and what to do), exit 2.
+
+A table of hostile and mistaken inputs, each run through the real entry point in-process; plus
+corrupted run directories given to ``eval`` and ``--teacher``. Every case must print exactly one
+line on stderr, exit 2, and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import losscli.cli as cli
+
+cli._register_commands()
+SYN = ["--dataset", "synthetic", "--set", "dataset.options={classes: 3, dim: 4, n_train: 60, n_test: 30}",
+       "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet"]
+
+
+def _invoke(args, capsys):
+    try:
+        cli.main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_line_exit_2(args, capsys, needle=None):
+    code, _, err = _invoke(args, capsys)
+    assert code == 2, (args, code, err)
+    assert len(err.strip().splitlines()) == 1, (args, err)
+    assert "Traceback" not in err and err.startswith("error: ")
+    if needle:
+        assert needle.lower() in err.lower(), (args, err)
+    return err
+
+
+TRAIN_CASES = [
+    (["--loss", "focal(reduction=none)"], "reduction"),
+    (["--loss", "ce(weight=[1,2])"], "weight has 2 entries"),
+    (["--loss", "ce(ignore_index=abc)"], "ignore_index"),
+    (["--loss", "focal(gamma=2,gamma=3)"], "twice"),
+    (["--loss", ""], "empty loss spec"),
+    (["--loss", "focal(gamma=nan)"], "gamma"),
+    (["--loss", "a" + " " * 20000 + "b"], "too long"),
+    (["--set", "train.eval_every=0"], "train.eval_every"),
+    (["--set", "train.step_milestones=[a]"], "train.step_milestones"),
+    (["--set", "train.momentum=-1"], "train.momentum"),
+    (["--set", "train.step_gamma=-5"], "train.step_gamma"),
+    (["--set", "train.lr=.inf"], "train.lr"),
+    (["--set", "train.weight_decay=.nan"], "train.weight_decay"),
+    (["--set", "train.nope=1"], "unknown config key"),
+    (["--set", "=1"], "empty name"),
+    (["--set", "train..lr=1"], "empty part"),
+    (["--set", "dataset.val_fraction=1.5"], "val_fraction"),
+    (["--set", "precision=fp8"], "precision"),
+    (["--set", "threads=0"], "threads"),
+    (["--noise", "none,none"], "noise"),
+    (["--noise", "sym:0.2,sym:0.4"], "one noise setting"),
+    (["--epochs", "abc"], "epochs"),
+    (["--nope"], "no such option"),
+    (["extra"], "unexpected extra argument"),
+    (["--preset", "nope"], "unknown preset"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", TRAIN_CASES, ids=[str(i) for i in range(len(TRAIN_CASES))])
+def test_train_bad_input(extra, needle, capsys, tmp_path):
+    out = tmp_path / "run"
+    _one_line_exit_2(["train", *SYN, "--out", str(out), *extra], capsys, needle)
+    assert not out.exists()  # nothing created for input rejected up front
+
+
+COMPARE_CASES = [
+    (["--seeds", "0"], "seeds"),
+    (["--set", "seeds=[]"], "empty list"),
+    (["--set", "seeds=[0,0]"], "twice"),
+    (["--set", "seeds=[1.5]"], "integers"),
+    (["--jobs", "0"], "jobs"),
+    (["--losses", "ce,focal,focal(gamma=2)"], "twice"),
+    (["--losses", "ce,focl"], "did you mean"),
+    (["--noise", "none,none"], "twice"),
+    (["--baseline", "focal"], "baseline"),
+    (["--test", "ttest"], "statistics.test"),
+    (["--correction", "bonf"], "statistics.correction"),
+    (["--alpha", "2"], "statistics.alpha"),
+    (["--set", "losses=[1,2]"], "losses"),
+    (["--executor", "nope"], "executor"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", COMPARE_CASES, ids=[str(i) for i in range(len(COMPARE_CASES))])
+def test_compare_bad_input(extra, needle, capsys, tmp_path):
+    out = tmp_path / "cmp"
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce,gce", "--seeds", "1", "--out", str(out), *extra], capsys, needle)
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+
+
+def test_out_paths(capsys, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", str(a_file)], capsys, "is a file")
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", str(tmp_path / ("x" * 300))], capsys,
+                     "cannot write")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", str(ro / "c")], capsys, "cannot")
+
+
+def test_presets_that_are_hostile(capsys, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nlosses: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n")
+    _one_line_exit_2(["compare", "--preset", str(bomb)], capsys, "alias")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("train: " + "[" * 60 + "]" * 60 + "\n")
+    _one_line_exit_2(["compare", "--preset", str(deep)], capsys, "nested")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    _one_line_exit_2(["compare", "--preset", str(binary)], capsys, "UTF-8")
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    _one_line_exit_2(["compare", "--preset", str(scalar)], capsys, "mapping")
+
+
+def test_numbers_in_scientific_notation_are_numbers(tmp_path):
+    from losscli.config import build_config, validate
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("train:\n  lr: 1e-3\n  weight_decay: 5e-4\n")
+    cfg = validate(build_config(str(preset), sets=["train.momentum=9e-1"]))
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.momentum) == (1e-3, 5e-4, 0.9)
+
+
+def test_data_files_with_mismatched_lengths(capsys, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((10, 3), np.float32), y=np.zeros(9, np.int64))
+    _one_line_exit_2(["train", "--dataset", str(bad), "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet",
+                      "--out", str(tmp_path / "r")], capsys, "labels")
+    tiny = tmp_path / "tiny.npz"
+    np.savez(tiny, x=np.zeros((3, 3), np.float32), y=np.array([0, 1, 0]))
+    err = _one_line_exit_2(["train", "--dataset", str(tiny), "--model", "mlp", "--epochs", "1", "--device", "cpu",
+                            "--quiet", "--out", str(tmp_path / "r2")], capsys)
+    assert "logits" not in err  # says what is wrong with the data, not a shape error deep in a loss
+
+
+# ---------------------------------------------------------------------------- corrupted run directories
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "ok"
+    try:
+        cli.main(["train", *SYN, "--out", str(run)])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return run
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+CORRUPTIONS = {
+    "empty model.pt": lambda d: (d / "model.pt").write_bytes(b""),
+    "truncated model.pt": lambda d: (d / "model.pt").write_bytes((d / "model.pt").read_bytes()[:50]),
+    "malformed config.yaml": lambda d: (d / "config.yaml").write_text("loss: [unclosed\n"),
+    "config missing keys": lambda d: (d / "config.yaml").write_text("seed: 0\n"),
+    "binary report.yaml": lambda d: (d / "report.yaml").write_bytes(b"\x00\x01\x02\xff"),
+    "report.yaml is a directory": lambda d: ((d / "report.yaml").unlink(), (d / "report.yaml").mkdir()),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corrupted_run_dir_given_to_eval_and_teacher(name, finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path / "run")
+    CORRUPTIONS[name](run)
+    err = _one_line_exit_2(["eval", str(run)], capsys)
+    assert str(run) in err or "run" in err
+    err = _one_line_exit_2(["train", *SYN, "--loss", "kd", "--teacher", str(run), "--out", str(tmp_path / "s")], capsys)
+    assert not (tmp_path / "s").exists()
+
+
+def test_malicious_pickle_never_runs(tmp_path, capsys):
+    """A crafted CIFAR batch whose unpickling would run a command: refused, the command never runs."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    d = tmp_path / "data" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (d / name).write_bytes(pickle.dumps({"data": Payload(), "labels": [0]}))
+    err = _one_line_exit_2(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                            "--device", "cpu", "--quiet", "--out", str(tmp_path / "r")], capsys, "never code")
+    assert "posix.system" in err or "os.system" in err or "system" in err
+    assert not marker.exists()
+
+
+class _NotData:
+    pass
+
+
+def test_pt_file_with_code_gets_losscli_message(tmp_path, capsys):
+    bad = tmp_path / "data.pt"
+    torch.save({"x": torch.zeros(4, 3), "y": torch.zeros(4, dtype=torch.long), "extra": _NotData()}, bad)
+    err = _one_line_exit_2(["train", "--dataset", str(bad), "--model", "mlp", "--epochs", "1", "--device", "cpu",
+                            "--quiet", "--out", str(tmp_path / "r")], capsys, "never loads code")
+    assert "weights_only=False" not in err
