@@ -124,3 +124,15 @@ def test_cli_compare_json_and_exit_codes(tmp_path):
 
     data = json.loads(out)
     assert data["schema"] == "losscli/compare/v2" and data["baseline"] == "ce"
+
+
+def test_default_directory_is_named_after_the_grid():
+    from losscli.app.compare.grid import default_out_dir
+
+    preset = build_config("default")
+    assert str(default_out_dir("default", preset, preset)) == "compare/default"
+    custom = build_config("default", {"losses": ["ce", "gce"]})
+    other = default_out_dir("default", custom, preset)
+    assert other.name.startswith("default-") and other != default_out_dir("default", preset, preset)
+    assert default_out_dir("default", build_config("default", {"losses": ["ce", "gce"]}), preset) == other  # stable
+    assert default_out_dir("default", build_config("default", {"jobs": 1}), preset).name == "default"  # how, not what

@@ -38,3 +38,35 @@ def test_yaml_is_plain(tmp_path):
     write_yaml(tmp_path / "a.yaml", {"t": torch.tensor([1.5]), "v": torch.__version__, "nan": float("nan")})
     data = yaml.safe_load((tmp_path / "a.yaml").read_text())
     assert data == {"t": [1.5], "v": str(torch.__version__), "nan": None}
+
+
+def test_atomic_writes_apply_the_umask(tmp_path):
+    import os
+
+    from losscli.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "shared.yaml", "a: 1\n")
+        assert p.stat().st_mode & 0o777 == 0o644  # teammates can read reports
+        os.umask(0o077)
+        q = atomic_write_text(tmp_path / "private.yaml", "a: 1\n")
+        assert q.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from losscli.atomic import atomic_write_bytes
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(tmp_path / "report.yaml", b"x" * 10)
+    assert info.value.filename == str(tmp_path / "report.yaml") and info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
