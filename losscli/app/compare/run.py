@@ -1,0 +1,131 @@
+"""``run_compare``: run (or resume) a grid and write its report.
+
+Every run has its own directory ``OUT/runs/<hash of its resolved spec>``; a run is done when its
+report is valid (written atomically, last). Re-running the same command skips finished runs, so
+a compare killed at any moment loses at most the runs in flight; a lock keeps two processes
+from working on one directory.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from losscli.app.compare.grid import expand_grid, resolve_baseline
+from losscli.app.compare.lock import CompareLock
+from losscli.app.compare.plan import plan_tasks, resolve_jobs, use_batching
+from losscli.app.compare.progress import GridProgress
+from losscli.config.schema import Config
+from losscli.config.validate import validate
+from losscli.errors import Interrupted, RunFailedError, UsageError
+
+
+def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: Callable[[str], None] | None = None,
+                progress: bool = True, wait: bool = False) -> dict[str, Any]:
+    """Run the pending runs of ``cfg``'s grid in ``out_dir``, then write report.yaml, report.md and plots.
+
+    Raises :class:`Interrupted` on Ctrl-C (finished runs kept) and :class:`RunFailedError` when
+    runs had to be left pending (an I/O error, a worker that kept dying): the report is written
+    first with what finished.
+    """
+    from losscli.engine import rundir
+
+    validate(cfg, "compare")
+    expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
+    baseline = resolve_baseline(cfg)
+    out_dir = _usable_dir(Path(out_dir))
+    with CompareLock(out_dir, wait=wait, log=log):
+        t0 = time.perf_counter()
+        tuning, run_dirs = None, []
+        try:
+            if cfg.tune.trials:
+                tuning = _tune(cfg, out_dir, log)
+            specs = expand_grid(cfg, tuning["best"] if tuning else None)
+            run_dirs = [out_dir / "runs" / s.key() for s in specs]
+            statuses = [rundir.run_status(d) for d in run_dirs]
+            todo = [(s, d) for s, d, st in zip(specs, run_dirs, statuses)
+                    if st == "pending" or (retry_failed and st == "failed")]
+            if log:
+                log(f"compare: {len(specs)} runs ({len(specs) - len(todo)} already done, {len(todo)} to run) "
+                    f"-> {out_dir}")
+            errors = _run_pending(cfg, todo, log, progress) if todo else []
+        except KeyboardInterrupt:
+            kept = sum(rundir.run_status(d) == "ok" for d in run_dirs)
+            raise Interrupted(f"interrupted; {kept} finished run(s) are kept in {out_dir}"
+                              + (" and the tuning trials in its study" if cfg.tune.trials else "")
+                              + " (rerun the same command to resume)") from None
+        wall = time.perf_counter() - t0
+        from losscli.app.compare.grid import row_labels
+        from losscli.app.compare.writer import write_compare_report
+
+        try:
+            report = write_compare_report(cfg, out_dir, specs, run_dirs, baseline, wall, labels=row_labels(cfg),
+                                          tuning=tuning["report"] if tuning else None)
+        except OSError as exc:
+            pending = sum(rundir.run_status(d) == "pending" for d in run_dirs)
+            why = errors[0] if errors else f"I/O error: {exc.strerror or exc}: {exc.filename or out_dir}"
+            raise RunFailedError(f"{pending} run(s) left pending and the report could not be written ({why}); "
+                                 "fix it and rerun the same command to resume") from None
+    if errors:
+        pending = report.get("n_pending", 0)
+        raise RunFailedError(f"{pending} run(s) left pending: {errors[0]}; fix it and rerun the same command to "
+                             f"resume (the report in {out_dir} has the runs that finished)")
+    return report
+
+
+def _usable_dir(out_dir: Path) -> Path:
+    """Create the compare directory up front: a bad ``--out`` is one line before anything runs."""
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir} is a file; give a directory")
+        (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
+    return out_dir
+
+
+def _executor(cfg: Config, n_tasks: int, log):
+    from losscli.app.executors import make_executor
+
+    jobs = resolve_jobs(cfg.jobs, cfg.device, n_tasks)
+    if log and jobs > 1:
+        log(f"running {n_tasks} tasks in {jobs} worker processes")
+    return make_executor(cfg.executor, jobs, log, address=cfg.address, gpus_per_run=cfg.gpus_per_run), jobs
+
+
+def _tune(cfg: Config, out_dir: Path, log) -> dict:
+    from losscli.app.tuning import run_tuning
+
+    executor, _ = _executor(cfg, len(cfg.loss_specs()) * len(cfg.noise_settings()) * len(cfg.imbalance_settings()),
+                            log)
+    try:
+        return run_tuning(cfg, out_dir, executor, log)
+    finally:
+        executor.close()
+
+
+def _run_pending(cfg: Config, todo: list, log, progress: bool) -> list[str]:
+    """Train the pending runs through the configured executor; returns why runs stayed pending."""
+    from losscli.engine.build import load_base_data
+
+    specs, dirs = [s for s, _ in todo], [d for _, d in todo]
+    load_base_data(specs[0])  # a dataset that cannot load is one line here, not a failure in every run
+    tasks = plan_tasks(specs, dirs, use_batching(cfg.batch_runs, cfg.device, log), log)
+    executor, jobs = _executor(cfg, len(tasks), log)
+    bar = GridProgress(len(todo), jobs * max(len(t.specs) for t in tasks), progress, log)
+    errors: list[str] = []
+    try:
+        for outcome in executor.run(tasks):
+            n_ok = outcome.statuses.count("ok")
+            n_failed = outcome.statuses.count("failed")
+            if outcome.error:
+                errors.append(outcome.error)
+            bar.finished(n_ok, n_failed, outcome.task.describe(), outcome.error)
+    finally:  # also on Ctrl-C: cancel what has not started and stop the workers (runs in flight stay pending)
+        executor.close()
+        bar.close()
+    return errors

@@ -1,0 +1,104 @@
+"""Write a compare directory's report: collect each run's result, add what the runs cost,
+build the report (``losscli.report.compare``), draw the plots, write report.yaml/report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from losscli.config.schema import Config
+from losscli.engine.runspec import RunSpec
+
+
+def collect_results(specs: list[RunSpec], run_dirs: list[Path], labels: list[str] | None = None) -> list[dict[str, Any]]:
+    """One result per run: its report, or a ``pending`` stub for a run that has not finished, with
+    the per-example test outcomes the test-set bootstrap needs (from logits.pt, when present).
+    ``labels`` name the loss rows (the listed loss, also when tuning changed its parameters)."""
+    from losscli.engine import rundir
+    from losscli.metrics.outcomes import example_outcomes
+
+    results = []
+    for i, (spec, d) in enumerate(zip(specs, run_dirs)):
+        report = rundir.read_report(d)
+        if rundir.report_problem(report) is not None:
+            report = {"status": "pending", "error": None}
+        report = dict(report)
+        report["loss"] = {**spec.loss.to_dict(), "label": labels[i] if labels else spec.loss.label}
+        report["seed"] = spec.seed
+        report["setting"] = spec.setting()
+        report["run_dir"] = str(d)
+        if report.get("status") == "ok":
+            try:
+                logits = rundir.load_logits(d)
+                report["examples"] = example_outcomes(logits["test_logits"], logits["test_labels"])
+            except Exception:  # noqa: BLE001 - without them the test uses the seed variance alone
+                report["examples"] = None
+        results.append(report)
+    return results
+
+
+def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_dirs: list[Path], baseline: str,
+                         wall: float, *, labels: list[str] | None = None,
+                         tuning: dict[str, Any] | None = None) -> dict[str, Any]:
+    from losscli.atomic import atomic_write_text, write_yaml
+    from losscli.device import autocast_dtype, resolve_device, should_compile
+    from losscli.engine import rundir
+    from losscli.environment import environment
+    from losscli.report.compare import DEFAULT_METRICS, TABLE_METRICS, build_compare_report, render_compare_markdown
+    from losscli.report.plots import write_compare_plots
+
+    results = collect_results(specs, run_dirs, labels)
+    device = resolve_device(cfg.device)
+    noisy = any(n.kind != "none" for n in cfg.noise_settings())
+    config = {
+        "dataset": cfg.dataset.name, "model": cfg.model.name, "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size, "optimizer": cfg.train.optimizer, "lr": cfg.train.lr,
+        "seeds": cfg.seed_list(), "losses": [s.label for s in cfg.loss_specs()],
+        "noise": [str(n) for n in cfg.noise_settings()], "imbalance": [str(i) for i in cfg.imbalance_settings()],
+        "baseline": baseline,
+        "validation": ("clean (--clean-val: optimistic, a practitioner's validation labels are noisy)"
+                       if cfg.dataset.clean_val else "as noisy as the training labels") if noisy else "clean",
+        "hyperparameters": (f"tuned per loss and setting ({cfg.tune.trials} trials each, validation split only)"
+                            if cfg.tune.trials else "the registry's defaults for every loss, one learning rate"),
+        "resolved": cfg.to_dict(),
+    }
+    env = environment(device, compiled=should_compile(cfg.compile, device),
+                      amp_dtype=autocast_dtype(cfg.precision, device))
+    threads = {r.get("env", {}).get("threads") for r in results if r.get("status") == "ok"} - {None}
+    if threads:
+        env["threads"] = sorted(threads)[0] if len(threads) == 1 else sorted(threads)  # what the runs used
+    env["compare_wall_seconds"] = round(wall, 2)
+    _add_loss_overheads(results, cfg, device)
+    metrics, table = list(DEFAULT_METRICS), list(TABLE_METRICS)
+    if any(i.kind != "none" for i in cfg.imbalance_settings()):  # long tails: the tail classes are the question
+        metrics += ["balanced_accuracy", "few_shot_accuracy"]
+        table += ["balanced_accuracy", "few_shot_accuracy"]
+    st = cfg.statistics
+    report = build_compare_report(results, config, env, metrics=metrics, test=st.test, correction=st.correction,
+                                  alpha=st.alpha, min_effect=st.min_effect, tuning=tuning)
+    plots = write_compare_plots(report, results, out_dir, load_logits=rundir.load_logits)
+    write_yaml(out_dir / "report.yaml", report)
+    atomic_write_text(out_dir / "report.md", render_compare_markdown(report, plots, table_metrics=table))
+    return report
+
+
+def _add_loss_overheads(results: list[dict], cfg: Config, device) -> None:
+    """Per-step loss kernel time (forward+backward) at the training shape, measured once per loss."""
+    from losscli.device import cpu_threads
+    from losscli.profiling.step import loss_step_ms
+
+    ok = [r for r in results if r.get("status") == "ok"]
+    if not ok:
+        return
+    num_classes = len((ok[0].get("metrics") or {}).get("per_class_test_accuracy") or []) or 10
+    cache: dict[str, float | None] = {}
+    # measured with the threads the runs used (one per run for small models on CPU)
+    with cpu_threads(cfg.threads or (1 if device.type == "cpu" else None), device):
+        for r in ok:
+            label = r["loss"]["label"]
+            if label not in cache:
+                try:
+                    cache[label] = loss_step_ms(label, cfg.train.batch_size, num_classes, device)
+                except Exception:  # noqa: BLE001 - timing is informative only; never fail the report for it
+                    cache[label] = None
+            r.setdefault("timing", {})["loss_ms_per_step"] = cache[label]
