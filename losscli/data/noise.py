@@ -92,6 +92,13 @@ def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int) -> DataBun
     C = bundle.num_classes
     clean = bundle.y_train_clean
     info: dict = {"spec": str(parsed), "kind": parsed.kind, "rate": parsed.rate, "seed": int(seed)}
+    if bundle.is_regression:  # label noise flips classes; float targets have none
+        if parsed.kind != "none":
+            raise UsageError(f"label noise {parsed} flips class labels; {bundle.name} is a regression dataset "
+                             "(float targets): use noise none")
+        out = bundle.replace(y_train=clean.clone())
+        out.info["noise"] = {**info, "num_flipped": 0, "actual_fraction_flipped": 0.0}
+        return out
     if parsed.kind == "none":
         noisy = clean.clone()
     else:
