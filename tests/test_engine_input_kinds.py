@@ -197,3 +197,12 @@ def test_oko_without_enough_classes_is_refused_before_the_run_starts(tmp_path):
     with pytest.raises(UsageError, match=r"k \+ 1 = 3 classes"):
         _train("oko(k=2)", tmp_path, name="oko", dataset=two)
     assert not (tmp_path / "oko").exists()
+
+
+def test_stacked_composites_equal_separate_runs(tmp_path):
+    """Two runs of one stackable composite share a loss call (a copy with reduction none) in the
+    batched trainer; every run still follows its separate trajectory."""
+    from tests import test_engine
+
+    test_engine.test_batched_training_equals_separate_runs(
+        tmp_path, ["ce + 0.1*logz_penalty", "ce + 0.1*logz_penalty", "ce"], None)
