@@ -50,8 +50,9 @@ def bench_batching(seeds: int, epochs: int | None, device: str, compile: bool) -
         over["train"] = {"epochs": epochs}
     cfg = build_config("default", over)
     epochs = cfg.train.epochs
-    losses = cfg.losses
-    specs = [RunSpec.from_config(cfg, l, seed=s, noise="none", imbalance="none") for l in losses for s in cfg.seed_list()]
+    none_noise, none_imbalance = cfg.noise_settings()[0], cfg.imbalance_settings()[0]  # the clean setting
+    specs = [RunSpec.from_config(cfg, loss, seed=s, noise=none_noise, imbalance=none_imbalance)
+             for loss in cfg.loss_specs() for s in cfg.seed_list()]
     print(f"\n## compare batching: {len(specs)} runs of the default preset (one setting), {epochs} epochs, "
           f"device={device}, compile={compile}")
     with tempfile.TemporaryDirectory() as tmp:

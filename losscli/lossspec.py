@@ -1,4 +1,5 @@
-"""Loss spec strings: ``focal(gamma=2,alpha=[0.25,0.75])``, comma lists of them, ``k=v`` lists.
+"""Loss spec strings: ``focal(gamma=2,alpha=[0.25,0.75])``, comma lists of them, ``k=v`` lists,
+and composite losses: weighted sums such as ``ce + 0.5*focal(gamma=3)``.
 
 Pure string handling (no torch), so the CLI can parse its arguments cheaply. Values are read
 as YAML scalars/lists, so ``2`` is an int, ``0.5`` a float, ``1e-3`` a float (YAML 1.1 would
@@ -87,6 +88,8 @@ def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:
     m = _NAME.match(text)
     rest = text[m.end():].lstrip() if m else None
     if m is None or (rest and not (rest.startswith("(") and rest.endswith(")"))):
+        if split_composite(text) is not None:
+            raise UsageError(f"{_short(spec)!r} is a composite loss (a weighted sum); give one loss here")
         raise UsageError(f"cannot parse loss spec {_short(spec)!r}; write name or name(param=value,...)")
     name = m.group(0)
     inner = rest[1:-1] if rest else ""
@@ -115,6 +118,108 @@ def format_loss_spec(name: str, params: dict[str, Any] | None = None) -> str:
     if not params:
         return name
     return f"{name}(" + ",".join(f"{k}={format_value(v)}" for k, v in params.items()) + ")"
+
+
+# --------------------------------------------------------------------------- composite losses
+#: a term so far that is a number's mantissa: the ``+`` that follows is its exponent sign (``1e+3*focal``)
+_MANTISSA = re.compile(r"\s*(?:\d+\.?\d*|\.\d+)[eE]")
+
+
+def _split_plus(text: str) -> list[str]:
+    """Split on ``+`` outside brackets (not an exponent's sign); empty terms are kept (and refused)."""
+    parts, depth, current = [], 0, []
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise UsageError(f"unbalanced brackets in {_short(text)!r}")
+        if ch == "+" and depth == 0 and not _MANTISSA.fullmatch("".join(current)):
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if depth != 0:
+        raise UsageError(f"unbalanced brackets in {_short(text)!r}")
+    parts.append("".join(current))
+    return [p.strip() for p in parts]
+
+
+def _weighted(term: str) -> tuple[str, str] | None:
+    """``"0.5*focal(gamma=3)"`` -> ``("0.5", "focal(gamma=3)")``: split at the first ``*`` outside
+    brackets (loss names never contain one); None when the term has no weight."""
+    depth = 0
+    for i, ch in enumerate(term):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "*" and depth == 0:
+            return term[:i].strip(), term[i + 1:].strip()
+    return None
+
+
+def _closing_paren(text: str) -> int:
+    """Index of the ``)`` that closes ``text[0] == "("`` (-1 if none)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0:
+            return i
+    return -1
+
+
+def split_composite(spec: str) -> tuple[list[tuple[float, str]], dict[str, Any]] | None:
+    """A composite loss spec as ``([(weight, term), ...], options)``; None for a single loss.
+
+    ``"ce + 0.5*focal(gamma=3)"`` -> ``([(1.0, "ce"), (0.5, "focal(gamma=3)")], {})``. Terms are
+    split on ``+`` outside brackets; each may start with a weight ``w*`` (a positive finite
+    number; 1 when absent). Keyword arguments of the whole sum (per-class ``weight``,
+    ``ignore_index``) follow the parenthesised sum: ``"(ce + focal)(weight=[1,2])"``.
+    Terms are not parsed further (they are single loss specs).
+    """
+    if not isinstance(spec, str):
+        return None
+    if len(spec) > MAX_SPEC_CHARS:
+        raise UsageError(f"loss spec is too long ({len(spec)} characters; at most {MAX_SPEC_CHARS})")
+    text = spec.strip()
+    options: dict[str, Any] = {}
+    grouped = False
+    if text.startswith("("):
+        end = _closing_paren(text)
+        rest = text[end + 1:].strip() if end > 0 else None
+        if rest is not None and (rest == "" or (rest.startswith("(") and rest.endswith(")"))):
+            grouped, text = True, text[1:end]
+            inner = rest[1:-1] if rest else ""
+            options = parse_assignments(split_top_level(inner), what="composite loss option") if inner.strip() else {}
+    terms = _split_plus(text)
+    if len(terms) == 1 and not grouped and _weighted(terms[0]) is None:
+        return None  # one loss, no weight: not a composite
+    parts: list[tuple[float, str]] = []
+    for term in terms:
+        if not term:
+            raise UsageError(f"empty term in loss spec {_short(spec)!r}; write terms like ce + 0.5*focal")
+        split = _weighted(term)
+        weight, body = (split[0], split[1]) if split else ("1", term)
+        number = float(weight) if _FLOAT.fullmatch(weight) else math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise UsageError(f"weight {weight!r} in {_short(spec)!r} must be a positive finite number (as in 0.5*focal)")
+        if not body:
+            raise UsageError(f"weight {weight!r} in {_short(spec)!r} has no loss after it; write e.g. 0.5*focal")
+        parts.append((number, body))
+    if len(parts) < 2:
+        raise UsageError(f"{_short(spec)!r}: a weight or parentheses make a sum of at least two losses, "
+                         "e.g. ce + 0.5*focal; a single loss takes no weight")
+    return parts, options
+
+
+def format_composite(parts: list[tuple[float, str]], options: dict[str, Any] | None = None) -> str:
+    """Inverse of :func:`split_composite`: ``ce + 0.5*focal(gamma=3)``; weight 1 is not written,
+    other weights in their shortest exact form; options after the parenthesised sum."""
+    body = " + ".join(term if float(w) == 1.0 else f"{format_value(float(w))}*{term}" for w, term in parts)
+    if not options:
+        return body
+    return f"({body})(" + ",".join(f"{k}={format_value(v)}" for k, v in options.items()) + ")"
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -10,13 +10,32 @@ follow the loss's declared kinds (``LossInfo.input`` / ``.target`` / ``.head``):
   set holding two members of one pair class and one of each of k other classes (OKO);
 * ``target="regression"``: ``[N, C]`` logits over C bins and float ``[N]`` targets spread over
   ``[vmin, vmax]``, two of them outside it (the loss clamps them).
+
+Composite losses (weighted sums, ``"ce + 0.5*focal(gamma=3)"``) are cases too: their metadata is
+derived from the parts, and one that mixes logits and embedding parts gets ``embeddings`` [N, D]
+in its context.
 """
 
 from __future__ import annotations
 
 import torch
 
-from losscli.losses import LOSSES, build_loss
+from losscli.losses import LOSSES, build_loss, resolve_loss
+from losscli.lossspec import split_composite
+
+#: composite losses the registry-wide tests cover besides the registered losses: plain sums,
+#: bounded + symmetric parts, logits mixed with embeddings, a batch-level part, a teacher, per-sample
+#: state (index), multi-label parts
+COMPOSITES = [
+    "ce + 0.5*focal(gamma=3)", "mae + 0.5*rce", "ce + 0.1*logz_penalty", "ce + 0.5*multi_similarity",
+    "ce + 0.2*tcm(base=none)", "pld + 0.1*logz_penalty", "ce + 0.5*aldr_kl", "bce + 0.5*sigmoid_focal",
+]
+EMBEDDING_DIM = 7
+
+
+def info_of(name: str):
+    """The LossInfo of a registered name or of a composite spec (derived from its parts)."""
+    return resolve_loss(name).info() if split_composite(name) is not None else LOSSES.get(name).info
 
 
 def _params(name: str, **kwargs) -> dict:
@@ -27,6 +46,10 @@ def _params(name: str, **kwargs) -> dict:
 
 
 def make_loss(name: str, num_classes: int, **kwargs):
+    if split_composite(name) is not None:
+        if info_of(name).needs_class_counts and "class_counts" not in kwargs:
+            kwargs["class_counts"] = [float(10 * (k + 1)) for k in range(num_classes)]
+        return build_loss(name, **kwargs)
     info = LOSSES.get(name).info
     params = dict(info.test_params)
     params.update(kwargs)
@@ -38,7 +61,7 @@ def make_loss(name: str, num_classes: int, **kwargs):
 
 
 def make_context(name: str, logits: torch.Tensor, seed: int = 0) -> dict:
-    info = LOSSES.get(name).info
+    info = info_of(name)
     ctx = {}
     wanted = set(info.needs)
     if "teacher_logits" in wanted:
@@ -51,12 +74,16 @@ def make_context(name: str, logits: torch.Tensor, seed: int = 0) -> dict:
         ctx["index"] = torch.arange(logits.shape[0], device=logits.device)
     if "epoch" in wanted:
         ctx["epoch"] = 0
+    if "embeddings" in wanted:  # a composite with embedding parts: features of the same rows
+        g = torch.Generator().manual_seed(seed + 11)
+        emb = torch.randn(logits.shape[0], EMBEDDING_DIM, generator=g, dtype=torch.float64)
+        ctx["embeddings"] = emb.to(dtype=logits.dtype, device=logits.device)
     return ctx
 
 
 def make_target(name: str, n: int, c: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    info = LOSSES.get(name).info
+    info = info_of(name)
     if info.input == "sets":
         return set_labels(n, c, _params(name)["k"], g)
     if info.target == "regression":
@@ -85,7 +112,7 @@ def set_labels(n: int, c: int, k: int, g: torch.Generator) -> torch.Tensor:
 
 def make_inputs(name: str, n: int, c: int, seed: int = 0, dtype: torch.dtype = torch.float32, scale: float = 3.0):
     """``(inputs, target)`` of the loss's declared kind, ``n`` rows (or sets) over ``c`` classes (or bins)."""
-    info = LOSSES.get(name).info
+    info = info_of(name)
     g = torch.Generator().manual_seed(seed)
     if info.input == "sets":
         shape = (n, _params(name)["k"] + 2, c)

@@ -14,7 +14,11 @@ SYNTH = {"name": "synthetic", "options": {"classes": 4, "dim": 8, "n_train": 512
 def _spec(loss="ce", seed=0, **top):
     cfg = build_config(None, {"dataset": SYNTH, "model": {"name": "mlp"},
                               "train": {"epochs": 2, "batch_size": 64, "lr": 0.01}, **top})
-    return RunSpec.from_config(cfg, loss, seed=seed, noise="none", imbalance="none")
+    from losscli.data.settings import parse_imbalance_spec, parse_noise_spec
+    from losscli.losses import resolve_loss
+
+    return RunSpec.from_config(cfg, resolve_loss(loss, for_engine=True), seed=seed, noise=parse_noise_spec("none"),
+                               imbalance=parse_imbalance_spec("none"))
 
 
 @pytest.mark.compile

@@ -1,4 +1,5 @@
-"""Registry-wide properties: every registered loss is covered with no test edits."""
+"""Registry-wide properties: every registered loss is covered with no test edits, and so are a few
+composite losses (weighted sums, ``tests.loss_cases.COMPOSITES``) under the same contract."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import torch
 from losscli.errors import UsageError
 from losscli.losses import LOSSES, LossInputError, build_loss
 from losscli.losses.meta import INPUT_KINDS, TARGET_KINDS
-from tests.loss_cases import make_context, make_inputs, make_loss
+from tests.loss_cases import COMPOSITES, info_of, make_context, make_inputs, make_loss
 
-ALL = LOSSES.names()
+REGISTERED = LOSSES.names()
+ALL = REGISTERED + COMPOSITES
 N, C = 12, 5
 
 
@@ -41,7 +43,7 @@ def test_unknown_loss_suggests():
 
 @pytest.mark.parametrize("name", ALL)
 def test_metadata_complete(name):
-    info = LOSSES.get(name).info
+    info = info_of(name)
     assert info.reference.title and info.reference.year > 1900
     assert info.formula
     d = info.to_dict()
@@ -62,7 +64,7 @@ def test_unknown_param_rejected(name):
 def test_shapes_and_reductions(name):
     logits, target = _inputs(name)
     ctx = make_context(name, logits)
-    info = LOSSES.get(name).info
+    info = info_of(name)
     mean = make_loss(name, C)(logits, target, **ctx)
     assert mean.shape == () and torch.isfinite(mean)
     if info.batch_coupled:
@@ -85,7 +87,7 @@ def test_batch_permutation_invariance(name):
     ctx_p = {k: (v[perm] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in ctx.items()}
     if "index" in ctx_p:  # per-sample state follows the sample, not its position
         ctx_p["index"] = ctx["index"][perm]
-    if not LOSSES.get(name).info.deterministic:
+    if not info_of(name).deterministic:
         pytest.skip(f"{name} is random by design")
     b = make_loss(name, C)(logits[perm], target[perm], **ctx_p)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -114,7 +116,7 @@ def test_finite_in_bfloat16(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_gradcheck_float64(name):
-    info = LOSSES.get(name).info
+    info = info_of(name)
     if not info.exact_gradient:
         pytest.skip(f"{name} defines its gradient with stop-gradients or random derivatives (tested in its own module)")
     logits, target = _inputs(name, dtype=torch.float64, seed=5, scale=1.5, n=6, c=4)
@@ -131,7 +133,7 @@ def test_gradcheck_float64(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_bounded_losses_stay_within_bound(name):
-    info = LOSSES.get(name).info
+    info = info_of(name)
     if not info.bounded or info.upper_bound is None:
         pytest.skip("not bounded (or bound not stated)")
     fn = make_loss(name, C, reduction="none") if not info.batch_coupled else make_loss(name, C)
@@ -144,7 +146,7 @@ def test_bounded_losses_stay_within_bound(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_symmetric_losses_sum_is_constant(name):
-    info = LOSSES.get(name).info
+    info = info_of(name)
     if not info.symmetric:
         pytest.skip("not symmetric")
     fn = make_loss(name, C, reduction="none")
@@ -181,7 +183,7 @@ def test_out_of_range_param_rejected():
         build_loss("label_smoothing", epsilon=1.5)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if LOSSES.get(n).info.multilabel])
+@pytest.mark.parametrize("name", [n for n in ALL if info_of(n).multilabel])
 def test_multilabel_losses_respect_ignore_index_with_class_targets(name):
     logits, target = _inputs(name, seed=11)
     target[3] = -100

@@ -109,6 +109,8 @@ def calibrate_run(run_dir: str | Path, methods: str | Sequence[str] | None = DEF
     names = resolve_methods(methods)  # unknown names fail before any file is read
     if not Path(run_dir).is_dir():
         raise UsageError(f"run directory {run_dir} does not exist (or is not a directory)")
+    if (rundir.read_report(Path(run_dir)) or {}).get("task") == "regression":
+        raise UsageError(f"{run_dir} is a regression run; calibrators apply to classifiers' probabilities")
     data = rundir.load_logits(Path(run_dir))
     report, fitted, cal_test, (zt, yt) = fit_and_score(
         data["val_logits"], data["val_labels"], data["test_logits"], data["test_labels"], names, n_bins)

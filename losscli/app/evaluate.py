@@ -21,17 +21,21 @@ def evaluate_run(run_dir: Path, *, dataset: str | None = None, data_dir: str | N
     from losscli.device import resolve_device
     from losscli.engine import rundir
     from losscli.engine.build import restore_run
-    from losscli.engine.evaluate import predict_logits, shot_summary, split_metrics
+    from losscli.engine.evaluate import predict_logits, regression_metrics, shot_summary, split_metrics
     from losscli.metrics import per_class_accuracy
 
     dev = resolve_device(device)
     loaded = rundir.load_run(Path(run_dir))
     model, loss_fn, bundle = restore_run(loaded, dev)
+    if bundle.is_regression and calibrator:
+        raise UsageError(f"{run_dir} is a regression run; calibrators apply to classifiers' probabilities")
     splits = {"val": (bundle.x_val, bundle.y_val), "test": (bundle.x_test, bundle.y_test)}
     if dataset:
         from losscli.data import load_dataset
 
         other = load_dataset(dataset, data_dir=data_dir)
+        if other.task != bundle.task:
+            raise UsageError(f"{dataset} is a {other.task} dataset; the run was trained on {bundle.task} data")
         if tuple(other.input_shape) != tuple(bundle.input_shape) or other.num_classes != bundle.num_classes:
             raise UsageError(
                 f"{dataset} has inputs {tuple(other.input_shape)} and {other.num_classes} classes; the model expects "
@@ -49,6 +53,9 @@ def evaluate_run(run_dir: Path, *, dataset: str | None = None, data_dir: str | N
         if len(y) == 0:
             continue
         logits = predict_logits(model, loss_fn, x.to(dev))
+        if bundle.is_regression:  # hl_gauss: MSE, MAE, R² of the decoded predictions
+            metrics[split] = regression_metrics(logits, y, loss_fn)
+            continue
         if cal is not None:
             logits = cal.transform(logits)
         metrics[split] = split_metrics(logits, y, bundle, n_bins=n_bins)
@@ -61,10 +68,13 @@ def evaluate_run(run_dir: Path, *, dataset: str | None = None, data_dir: str | N
         "run_dir": str(Path(run_dir).resolve()),
         "loss": spec.loss.to_dict(),
         "dataset": dataset or spec.dataset.name,
+        "task": bundle.task,
         "calibrator": calibrator,
         "metrics": metrics,
-        "per_class_test_accuracy": [float(v) for v in per_class_accuracy(test_logits, y_test, bundle.num_classes)],
     }
+    if test_logits is not None:
+        report["per_class_test_accuracy"] = [float(v) for v in per_class_accuracy(test_logits, y_test,
+                                                                                  bundle.num_classes)]
     if shot_summary(metrics.get("test", {})):
         report["shot_accuracy"] = shot_summary(metrics["test"])
     return report

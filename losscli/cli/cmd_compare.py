@@ -14,11 +14,12 @@ from losscli.cli.output import Format, emit, log
 
 @app.command("compare")
 def compare_command(
-    losses: Optional[str] = typer.Option(None, "--losses", help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"."),
+    losses: Optional[str] = typer.Option(None, "--losses", help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"; a weighted sum is one spec: \"ce,ce + 0.5*focal\"."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (0..N-1)."),
     noise: Optional[str] = typer.Option(None, "--noise", help="Comma list of label-noise settings: none,sym:0.4,asym:0.3,instance:0.2."),
     imbalance: Optional[str] = typer.Option(None, "--imbalance", help="Comma list of imbalance settings: none,exp:100,step:10."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline loss (default: the first listed)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher, used by the distilling losses (kd, pld, dhkd) only."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Preset name or YAML file (default: `default` when nothing else is given)."),
     dataset: Optional[str] = o.DATASET,
     data_dir: Optional[str] = o.DATA_DIR,
@@ -63,7 +64,7 @@ def compare_command(
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
         lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile,
-        losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, jobs=jobs,
+        losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, teacher=teacher, jobs=jobs,
         batch_runs=batch_runs, executor=executor, address=address, gpus_per_run=gpus_per_run, clean_val=clean_val,
         nested={"tune.trials": tune, "tune.storage": storage, "statistics.test": test,
                 "statistics.correction": correction, "statistics.alpha": alpha, "statistics.min_effect": min_effect},

@@ -13,18 +13,24 @@ from losscli.cli.output import Format, emit
 
 @app.command("losses")
 def losses_command(
-    name: Optional[str] = typer.Argument(None, help="Show this loss in full (formula, hyperparameters, properties, paper)."),
+    name: Optional[str] = typer.Argument(None, help="Show this loss in full (formula, hyperparameters, properties, paper); a weighted sum such as 'ce + 0.5*focal' shows its derived properties."),
     family: Optional[str] = typer.Option(None, "--family", help="Only losses of this family (e.g. noise-robust, imbalance)."),
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """List the registered losses: family, hyperparameters with defaults, properties, paper."""
     from losscli.errors import UsageError
-    from losscli.losses import LOSSES
+    from losscli.losses import LOSSES, resolve_loss
     from losscli.losses.base import FAMILIES
+    from losscli.lossspec import split_composite
 
     if name:
-        info = LOSSES.get(name).info
-        data = info.to_dict()
+        if split_composite(name) is not None:
+            spec = resolve_loss(name)
+            data = spec.info().to_dict()
+            data["parts"] = [{"weight": w, "label": p.label, "family": p.info().family,
+                              "paper": f"{p.info().reference.authors} {p.info().reference.year}"} for w, p in spec.parts]
+        else:
+            data = LOSSES.get(name).info.to_dict()
         if fmt in (Format.table, Format.md):
             emit(data, fmt, text=_describe(data, md=fmt == Format.md))
         else:
@@ -42,6 +48,7 @@ def losses_command(
             "name": d["name"],
             "family": d["family"],
             "params": ", ".join(f"{k}={v}" for k, v in d["params"].items()) or "-",
+            "input/target": f"{d['properties']['input']}/{d['properties']['target']}",
             "properties": ", ".join(_flags(d["properties"])) or "-",
             "paper": f"{d['reference']['authors']} {d['reference']['year']}",
         }
@@ -57,6 +64,8 @@ def _flags(props: dict) -> list[str]:
     if props.get("head"):
         out.append(f"{props['head']}_head")
     out += [f"needs:{n}" for n in props.get("needs", [])]
+    if not props.get("stackable", True):
+        out.append("not_stackable")
     return out
 
 
@@ -69,8 +78,13 @@ def _describe(d: dict, md: bool) -> str:
     lines.append("hyperparameters:" if d["params"] else "hyperparameters: none")
     for k, v in d["params"].items():
         lines.append(f"  - {k} = {v!r}  (valid: {d['param_ranges'][k]}) {d['param_docs'].get(k, '')}".rstrip())
+    lines.append(f"input: {d['properties']['input']}, target: {d['properties']['target']}")
     lines.append("properties: " + (", ".join(f"{k}={v}" for k, v in d["properties"].items())))
-    lines.append(f"paper: {ref['authors']} ({ref['year']}). {ref['title']}. {ref.get('venue', '')}".rstrip(". ") + ".")
+    if d.get("parts"):  # a composite: its parts and their papers
+        lines.append("parts:")
+        lines += [f"  - {p['weight']:g} * {p['label']} ({p['family']}; {p['paper']})" for p in d["parts"]]
+    else:
+        lines.append(f"paper: {ref['authors']} ({ref['year']}). {ref['title']}. {ref.get('venue', '')}".rstrip(". ") + ".")
     if d.get("notes"):
         lines += ["", f"notes: {d['notes']}"]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from losscli.cli.output import Format, emit, log
 
 @app.command("train")
 def train_command(
-    loss: Optional[str] = typer.Option(None, "--loss", "-l", help="Loss name or spec, e.g. focal or 'focal(gamma=3)'."),
+    loss: Optional[str] = typer.Option(None, "--loss", "-l", help="Loss name or spec, e.g. focal, 'focal(gamma=3)' or a weighted sum 'ce + 0.5*focal(gamma=3)'."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Loss hyperparameter name=value (repeatable)."),
     preset: Optional[str] = o.PRESET,
     dataset: Optional[str] = o.DATASET,
@@ -31,7 +31,7 @@ def train_command(
     imbalance: Optional[str] = typer.Option(None, "--imbalance", help="Long tail: none, exp:100, step:10."),
     device: Optional[str] = o.DEVICE,
     compile: Optional[bool] = o.COMPILE,
-    teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher (for kd)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher (for kd, pld, dhkd)."),
     image_column: Optional[str] = o.IMAGE_COL,
     text_column: Optional[str] = o.TEXT_COL,
     label_column: Optional[str] = o.LABEL_COL,
@@ -46,7 +46,7 @@ def train_command(
     from losscli.app.train import run_train
     from losscli.config import build_config
     from losscli.errors import RunFailedError
-    from losscli.lossspec import format_loss_spec, parse_assignments, parse_loss_spec
+    from losscli.lossspec import format_composite, format_loss_spec, parse_assignments, parse_loss_spec, split_composite
 
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
@@ -55,9 +55,14 @@ def train_command(
         clean_val=clean_val,
     )
     if loss is not None or param:
-        name, params = parse_loss_spec("ce" if loss is None else loss)
-        params.update(parse_assignments(param or [], what="--param"))
-        overrides["loss"] = format_loss_spec(name, params)
+        given = parse_assignments(param or [], what="--param")
+        composite = split_composite("ce" if loss is None else loss)
+        if composite is not None:  # --param applies to the whole sum (weight, ignore_index); validated later
+            terms, options = composite
+            overrides["loss"] = format_composite(terms, {**options, **given})
+        else:
+            name, params = parse_loss_spec("ce" if loss is None else loss)
+            overrides["loss"] = format_loss_spec(name, {**params, **given})
     cfg = build_config(preset, overrides, sets)
     report, run_dir = run_train(cfg, out=out, teacher=teacher, overwrite=overwrite, progress=not quiet,
                                 log=None if quiet else log)
@@ -74,10 +79,15 @@ def _print_summary(report: dict, fmt: Format) -> None:
         return
     m = report.get("metrics") or {}
     test = m.get("test") or {}
-    row = {"loss": report["loss"]["label"], "status": report["status"], **{k: test.get(k) for k in
-           ("accuracy", "macro_f1", "nll", "ece", "brier")}, "train_s": report["timing"]["train_seconds"]}
+    regression = report.get("task") == "regression"
+    keys = ("mse", "mae", "r2") if regression else ("accuracy", "macro_f1", "nll", "ece", "brier")
+    row = {"loss": report["loss"]["label"], "status": report["status"], **{k: test.get(k) for k in keys},
+           "train_s": report["timing"]["train_seconds"]}
     best = m.get("best_epoch")
     if best:
         row["best_epoch"] = best["epoch"]
-        row["best_epoch_test_acc"] = best["test_accuracy"]
+        if regression:
+            row["best_epoch_test_mse"] = best["test_mse"]
+        else:
+            row["best_epoch_test_acc"] = best["test_accuracy"]
     emit(report, fmt, rows=[row])

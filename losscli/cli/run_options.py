@@ -12,7 +12,7 @@ import typer
 
 PRESET = typer.Option(None, "--preset", help="Preset name (see `losscli presets`) or a YAML file.")
 SET = typer.Option(None, "--set", help="Override any config key: --set train.lr=0.01 (repeatable).")
-DATASET = typer.Option(None, "--dataset", "-d", help="mnist1d (default, offline), synthetic, mnist, fashion_mnist, cifar10, cifar100, svhn, hf:NAME, or a .npz/.pt file.")
+DATASET = typer.Option(None, "--dataset", "-d", help="mnist1d (default, offline), synthetic, mnist, fashion_mnist, cifar10, cifar100, svhn, hf:NAME, or a .npz/.pt/.csv file (float targets y: a regression dataset).")
 DATA_DIR = typer.Option(None, "--data-dir", help="Directory holding torchvision / Hugging Face data.")
 DOWNLOAD = typer.Option(None, "--download/--no-download", help="Allow downloading torchvision datasets (off by default).")
 MODEL = typer.Option(None, "--model", "-m", help="auto, linear, mlp, cnn1d, resnet, bow.")

@@ -99,6 +99,9 @@ class Config:
     address: Optional[str] = None
     # Ray: GPUs per run (fractions pack several small runs on one GPU); None = 1 on CUDA, 0 on CPU
     gpus_per_run: Optional[float] = None
+    # run directory of a finished run whose logits distilling losses (kd, pld, dhkd) learn from;
+    # applied to those losses only (train: --teacher; compare: --teacher or --set teacher=DIR)
+    teacher: Optional[str] = None
 
     # -- typed views -------------------------------------------------------------------
     def seed_list(self) -> list[int]:

@@ -3,6 +3,11 @@
 Sources build a bundle with :func:`make_bundle`, which checks dtypes and shapes, carves a
 validation split from train when the source has none, and fills ``info``. Noise and
 imbalance return new bundles (``dataclasses.replace``); val and test are never touched.
+
+A bundle's ``task`` is ``classification`` (int64 labels, ``num_classes`` classes) or
+``regression`` (float32 targets, ``num_classes == 0``: the model's outputs are the loss's bins,
+see ``hl_gauss``); regression splits are carved uniformly at random (there are no classes to
+stratify by), and label noise, imbalance and class counts do not apply to them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from losscli.errors import UsageError
 
 KINDS = ("vector", "sequence1d", "image", "tokens")
+TASKS = ("classification", "regression")
 
 
 @dataclass
@@ -35,15 +41,26 @@ class DataBundle:
     kind: str  # "vector" | "sequence1d" | "image" | "tokens"
     class_names: list[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"  # "classification" | "regression" (float targets; num_classes 0)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "regression"
 
     @property
     def class_counts(self) -> list[int]:
         """Number of training samples per (possibly corrupted) training label."""
+        self._need_classes("class counts")
         return torch.bincount(self.y_train, minlength=self.num_classes).tolist()
 
     @property
     def clean_class_counts(self) -> list[int]:
+        self._need_classes("class counts")
         return torch.bincount(self.y_train_clean, minlength=self.num_classes).tolist()
+
+    def _need_classes(self, what: str) -> None:
+        if self.is_regression:
+            raise UsageError(f"{self.name} is a regression dataset (float targets): it has no {what}")
 
     @property
     def noisy_mask(self) -> torch.Tensor:
@@ -63,14 +80,20 @@ class DataBundle:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
-def carve_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stratified split of indices: ``(keep, carved)`` with ``round(fraction * n_c)`` carved per class.
+def carve_split(y: torch.Tensor, fraction: float, seed: int, stratify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified split of indices: ``(keep, carved)`` with ``round(fraction * n_c)`` carved per class;
+    with ``stratify=False`` (regression targets) ``round(fraction * n)`` carved uniformly at random.
 
     Both index tensors are sorted, so the result depends only on ``(y, fraction, seed)``.
     """
     if not 0.0 <= fraction < 1.0:
         raise UsageError(f"val_fraction must be in [0, 1), got {fraction!r}")
     g = torch.Generator().manual_seed(int(seed))
+    if not stratify:
+        carved_idx = torch.sort(torch.randperm(len(y), generator=g)[: int(round(fraction * len(y)))])[0]
+        mask = torch.ones(len(y), dtype=torch.bool)
+        mask[carved_idx] = False
+        return torch.nonzero(mask).flatten(), carved_idx
     carved = []
     for c in torch.unique(y).tolist():
         idx = torch.nonzero(y == c).flatten()
@@ -111,6 +134,23 @@ def _as_y(y: Any, what: str) -> torch.Tensor:
     return t
 
 
+def _as_target(y: Any, what: str) -> torch.Tensor:
+    """Regression targets: finite float32 ``[N]``."""
+    t = _tensor(y)
+    if t.dtype == torch.bool or t.dtype.is_complex:
+        raise UsageError(f"{what}: regression targets must be real numbers, got {t.dtype}")
+    t = t.to(torch.float32).reshape(-1)
+    if not bool(torch.isfinite(t).all()):
+        raise UsageError(f"{what}: regression targets must be finite (found NaN or inf)")
+    return t
+
+
+def is_regression_target(y: Any) -> bool:
+    """True for float targets with a non-integer value (integer-valued floats read as class labels)."""
+    t = _tensor(y)
+    return bool(t.dtype.is_floating_point and t.numel() and not torch.equal(t, t.round()))
+
+
 def make_bundle(
     name: str,
     *,
@@ -126,22 +166,27 @@ def make_bundle(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     info: dict[str, Any] | None = None,
+    task: str = "classification",
 ) -> DataBundle:
     """Validate tensors, carve val from train when absent, and build the bundle."""
     if kind not in KINDS:
         raise UsageError(f"{name}: unknown data kind {kind!r}; use one of {', '.join(KINDS)}")
-    xtr, ytr = _as_x(x_train, kind, f"{name} train"), _as_y(y_train, f"{name} train")
-    xte, yte = _as_x(x_test, kind, f"{name} test"), _as_y(y_test, f"{name} test")
+    if task not in TASKS:
+        raise UsageError(f"{name}: unknown task {task!r}; use one of {', '.join(TASKS)}")
+    regression = task == "regression"
+    as_y = _as_target if regression else _as_y
+    xtr, ytr = _as_x(x_train, kind, f"{name} train"), as_y(y_train, f"{name} train")
+    xte, yte = _as_x(x_test, kind, f"{name} test"), as_y(y_test, f"{name} test")
     info = dict(info or {})
     if (x_val is None) != (y_val is None):
         raise UsageError(f"{name}: x_val and y_val must be given together")
     if x_val is None:
-        keep, carved = carve_split(ytr, val_fraction, split_seed)
+        keep, carved = carve_split(ytr, val_fraction, split_seed, stratify=not regression)
         xva, yva = xtr[carved], ytr[carved]
         xtr, ytr = xtr[keep], ytr[keep]
         info["val_source"] = f"carved from train (fraction {val_fraction:g}, split_seed {split_seed})"
     else:
-        xva, yva = _as_x(x_val, kind, f"{name} val"), _as_y(y_val, f"{name} val")
+        xva, yva = _as_x(x_val, kind, f"{name} val"), as_y(y_val, f"{name} val")
         info["val_source"] = "provided by the dataset"
     for split, (x, y) in {"train": (xtr, ytr), "val": (xva, yva), "test": (xte, yte)}.items():
         if len(x) != len(y):
@@ -153,6 +198,8 @@ def make_bundle(
     if len(yte) == 0:
         raise UsageError(f"{name}: the test split is empty ({len(ytr) + len(yva)} examples in all); give more examples "
                          "or an explicit test split (x_test, y_test)")
+    if regression:
+        return _regression_bundle(name, (xtr, ytr, xva, yva, xte, yte), kind, info)
     seen = max(int(y.max()) for y in (ytr, yva, yte) if len(y)) + 1
     if num_classes is None:
         num_classes = seen
@@ -169,6 +216,7 @@ def make_bundle(
     info["num_classes"] = int(num_classes)
     info["input_shape"] = list(xtr.shape[1:])
     info["kind"] = kind
+    info["task"] = "classification"
     info.setdefault("noise", {"spec": "none", "rate": 0.0, "actual_fraction_flipped": 0.0})
     info.setdefault("imbalance", {"spec": "none", "ratio": 1.0,
                                   "class_counts": torch.bincount(ytr, minlength=num_classes).tolist()})
@@ -176,4 +224,21 @@ def make_bundle(
         name=name, x_train=xtr, y_train=ytr, y_train_clean=ytr.clone(), x_val=xva, y_val=yva,
         x_test=xte, y_test=yte, num_classes=int(num_classes), input_shape=tuple(xtr.shape[1:]),
         kind=kind, class_names=class_names, info=info,
+    )
+
+
+def _regression_bundle(name: str, splits: tuple, kind: str, info: dict[str, Any]) -> DataBundle:
+    xtr, ytr, xva, yva, xte, yte = splits
+    info.setdefault("source", name)
+    info["task"] = "regression"
+    info["sizes"] = {"train": len(ytr), "val": len(yva), "test": len(yte)}
+    info["input_shape"] = list(xtr.shape[1:])
+    info["kind"] = kind
+    info["target"] = {"mean": float(ytr.mean()), "std": float(ytr.std()) if len(ytr) > 1 else 0.0,
+                      "min": float(ytr.min()), "max": float(ytr.max())}  # of the training split
+    info.setdefault("noise", {"spec": "none", "rate": 0.0, "actual_fraction_flipped": 0.0})
+    info.setdefault("imbalance", {"spec": "none", "ratio": 1.0})
+    return DataBundle(
+        name=name, x_train=xtr, y_train=ytr, y_train_clean=ytr.clone(), x_val=xva, y_val=yva, x_test=xte, y_test=yte,
+        num_classes=0, input_shape=tuple(xtr.shape[1:]), kind=kind, info=info, task="regression",
     )

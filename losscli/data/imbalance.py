@@ -38,6 +38,13 @@ def apply_imbalance(bundle: DataBundle, spec: str | ImbalanceSpec, seed: int = 0
     """A new bundle whose training split is subsampled to a long tail per ``spec``."""
     parsed = parse_imbalance_spec(spec)
     C = bundle.num_classes
+    if bundle.is_regression:  # no classes to make rare
+        if parsed.kind != "none":
+            raise UsageError(f"imbalance {parsed} subsamples classes; {bundle.name} is a regression dataset "
+                             "(float targets): use imbalance none")
+        out = bundle.replace()
+        out.info["imbalance"] = {"spec": "none", "ratio": 1.0}
+        return out
     if parsed.kind == "none":
         out = bundle.replace()
         out.info["imbalance"] = {"spec": "none", "ratio": 1.0, "class_counts": out.class_counts}

@@ -1,7 +1,7 @@
 """``load_dataset``: resolve a dataset name to its source and load it.
 
 Names: a registered dataset (``mnist1d``, ``synthetic``, ``cifar10``...), ``hf:<name-or-path>``
-for Hugging Face datasets, or a path ending in ``.npz`` / ``.pt``.
+for Hugging Face datasets, or a path ending in ``.npz`` / ``.pt`` / ``.csv``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def resolve_name(name: str) -> tuple[str, str]:
     if name.lower().endswith(SUFFIXES):
         return "file", name
     if name.lower() in ("hf", "file"):
-        raise UsageError(f"dataset {name!r} needs a path: write hf:<name-or-path> or a path ending in .npz/.pt")
+        raise UsageError(f"dataset {name!r} needs a path: write hf:<name-or-path> or a path ending in .npz/.pt/.csv")
     return DATASETS.canonical(name), ""
 
 

@@ -112,6 +112,13 @@ def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int, *, noisy_v
     clean = bundle.y_train_clean
     info: dict = {"spec": str(parsed), "kind": parsed.kind, "rate": parsed.rate, "seed": int(seed),
                   "validation": "clean" if parsed.kind == "none" or not noisy_val else "noisy (same noise as training)"}
+    if bundle.is_regression:  # label noise flips classes; float targets have none
+        if parsed.kind != "none":
+            raise UsageError(f"label noise {parsed} flips class labels; {bundle.name} is a regression dataset "
+                             "(float targets): use noise none")
+        out = bundle.replace(y_train=clean.clone())
+        out.info["noise"] = {**info, "num_flipped": 0, "actual_fraction_flipped": 0.0}
+        return out
     noisy, y_val = clean.clone(), bundle.y_val
     if parsed.kind != "none":
         if C < 2:

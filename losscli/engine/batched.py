@@ -30,7 +30,6 @@ from losscli.engine.optim import build_optimizer, build_schedule, epoch_batches
 from losscli.engine.recorder import RunRecorder, Stopwatch
 from losscli.engine.runspec import RunSpec
 from losscli.environment import environment
-from losscli.losses.base import Loss
 
 
 def batchable(loss_fn, model) -> str | None:
@@ -38,7 +37,7 @@ def batchable(loss_fn, model) -> str | None:
     info = loss_fn.info
     if not info.stackable:
         return f"{info.name} cannot train stacked (its input is {info.input}, its target {info.target})"
-    if type(loss_fn).on_epoch_end is not Loss.on_epoch_end:
+    if loss_fn.keeps_epoch_state:
         return f"{info.name} updates its state at the end of each epoch"
     if loss_fn.make_head(8, 2) is not None or info.head:
         return f"{info.name} brings its own head"

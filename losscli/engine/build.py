@@ -19,6 +19,7 @@ from losscli.errors import UsageError
 # RNG streams derived from the run seed (see losscli.device.seeded_generator)
 STREAM_INIT = 1
 STREAM_ORDER = 2
+STREAM_SETS = 3  # OKO's sets of examples, drawn anew each epoch (engine/steps.py)
 
 
 def load_base_data(spec: RunSpec, cache: dict | None = None):
@@ -46,12 +47,36 @@ def load_run_data(spec: RunSpec, cache: dict | None = None):
 def build_run_loss(spec: RunSpec, bundle) -> torch.nn.Module:
     """The run's loss, given the training set's class counts (losses that need them read them)."""
     from losscli.losses import build_loss
+    from losscli.losses.resolve import check_trainable
 
+    info = spec.loss.info()
+    check_trainable(info)
+    _check_task(spec.loss.label, info, bundle)
+    if bundle.is_regression:  # no classes, so no class counts and no per-class weights
+        return build_loss(spec.loss)
     weight = spec.loss.options.get("weight")
     if weight is not None and len(weight) != bundle.num_classes:
         raise UsageError(f"{spec.loss.label}: weight has {len(weight)} entries but {bundle.name} has "
                          f"{bundle.num_classes} classes; give one weight per class")
-    return build_loss(spec.loss, class_counts=[float(c) for c in bundle.class_counts])
+    loss_fn = build_loss(spec.loss, class_counts=[float(c) for c in bundle.class_counts])
+    if info.input == "sets":  # the set sampler's needs (k + 1 classes present...), before anything is written
+        loss_fn.sample_sets(bundle.y_train, torch.Generator(), num_sets=0)
+    return loss_fn
+
+
+def _check_task(label: str, info, bundle) -> None:
+    """A regression loss needs a regression dataset and a classification loss a classification one."""
+    if info.target == "regression" and not bundle.is_regression:
+        raise UsageError(f"{label} is a regression loss but {bundle.name} is a classification dataset (integer "
+                         "labels); give it a dataset with float targets y (.npz/.csv)")
+    if info.target != "regression" and bundle.is_regression:
+        raise UsageError(f"{label} is a classification loss but {bundle.name} is a regression dataset (float "
+                         "targets); use a regression loss such as hl_gauss")
+
+
+def output_size(loss_fn, bundle) -> int:
+    """Columns of the model's output: the classes, or a regression loss's bins (``num_bins``)."""
+    return int(loss_fn.num_bins) if bundle.is_regression else bundle.num_classes
 
 
 def model_name(spec: RunSpec, bundle) -> str:
@@ -65,10 +90,11 @@ def build_run_model(spec: RunSpec, bundle, loss_fn) -> torch.nn.Module:
     """Model with the run's seeded init; a loss that brings its own head gets it installed."""
     from losscli.models import build_model
 
+    n_out = output_size(loss_fn, bundle)
     with seeded(spec.seed, STREAM_INIT):
-        model = build_model(model_name(spec, bundle), bundle.input_shape, bundle.num_classes, kind=bundle.kind,
+        model = build_model(model_name(spec, bundle), bundle.input_shape, n_out, kind=bundle.kind,
                             **dict(spec.model.options))
-        head = loss_fn.make_head(model.head.in_features, bundle.num_classes)
+        head = loss_fn.make_head(model.head.in_features, n_out)
         if head is not None:
             model.head = head
     return model
@@ -94,11 +120,14 @@ def restore_run(loaded, device: torch.device, cache: dict | None = None):
     return model.to(device), loss_fn.to(device), bundle
 
 
-def loss_context(loss_fn, idx: torch.Tensor, epoch: int, teacher_logits: torch.Tensor | None) -> dict:
+def loss_context(loss_fn, idx: torch.Tensor, epoch: int, teacher_logits: torch.Tensor | None,
+                 embeddings: torch.Tensor | None = None) -> dict:
     """Forward keyword arguments a loss asked for (``needs``/``uses``), by the shared names."""
     info = loss_fn.info
     wanted = set(info.needs) | set(info.uses)
     ctx: dict[str, Any] = {}
+    if "embeddings" in wanted and embeddings is not None:
+        ctx["embeddings"] = embeddings
     if "index" in wanted:
         ctx["index"] = idx
     if "epoch" in wanted:

@@ -1,11 +1,17 @@
-"""Evaluation: logits in chunks, every metric of a model, and re-evaluating a saved run."""
+"""Evaluation: logits in chunks, every metric of a model, and re-evaluating a saved run.
+
+Classification runs are scored from the prediction logits; regression runs (``hl_gauss`` on
+float targets) from the loss's decoded predictions: MSE, MAE and R². The per-epoch number that
+picks the best epoch (:func:`selection_score`) is validation accuracy, or validation MSE (lower
+is better) for regression: R² on the same split is a decreasing function of it, so both pick
+the same epoch, and MSE is defined even when the targets are constant.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-
 
 
 @torch.no_grad()
@@ -23,6 +29,29 @@ def predict_logits(model: torch.nn.Module, loss_fn, x: torch.Tensor, batch_size:
         out.append(loss_fn.prediction_logits(z.float()).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
+
+
+def selection_score(bundle) -> tuple[str, bool]:
+    """``(metric, higher_is_better)`` of the per-epoch validation number that selects the best epoch."""
+    return ("mse", False) if bundle.is_regression else ("accuracy", True)
+
+
+@torch.no_grad()
+def epoch_score(model, loss_fn, x: torch.Tensor, y: torch.Tensor, bundle, amp) -> float:
+    """The selection metric on one split (NaN when the split is empty)."""
+    if x.shape[0] == 0:
+        return float("nan")
+    logits = predict_logits(model, loss_fn, x, amp_dtype=amp)
+    if bundle.is_regression:
+        return (loss_fn.decode(logits).double() - y.cpu().double()).square().mean().item()
+    return (logits.argmax(1) == y.cpu()).float().mean().item()
+
+
+def regression_metrics(logits: torch.Tensor, targets: torch.Tensor, loss_fn) -> dict[str, Any]:
+    """MSE, MAE, R² of the loss's decoded predictions (``loss_fn.decode``: hl_gauss's bin-centre mean)."""
+    from losscli.metrics import compute_regression_metrics
+
+    return compute_regression_metrics(loss_fn.decode(logits).cpu(), targets.cpu())
 
 
 def train_set_metrics(logits: torch.Tensor, y_used: torch.Tensor, y_clean: torch.Tensor) -> dict[str, Any]:
@@ -59,6 +88,10 @@ def finalize_metrics(model, loss_fn, data, bundle, amp) -> tuple[dict, dict]:
     test = predict_logits(model, loss_fn, data.x_test, amp_dtype=amp)
     train = predict_logits(model, loss_fn, data.x_train, amp_dtype=amp)
     y_val, y_test = data.y_val.cpu(), data.y_test.cpu()
+    logits = {"val_logits": val, "val_labels": y_val, "test_logits": test, "test_labels": y_test}
+    if bundle.is_regression:  # the "labels" saved with the logits are the float targets
+        return {split: regression_metrics(z, y, loss_fn) if len(y) else {}
+                for split, z, y in (("test", test, y_test), ("val", val, y_val), ("train", train, data.y_train))}, logits
     metrics: dict[str, Any] = {
         "test": split_metrics(test, y_test, bundle) if len(y_test) else {},  # no test split: tuning trials
         "val": split_metrics(val, y_val, bundle) if len(y_val) else {},
@@ -68,7 +101,6 @@ def finalize_metrics(model, loss_fn, data, bundle, amp) -> tuple[dict, dict]:
         metrics["per_class_test_accuracy"] = [float(v) for v in per_class_accuracy(test, y_test, bundle.num_classes)]
     if shot_summary(metrics["test"]):
         metrics["shot_accuracy"] = shot_summary(metrics["test"])
-    logits = {"val_logits": val, "val_labels": y_val, "test_logits": test, "test_labels": y_test}
     return metrics, logits
 
 

@@ -54,8 +54,9 @@ def epoch_batches(n_train: int, batch_size: int, gen: torch.Generator) -> list[t
     return [perm[i * bs:(i + 1) * bs] for i in range(steps_per_epoch(n_train, batch_size))]
 
 
-def build_schedule(optimizer: torch.optim.Optimizer, n_train: int, cfg: TrainConfig):
-    """(scheduler stepping once per optimizer step, steps per epoch)."""
-    spe = steps_per_epoch(n_train, cfg.batch_size)
+def build_schedule(optimizer: torch.optim.Optimizer, n_train: int, cfg: TrainConfig, batch_size: int | None = None):
+    """(scheduler stepping once per optimizer step, steps per epoch). ``n_train`` units per epoch,
+    ``batch_size`` (default ``cfg.batch_size``) per step: rows, or OKO's sets (engine/steps.py)."""
+    spe = steps_per_epoch(n_train, cfg.batch_size if batch_size is None else batch_size)
     total = spe * cfg.epochs
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spe, cfg)), spe

@@ -1,8 +1,9 @@
 """Per-run bookkeeping shared by the single and the batched trainer.
 
 Tracks the epoch history (written to metrics.jsonl as it goes), the best epoch by validation
-accuracy, timing, the last finite weights, and turns a finished (or failed) run into its
-report. Trainers talk to it through methods only, so its fields stay consistent.
+accuracy (by validation MSE, lowest, on regression data), timing, the last finite weights, and
+turns a finished (or failed) run into its report. Trainers talk to it through methods only, so
+its fields stay consistent.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from losscli.engine import rundir
+from losscli.engine.evaluate import selection_score
 from losscli.engine.runspec import RunSpec
 
 
@@ -26,6 +28,9 @@ class RunRecorder:
         self.bundle = bundle
         self.model_name = model_name
         self.render_markdown = render_markdown  # the caller's view of a report (None: no report.md)
+        self.task = bundle.task if bundle is not None else "classification"
+        # the per-epoch selection metric: history rows hold val_<score> / test_<score>
+        self.score, self.higher_is_better = selection_score(bundle) if bundle is not None else ("accuracy", True)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.failed: str | None = None
@@ -70,18 +75,21 @@ class RunRecorder:
                        "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
         return False
 
-    def record_epoch(self, epoch: int, train_loss: float, val_acc: float, test_acc: float, lr: float,
+    def record_epoch(self, epoch: int, train_loss: float, val_score: float, test_score: float, lr: float,
                      state: dict[str, torch.Tensor]) -> None:
-        """One epoch's numbers (appended to metrics.jsonl) and the weights after it (CPU copies)."""
+        """One epoch's numbers (appended to metrics.jsonl) and the weights after it (CPU copies).
+        The scores are the selection metric's (accuracy, or MSE on regression data)."""
+        val_key, test_key = f"val_{self.score}", f"test_{self.score}"
         row = {
-            "epoch": epoch, "train_loss": train_loss, "val_accuracy": val_acc, "test_accuracy": test_acc,
+            "epoch": epoch, "train_loss": train_loss, val_key: val_score, test_key: test_score,
             "lr": lr, "train_seconds": round(self._train_seconds, 4),
         }
         self.history.append(row)
         if self.run_dir is not None:
             rundir.append_metrics(self.run_dir, row)
-        if self.best is None or val_acc > self.best["val_accuracy"]:
-            self.best = {"epoch": epoch, "val_accuracy": val_acc, "test_accuracy": test_acc}
+        best = None if self.best is None else self.best[val_key]
+        if best is None or (val_score > best if self.higher_is_better else val_score < best):
+            self.best = {"epoch": epoch, val_key: val_score, test_key: test_score}
         self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
     def fail(self, message: str) -> None:
@@ -102,11 +110,13 @@ class RunRecorder:
         last = self.history[-1] if self.history else None
         metrics = dict(metrics or {})
         metrics["best_epoch"] = self.best
-        metrics["last_epoch"] = {"epoch": last["epoch"], "test_accuracy": last["test_accuracy"]} if last else None
+        test_key = f"test_{self.score}"
+        metrics["last_epoch"] = {"epoch": last["epoch"], test_key: last[test_key]} if last else None
         report = {
             "schema": rundir.RUN_SCHEMA,
             "status": "failed" if self.failed else "ok",
             "error": self.failed,
+            "task": self.task,
             "run_key": self.spec.key(),
             "loss": self.spec.loss.to_dict(),
             "seed": self.spec.seed,

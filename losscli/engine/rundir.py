@@ -104,7 +104,8 @@ def report_problem(report: dict | None) -> str | None:
     if status != "ok":
         return f"report.yaml has status {status!r}"
     test = (report.get("metrics") or {}).get("test")
-    if not isinstance(test, dict) or not isinstance(test.get("accuracy"), (int, float)):
+    headline = "mse" if report.get("task") == "regression" else "accuracy"
+    if not isinstance(test, dict) or not isinstance(test.get(headline), (int, float)):
         return "report.yaml lacks its test metrics"
     return None
 

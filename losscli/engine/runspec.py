@@ -47,8 +47,12 @@ class RunSpec:
             one_noise, one_imbalance = cfg.single_setting()
             noise = one_noise if noise is None else noise
             imbalance = one_imbalance if imbalance is None else imbalance
+        loss = loss if loss is not None else cfg.loss_spec()
+        if teacher is None and "teacher_logits" in loss.info().needs:
+            # the config's teacher goes to distilling losses only: the other runs' keys stay as they were
+            teacher = cfg.teacher
         return cls(
-            loss=loss if loss is not None else cfg.loss_spec(), seed=cfg.seed if seed is None else int(seed),
+            loss=loss, seed=cfg.seed if seed is None else int(seed),
             noise=noise, imbalance=imbalance, dataset=cfg.dataset, model=cfg.model, train=cfg.train,
             device=cfg.device, compile=cfg.compile, precision=cfg.precision, teacher=teacher, threads=cfg.threads,
         )
@@ -86,7 +90,7 @@ class RunSpec:
 
     def resolved(self) -> dict[str, Any]:
         return {
-            "loss": {"name": self.loss.name, "params": dict(self.loss.params), "options": dict(self.loss.options)},
+            "loss": self.loss.resolved(),
             "seed": self.seed,
             "dataset": {**dataclasses.asdict(self.dataset), "noise": str(self.noise), "imbalance": str(self.imbalance)},
             "model": dataclasses.asdict(self.model),

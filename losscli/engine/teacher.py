@@ -16,16 +16,18 @@ def teacher_logits(spec: RunSpec, bundle, device: torch.device) -> torch.Tensor 
     from losscli.engine import rundir
     from losscli.engine.build import restore_run
     from losscli.engine.evaluate import predict_logits
-    from losscli.losses import LOSSES
 
-    if "teacher_logits" not in LOSSES.get(spec.loss.name).info.needs:
+    if "teacher_logits" not in spec.loss.info().needs:  # a composite needs it when one of its parts does
         return None
     if not spec.teacher:
-        raise UsageError(f"{spec.loss.name} distils from a teacher: pass --teacher RUN_DIR (a finished `losscli train` run)")
+        raise UsageError(f"{spec.loss.label} distils from a teacher: pass --teacher RUN_DIR (a finished `losscli train` "
+                         "run; for compare: --teacher or the config key teacher)")
     loaded = rundir.load_run(Path(spec.teacher))
     if rundir.report_problem(loaded.report) is not None or loaded.report["status"] != "ok":
         raise UsageError(f"--teacher {spec.teacher} is not a finished run; train it to the end first")
     model, loss_fn, teacher_bundle = restore_run(loaded, device)
+    if teacher_bundle.is_regression:
+        raise UsageError(f"--teacher {spec.teacher} is a regression run; a teacher must be a classifier")
     if teacher_bundle.num_classes != bundle.num_classes or tuple(teacher_bundle.input_shape) != tuple(bundle.input_shape):
         raise UsageError(f"--teacher {spec.teacher} was trained on {teacher_bundle.num_classes} classes with inputs "
                          f"{tuple(teacher_bundle.input_shape)}; the student has {bundle.num_classes} and "

@@ -1,5 +1,6 @@
 """One run, one readable loop (nanoGPT/airbench style): data on the device, batches are
-index slices of a per-epoch permutation, honest timing, NaN stops the run cleanly.
+index slices of a per-epoch permutation (or OKO's sets: ``engine/steps.py``), honest timing,
+NaN stops the run cleanly.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ from typing import Any, Callable
 import torch
 
 from losscli.config.validate import validate_train
-from losscli.device import autocast, autocast_dtype, cpu_threads, resolve_device, seeded_generator, should_compile
+from losscli.device import autocast_dtype, cpu_threads, resolve_device, seeded_generator, should_compile
 from losscli.engine import rundir
-from losscli.engine.build import (STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data,
-                                  loss_context, model_name)
-from losscli.engine.evaluate import finalize_metrics, predict_logits
-from losscli.engine.optim import build_optimizer, build_schedule, epoch_batches
+from losscli.engine.build import STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data, model_name
+from losscli.engine.evaluate import epoch_score, finalize_metrics
+from losscli.engine.optim import build_optimizer, build_schedule
 from losscli.engine.recorder import RunRecorder, Stopwatch
 from losscli.engine.runspec import RunSpec
+from losscli.engine.steps import make_steps
 from losscli.engine.teacher import teacher_logits
 from losscli.environment import environment
 
 ProgressFn = Callable[[str], None]
-#: called after each evaluated epoch with (epoch, validation accuracy); may raise StopRun
+#: called after each evaluated epoch with (epoch, validation score: accuracy, or -MSE on regression
+#: data, so higher is better either way); may raise StopRun
 EpochFn = Callable[[int, float], None]
 
 
@@ -79,7 +81,8 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
                          compiled, teacher, progress)
         report = _fit(ctx)
     if log and report["status"] == "ok":
-        log(f"{spec.loss_label}: test accuracy {report['metrics']['test']['accuracy']:.4f} -> {run_dir}")
+        name = rec.score
+        log(f"{spec.loss_label}: test {name} {report['metrics']['test'][name]:.4f} -> {run_dir}")
     return report
 
 
@@ -87,8 +90,9 @@ def train_trial(spec: RunSpec, *, data_cache: dict | None = None, on_epoch: Epoc
     """Train one tuning trial: no run directory, and **no test split** — it is removed from the
     data before training starts, so selection can only ever see the validation split.
 
-    ``on_epoch(epoch, val_accuracy)`` may raise :class:`StopRun` (a pruned trial). Returns
-    ``{status: ok|failed|pruned, error, history: [{epoch, val_accuracy, ...}], metrics: {val: ...}}``.
+    ``on_epoch(epoch, val_score)`` may raise :class:`StopRun` (a pruned trial); the score is the
+    validation accuracy (-MSE on regression data). Returns ``{status: ok|failed|pruned, error,
+    history: [{epoch, val_accuracy (val_mse), ...}], metrics: {val: ...}}``.
     """
     validate_train(spec.train)
     device = resolve_device(spec.device)
@@ -115,21 +119,19 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
     """The training loop proper (nanoGPT style: flat and readable)."""
     cfg, model, loss_fn, data, rec = ctx.spec.train, ctx.model, ctx.loss_fn, ctx.data, ctx.rec
     optimizer = build_optimizer(list(model.parameters()) + list(loss_fn.parameters()), cfg)
-    n_train = data.x_train.shape[0]
-    scheduler, spe = build_schedule(optimizer, n_train, cfg)
-    forward = _compiled_forward(model, rec) if ctx.compiled else model
+    steps = make_steps(ctx)  # rows of the training set, or OKO's sets
+    scheduler, spe = build_schedule(optimizer, steps.units, cfg, batch_size=steps.units_per_step)
+    forward = _compiled_forward(steps.module(), rec) if ctx.compiled else steps.module()
     order = seeded_generator(ctx.spec.seed, STREAM_ORDER)
+    higher = 1.0 if rec.higher_is_better else -1.0  # the epoch callback's score: higher is better
     bar = _progress_bar(cfg.epochs, ctx.spec.loss_label, ctx.progress)
 
     for epoch in range(1, cfg.epochs + 1):
         step_losses = torch.empty(spe, device=ctx.device)
         model.train()
         with Stopwatch(ctx.device) as sw:
-            for b, idx in enumerate(epoch_batches(n_train, cfg.batch_size, order)):
-                idx = idx.to(ctx.device, non_blocking=True)
-                with autocast(ctx.amp, ctx.device):
-                    logits = forward(data.x_train[idx])
-                loss = loss_fn(logits, data.y_train[idx], **loss_context(loss_fn, idx, epoch, ctx.teacher))
+            for b, batch in enumerate(steps.batches(order)):
+                loss = steps.loss(forward, batch, epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
@@ -137,22 +139,22 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
                 optimizer.step()
                 scheduler.step()
                 step_losses[b] = loss.detach()
-        rec.add_train_time(sw.seconds - (rec.compile_seconds if epoch == 1 else 0.0), spe * min(cfg.batch_size, n_train))
+        rec.add_train_time(sw.seconds - (rec.compile_seconds if epoch == 1 else 0.0), spe * steps.examples_per_step)
         if not rec.check_finite(step_losses, epoch):
             bar.close()
             return rec.finish_failed()
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             with Stopwatch(ctx.device) as ew:
-                val_acc = _accuracy(model, loss_fn, data.x_val, data.y_val, ctx.amp)
-                test_acc = _accuracy(model, loss_fn, data.x_test, data.y_test, ctx.amp)
+                val = epoch_score(model, loss_fn, data.x_val, data.y_val, ctx.bundle, ctx.amp)
+                test = epoch_score(model, loss_fn, data.x_test, data.y_test, ctx.bundle, ctx.amp)
             rec.add_eval_time(ew.seconds)
             train_loss = step_losses.mean().item()
-            rec.record_epoch(epoch, train_loss, val_acc, test_acc, optimizer.param_groups[0]["lr"],
-                             _state(model, loss_fn))
-            loss_fn.on_epoch_end(epoch - 1, val_acc)  # stateful losses (ASLP) adapt to validation accuracy
-            bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_acc:.3f}")
+            rec.record_epoch(epoch, train_loss, val, test, optimizer.param_groups[0]["lr"], _state(model, loss_fn))
+            if not ctx.bundle.is_regression:  # the hook's contract is a validation accuracy
+                loss_fn.on_epoch_end(epoch - 1, val)  # stateful losses (ASLP) adapt to validation accuracy
+            bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val:.3f}")
             if ctx.on_epoch is not None:
-                ctx.on_epoch(epoch, val_acc)
+                ctx.on_epoch(epoch, higher * val)
         bar.update(1)
     bar.close()
 
@@ -164,14 +166,6 @@ def _state(model, loss_fn) -> dict[str, torch.Tensor]:
     out = {f"model.{k}": v for k, v in model.state_dict().items()}
     out.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
     return out
-
-
-@torch.no_grad()
-def _accuracy(model, loss_fn, x, y, amp) -> float:
-    if x.shape[0] == 0:
-        return float("nan")
-    logits = predict_logits(model, loss_fn, x, amp_dtype=amp)
-    return (logits.argmax(1) == y.cpu()).float().mean().item()
 
 
 def _compiled_forward(model, rec: RunRecorder):

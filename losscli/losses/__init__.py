@@ -27,9 +27,9 @@ from losscli.losses.base import (  # noqa: F401  (public API)
     register_loss,
 )
 from losscli.losses.resolve import COMMON_KWARGS, LossSpec, resolve_loss  # noqa: F401  (public API)
-from losscli.lossspec import parse_loss_spec
+from losscli.lossspec import parse_loss_spec, split_composite
 
-_NON_LOSS_MODULES = {"base", "meta", "resolve", "heads", "fused", "linear"}
+_NON_LOSS_MODULES = {"base", "meta", "resolve", "heads", "fused", "linear", "composite"}
 
 
 def _import_all() -> None:
@@ -42,12 +42,21 @@ _import_all()
 
 
 def build_loss(name: "str | LossSpec", **params: Any) -> Loss:
-    """Build a registered loss by name (or alias, or ``"name(param=value)"`` spec, or a LossSpec).
+    """Build a registered loss by name (or alias, or ``"name(param=value)"`` spec, or a LossSpec),
+    or a composite loss: ``build_loss("ce + 0.1*logz_penalty")`` (see :mod:`losscli.losses.composite`).
 
     ``reduction``, ``weight``, ``ignore_index`` and ``class_counts`` are common keyword
-    arguments; everything else must be a hyperparameter of that loss.
+    arguments; everything else must be a hyperparameter of that loss (of a composite: of its
+    parts, written inside them).
     """
+    if isinstance(name, str) and split_composite(name) is not None:
+        name = resolve_loss(name)
     if isinstance(name, LossSpec):
+        if name.parts:
+            from losscli.losses.composite import CompositeLoss
+
+            parts = [(w, p.name, p.params) for w, p in name.parts]
+            return CompositeLoss(parts, name.name, **{**name.options, **params})
         return LOSSES.get(name.name)(**{**name.kwargs(), **params})
     if "(" in name:
         name, spec_params = parse_loss_spec(name)

@@ -107,6 +107,11 @@ class Loss(nn.Module):
         """Called by the trainer after each epoch's evaluation (0-based ``epoch``, validation
         accuracy in [0, 1]). No-op; losses with epoch-level state (ASLP) override it."""
 
+    @property
+    def keeps_epoch_state(self) -> bool:
+        """True when ``on_epoch_end`` does something (the loss adapts to each epoch's validation)."""
+        return type(self).on_epoch_end is not Loss.on_epoch_end
+
     def extra_repr(self) -> str:
         items = [f"{k}={v!r}" for k, v in self.params.items()]
         if self.reduction != "mean":

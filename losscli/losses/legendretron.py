@@ -106,6 +106,9 @@ class LegendreHead(nn.Module):
         self.linear = nn.Linear(self.in_features, self.num_classes - 1)
         self.blocks = nn.ModuleList([ConvexFlowBlock(self.num_classes - 1, dimh, depth) for _ in range(blocks)])
 
+    # torch.compile cannot trace the link (autograd.grad inside forward, ActNorm's data-dependent
+    # initialisation writes to parameters): it runs eagerly, the rest of the model stays compiled
+    @torch.compiler.disable
     def link(self, u: torch.Tensor) -> torch.Tensor:
         """The learned monotone map ``R^{C-1} -> R^{C-1}`` (before softmax+)."""
         graph = torch.is_grad_enabled()  # False under the engine's no_grad prediction: detach at the end

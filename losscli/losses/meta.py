@@ -16,8 +16,9 @@ from losscli.errors import UsageError
 from losscli.registry import Registry
 
 #: keyword arguments of ``forward`` beyond (logits, target); the same names everywhere:
-#: ``teacher_logits`` [N, C], ``index`` [N] dataset sample ids, ``epoch`` the 0-based epoch index
-CONTEXT_KEYS = ("teacher_logits", "index", "epoch")
+#: ``teacher_logits`` [N, C], ``index`` [N] dataset sample ids, ``epoch`` the 0-based epoch index,
+#: ``embeddings`` [N, D] the model's features (a composite loss that mixes logits and embedding parts)
+CONTEXT_KEYS = ("teacher_logits", "index", "epoch", "embeddings")
 FAMILIES = (
     "standard",
     "noise-robust",

@@ -4,6 +4,10 @@
 :class:`LossSpec` (full validated parameters, defaults included) with the label ``focal``
 (the name plus the parameters that differ from the defaults). ``compare`` hashes and dedupes
 runs by this, so equal configurations are never trained twice.
+
+A composite loss (a weighted sum, :mod:`losscli.losses.composite`) is a LossSpec with ``parts``:
+``(weight, part spec)`` in the order given, each part canonical, weights as floats, so
+``ce + 1*focal(gamma=2)`` and ``ce+focal`` are one configuration with the label ``ce + focal``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from losscli.errors import UsageError
-from losscli.lossspec import format_loss_spec, parse_loss_spec
+from losscli.lossspec import format_composite, format_loss_spec, parse_loss_spec, split_composite
 
 #: keyword arguments every loss accepts besides its hyperparameters
 COMMON_KWARGS = ("reduction", "weight", "ignore_index", "class_counts")
@@ -31,21 +35,54 @@ class LossSpec:
     options: dict = field(default_factory=dict)
 
     label: str = field(default="", compare=False)
+    #: a composite loss: ``((weight, LossSpec), ...)`` in the given order; its ``name`` is the sum
+    #: without options (``ce + 0.5*focal``), ``params`` is empty and ``options`` apply to the whole sum
+    parts: tuple = ()
 
     def __post_init__(self) -> None:
-        if not self.label:  # the canonical label: name + the parameters that differ from the defaults
+        if self.label:
+            return
+        if self.parts:
+            label = format_composite([(w, p.label) for w, p in self.parts], self.options)
+        else:  # the canonical label: name + the parameters that differ from the defaults
             from losscli.losses.meta import LOSSES
 
             defaults = LOSSES.get(self.name).info.defaults()
             shown = {k: v for k, v in self.params.items() if not _same(v, defaults.get(k, _MISSING))}
-            object.__setattr__(self, "label", format_loss_spec(self.name, {**shown, **self.options}))
+            label = format_loss_spec(self.name, {**shown, **self.options})
+        object.__setattr__(self, "label", label)
+
+    @property
+    def is_composite(self) -> bool:
+        return bool(self.parts)
+
+    def info(self):
+        """The loss's :class:`LossInfo` (a composite's is derived from its parts)."""
+        from losscli.losses.meta import LOSSES
+
+        if not self.parts:
+            return LOSSES.get(self.name).info
+        from losscli.losses.composite import composite_info
+
+        return composite_info(self.name, [(w, p.info(), p.params) for w, p in self.parts])
 
     def kwargs(self) -> dict[str, Any]:
         """Everything ``build_loss(name, **kwargs)`` needs besides engine-supplied class counts."""
         return {**self.params, **self.options}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params), "options": dict(self.options), "label": self.label}
+        out = {"name": self.name, "params": dict(self.params), "options": dict(self.options), "label": self.label}
+        if self.parts:
+            out["parts"] = [{"weight": w, **p.to_dict()} for w, p in self.parts]
+        return out
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain data that :func:`resolve_loss` reads back to this spec (a run's config.yaml; hashed
+        into run keys, so everything that changes the loss is in it: every parameter, every weight)."""
+        out = {"name": self.name, "params": dict(self.params), "options": dict(self.options)}
+        if self.parts:
+            out["parts"] = [{"weight": w, **p.resolved()} for w, p in self.parts]
+        return out
 
 
 _MISSING = object()
@@ -63,16 +100,29 @@ def _same(a: Any, b: Any) -> bool:
 
 def resolve_loss(spec: "str | LossSpec | dict[str, Any]", params: dict[str, Any] | None = None, *,
                  for_engine: bool = False) -> LossSpec:
-    """Parse and validate ``spec`` (``"focal(gamma=2)"``, a name, a ``{name, params}`` dict or a
-    LossSpec) merged with ``params``. With ``for_engine`` the keyword arguments the engine sets
-    itself (``reduction``, ``class_counts``) are refused with a message saying why."""
+    """Parse and validate ``spec`` (``"focal(gamma=2)"``, a name, a ``{name, params}`` dict, a
+    composite ``"ce + 0.5*focal"`` or a LossSpec) merged with ``params`` (for a composite: keyword
+    arguments of the whole sum). With ``for_engine`` the keyword arguments the engine sets itself
+    (``reduction``, ``class_counts``) and losses it cannot train alone are refused, saying why."""
     if isinstance(spec, LossSpec):
+        if spec.parts:
+            return _resolve_composite(list(spec.parts), {**spec.options, **(params or {})}, for_engine)
         name, given = spec.name, {**spec.params, **spec.options}
     elif isinstance(spec, dict):
         if not isinstance(spec.get("name"), str):
             raise UsageError(f"a loss given as a mapping needs a string 'name', got {spec!r}")
-        name, given = spec["name"], dict(spec.get("params") or {}) | dict(spec.get("options") or {})
+        given = dict(spec.get("params") or {}) | dict(spec.get("options") or {}) | dict(params or {})
+        if spec.get("parts") is not None:  # a run's config.yaml
+            return _resolve_composite(_mapping_parts(spec["parts"]), given, for_engine)
+        composite = split_composite(spec["name"])
+        if composite is not None:  # a sum written as the name
+            return _resolve_composite(composite[0], {**composite[1], **given}, for_engine)
+        name = spec["name"]
     else:
+        composite = split_composite(spec)
+        if composite is not None:
+            terms, options = composite
+            return _resolve_composite(terms, {**options, **(params or {})}, for_engine)
         name, given = parse_loss_spec(spec)
     given = {**given, **(params or {})}
     from losscli.losses.meta import LOSSES, validate_params
@@ -80,15 +130,77 @@ def resolve_loss(spec: "str | LossSpec | dict[str, Any]", params: dict[str, Any]
     cls = LOSSES.get(name)
     info = cls.info
     options = {k: given.pop(k) for k in list(given) if k in COMMON_KWARGS}
-    for key in options:
-        if for_engine and key in ENGINE_OWNED:
-            what = "trains on the mean of the batch" if key == "reduction" else "passes the training set's class counts"
-            raise UsageError(f"{info.name}: remove {key}={options[key]!r}; the engine {what} itself")
+    if for_engine:
+        _refuse_engine_owned(info.name, options)
     options = _check_common(info, options)
     validated = validate_params(info, given)
     for key, value in validated.items():
         _check_finite(info.name, key, value)
+    if for_engine:
+        check_trainable(info)
     return LossSpec(info.name, validated, options)
+
+
+def _mapping_parts(parts: Any) -> list[tuple[Any, Any]]:
+    """``(weight, part)`` of a composite's ``parts`` list of mappings (a run's config.yaml)."""
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise UsageError(f"a composite loss's 'parts' must be a list of mappings with weight, name and params, "
+                         f"got {parts!r}")
+    return [(p.get("weight", 1.0), {k: v for k, v in p.items() if k != "weight"}) for p in parts]
+
+
+def _resolve_composite(terms: list[tuple[Any, Any]], options: dict[str, Any], for_engine: bool) -> LossSpec:
+    """A composite LossSpec from ``(weight, part)`` terms (part: a spec string, mapping or LossSpec)
+    and keyword arguments of the whole sum; each part canonical, weights positive finite floats."""
+    parts: list[tuple[float, LossSpec]] = []
+    for weight, term in terms:
+        # parts carry no options (refused below), so the engine's checks apply to the sum only:
+        # an embedding loss is trainable as a part of a sum with a classification loss
+        part = resolve_loss(term)
+        if part.parts:
+            raise UsageError(f"{part.label}: a part of a sum cannot itself be a sum; write one flat sum")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise UsageError(f"{part.label}: its weight in a sum must be a positive finite number, got {weight!r}")
+        parts.append((float(weight), part))
+    body = format_composite([(w, p.label) for w, p in parts])
+    for _, part in parts:
+        if part.options:  # one contract for the sum: per-class weight / ignore_index apply to every part
+            key = next(iter(part.options))
+            raise UsageError(f"{body}: {key} applies to the whole sum, not to one part; write "
+                             f"({format_composite([(w, LossSpec(p.name, p.params).label) for w, p in parts])})"
+                             f"({key}=...)")
+    labels = [p.label for _, p in parts]
+    twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if twice:
+        raise UsageError(f"{body} lists {twice[0]} twice; list each loss once with one weight")
+    from losscli.losses.composite import composite_info
+
+    info = composite_info(body, [(w, p.info(), p.params) for w, p in parts])
+    unknown = sorted(set(options) - set(COMMON_KWARGS))
+    if unknown:
+        raise UsageError(f"{body}: unknown parameter(s) {', '.join(map(repr, unknown))} for the sum; give a part's "
+                         "parameters inside it, e.g. focal(gamma=3)")
+    if for_engine:
+        _refuse_engine_owned(body, options)
+        check_trainable(info)
+    return LossSpec(body, {}, _check_common(info, options), parts=tuple(parts))
+
+
+def _refuse_engine_owned(label: str, options: dict[str, Any]) -> None:
+    for key in options:
+        if key in ENGINE_OWNED:
+            what = "trains on the mean of the batch" if key == "reduction" else "passes the training set's class counts"
+            raise UsageError(f"{label}: remove {key}={options[key]!r}; the engine {what} itself")
+
+
+def check_trainable(info) -> None:
+    """UsageError when the engine cannot train this loss on its own: a loss of embeddings alone
+    trains no classifier, so a run of it would have no predictions to evaluate (its papers
+    evaluate retrieval, not classification); summed with a classification loss it trains."""
+    if info.input == "embeddings":
+        example = info.name if info.family != "composite" else "multi_similarity"
+        raise UsageError(f"{info.name} trains embeddings, not a classifier; sum it with a classification loss, "
+                         f"e.g. --loss 'ce + 0.5*{example}'")
 
 
 def _check_common(info, options: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,13 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("few_shot_accuracy", "few-shot accuracy", True,
                "mean test recall of the classes with fewer than 20 training samples", "%",
                "accuracy on classes with < 20 training samples"),
+    # regression datasets (hl_gauss): point predictions p = loss.decode(logits) against float targets y
+    MetricInfo("mse", "MSE", False, "mean over samples of (p - y)^2, p the decoded prediction (hl_gauss: the "
+               "expectation of the bin centres under softmax(logits))", "", "mean squared error of the predictions"),
+    MetricInfo("mae", "MAE", False, "mean over samples of |p - y|, p the decoded prediction", "",
+               "mean absolute error of the predictions"),
+    MetricInfo("r2", "R²", True, "1 - sum (p - y)^2 / sum (y - mean(y))^2 over the split (0: as good as predicting "
+               "the split's mean; NaN when all targets are equal)", "", "coefficient of determination"),
 )}
 
 #: the headline metrics ``compute_metrics`` returns, in report order

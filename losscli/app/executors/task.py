@@ -82,9 +82,9 @@ def _outcome(task: Task, error: str | None = None) -> TaskOutcome:
 
 
 def _render(report: dict) -> str:
-    from losscli.report.run import render_run_markdown
+    from losscli.app.run_report import render_run_report
 
-    return render_run_markdown(report)
+    return render_run_report(report)
 
 
 def _train_together(todo, data_cache, log) -> bool:
