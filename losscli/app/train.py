@@ -21,7 +21,7 @@ def default_run_dir(cfg: Config) -> Path:
 def run_train(cfg: Config, *, out: str | Path | None = None, teacher: str | None = None, overwrite: bool = False,
               progress: bool = True, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
     """Validate ``cfg``, train its one run, write the run directory; returns (report, run dir)."""
-    from losscli.app.run_report import render_run_report
+    from losscli.report.run import render_run_markdown
     from losscli.engine.runspec import RunSpec
     from losscli.engine.trainer import train_run
 
@@ -29,5 +29,5 @@ def run_train(cfg: Config, *, out: str | Path | None = None, teacher: str | None
     spec = RunSpec.from_config(cfg, teacher=teacher)
     run_dir = Path(out) if out else default_run_dir(cfg)
     report = train_run(spec, run_dir, overwrite=overwrite, progress=progress, log=log,
-                       render_markdown=render_run_report)
+                       render_markdown=render_run_markdown)
     return report, run_dir

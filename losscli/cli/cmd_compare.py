@@ -70,6 +70,8 @@ def compare_command(
                 "statistics.correction": correction, "statistics.alpha": alpha, "statistics.min_effect": min_effect},
     )
     preset_name = preset or "default"
+    if losses is not None and baseline is None:
+        overrides["baseline"] = None  # your own list: its first loss is the baseline, not the preset's choice
     cfg = validate(build_config(preset_name, overrides, sets), "compare")
     out_dir = Path(out) if out else default_out_dir(preset_name, cfg, build_config(preset_name))
     if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
@@ -80,7 +82,7 @@ def compare_command(
     if fmt in (Format.yaml, Format.json):
         emit(report, fmt)
     else:
-        emit(report, fmt, rows=_compact_rows(summary_rows(report)) if fmt != Format.csv else summary_rows(report))
+        emit(report, fmt, rows=_compact_rows(summary_rows(report), report) if fmt != Format.csv else summary_rows(report))
         if not quiet:
             for verdict in report.get("verdicts", []):
                 for sentence in verdict.get("sentences", []):
@@ -90,26 +92,31 @@ def compare_command(
         raise RunFailedError(f"{report['n_failed']} run(s) failed; see {out_dir / 'report.md'} (results of the others are kept)")
 
 
-def _compact_rows(rows: list[dict]) -> list[dict]:
-    """The terminal table: one line per (setting, loss) with the numbers people scan first."""
+def _compact_rows(rows: list[dict], report: dict) -> list[dict]:
+    """The terminal table: one line per (setting, loss) with the numbers people scan first (the
+    report's first four metrics, percent metrics in %)."""
+    from losscli.metrics.info import metric_info
 
-    def pm(row: dict, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    metrics = (report.get("metrics") or [])[:4]
+    primary = metric_info(report.get("primary_metric", "accuracy"))
+
+    def pm(row: dict, key: str) -> str:
         mean, std = row.get(key), row.get(f"{key}_std")
         if mean is None:
             return "-"
+        scale, digits = (100, 1) if metric_info(key).percent else (1, 3)
         return f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if std else "")
 
     out = []
     for r in rows:
         diff, p = r.get("diff"), r.get("p_adjusted")
-        out.append({
-            "noise": r.get("noise"), "imbalance": r.get("imbalance"), "loss": r.get("loss"),
-            "runs": f"{r.get('n_ok')}" + (f" ({r.get('n_failed')} failed)" if r.get("n_failed") else ""),
-            "accuracy %": pm(r, "accuracy", 100, 1), "macro-F1 %": pm(r, "macro_f1", 100, 1), "nll": pm(r, "nll"),
-            "ece": pm(r, "ece"),
-            "Δ acc (pts)": "-" if diff is None else f"{100 * diff:+.1f}",
-            "p (adj.)": "-" if p is None else f"{p:.2g}",
-            "W/T/L": "-" if r.get("wins") is None else f"{r.get('wins')}/{r.get('ties')}/{r.get('losses')}",
-            "outcome": r.get("outcome"),
-        })
+        row = {"noise": r.get("noise"), "imbalance": r.get("imbalance"), "loss": r.get("loss"),
+               "runs": f"{r.get('n_ok')}" + (f" ({r.get('n_failed')} failed)" if r.get("n_failed") else "")}
+        row.update({metric_info(m).title + (" %" if metric_info(m).percent else ""): pm(r, m) for m in metrics})
+        row[f"Δ {primary.title}" + (" (pts)" if primary.percent else "")] = \
+            "-" if diff is None else (f"{100 * diff:+.1f}" if primary.percent else f"{diff:+.3g}")
+        row["p (adj.)"] = "-" if p is None else f"{p:.2g}"
+        row["W/T/L"] = "-" if r.get("wins") is None else f"{r.get('wins')}/{r.get('ties')}/{r.get('losses')}"
+        row["outcome"] = r.get("outcome")
+        out.append(row)
     return out

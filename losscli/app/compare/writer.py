@@ -27,7 +27,7 @@ def collect_results(specs: list[RunSpec], run_dirs: list[Path], labels: list[str
         report["seed"] = spec.seed
         report["setting"] = spec.setting()
         report["run_dir"] = str(d)
-        if report.get("status") == "ok":
+        if report.get("status") == "ok" and report.get("task") != "regression":
             try:
                 logits = rundir.load_logits(d)
                 report["examples"] = example_outcomes(logits["test_logits"], logits["test_labels"])
@@ -70,13 +70,16 @@ def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_d
     env["compare_wall_seconds"] = round(wall, 2)
     _add_loss_overheads(results, cfg, device)
     metrics, table = list(DEFAULT_METRICS), list(TABLE_METRICS)
-    if any(i.kind != "none" for i in cfg.imbalance_settings()):  # long tails: the tail classes are the question
+    if any(r.get("task") == "regression" for r in results):  # hl_gauss on float targets
+        metrics, table = ["mse", "mae", "r2"], ["mse", "mae", "r2"]
+    elif any(i.kind != "none" for i in cfg.imbalance_settings()):  # long tails: the tail classes are the question
         metrics += ["balanced_accuracy", "few_shot_accuracy"]
         table += ["balanced_accuracy", "few_shot_accuracy"]
     st = cfg.statistics
     report = build_compare_report(results, config, env, metrics=metrics, test=st.test, correction=st.correction,
                                   alpha=st.alpha, min_effect=st.min_effect, tuning=tuning)
-    plots = write_compare_plots(report, results, out_dir, load_logits=rundir.load_logits)
+    regression = report["primary_metric"] in ("mse", "mae", "r2")
+    plots = write_compare_plots(report, results, out_dir, load_logits=None if regression else rundir.load_logits)
     write_yaml(out_dir / "report.yaml", report)
     atomic_write_text(out_dir / "report.md", render_compare_markdown(report, plots, table_metrics=table))
     return report

@@ -82,9 +82,9 @@ def _outcome(task: Task, error: str | None = None) -> TaskOutcome:
 
 
 def _render(report: dict) -> str:
-    from losscli.app.run_report import render_run_report
+    from losscli.report.run import render_run_markdown
 
-    return render_run_report(report)
+    return render_run_markdown(report)
 
 
 def _train_together(todo, data_cache, log) -> bool:
