@@ -132,12 +132,12 @@ def _spec(dataset, loss=HL, epochs=15, device="cpu", **train):
 
 
 def test_hl_gauss_trains_and_reports_regression_metrics(tmp_path):
-    from losscli.app.run_report import render_run_report
+    from losscli.report.run import render_run_markdown
     from losscli.engine import rundir
     from losscli.engine.trainer import train_run
 
     data = _linear_regression_npz(tmp_path / "r.npz")
-    report = train_run(_spec(data), tmp_path / "run", progress=False, render_markdown=render_run_report)
+    report = train_run(_spec(data), tmp_path / "run", progress=False, render_markdown=render_run_markdown)
     assert report["status"] == "ok" and report["task"] == "regression"
     test = report["metrics"]["test"]
     assert set(test) == {"mse", "mae", "r2"} and test["r2"] > 0.7  # a near-linear target: learnt well
