@@ -22,8 +22,9 @@ _PLUGIN_NAME = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside parentheses and brackets; empty parts are dropped."""
+def _split(text: str, sep: str, is_separator=None) -> list[str]:
+    """Split on ``sep`` outside parentheses and brackets (``is_separator(text so far)`` may veto one);
+    the raw parts, empty ones included."""
     parts, depth, current = [], 0, []
     for ch in text:
         if ch in "([{":
@@ -32,7 +33,7 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
             depth -= 1
             if depth < 0:
                 raise UsageError(f"unbalanced brackets in {_short(text)!r}")
-        if ch == sep and depth == 0:
+        if ch == sep and depth == 0 and (is_separator is None or is_separator("".join(current))):
             parts.append("".join(current))
             current = []
         else:
@@ -40,7 +41,12 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
     if depth != 0:
         raise UsageError(f"unbalanced brackets in {_short(text)!r}")
     parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
+    return parts
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside parentheses and brackets; empty parts are dropped."""
+    return [p.strip() for p in _split(text, sep) if p.strip()]
 
 
 def parse_value(text: str) -> Any:
@@ -127,23 +133,7 @@ _MANTISSA = re.compile(r"\s*(?:\d+\.?\d*|\.\d+)[eE]")
 
 def _split_plus(text: str) -> list[str]:
     """Split on ``+`` outside brackets (not an exponent's sign); empty terms are kept (and refused)."""
-    parts, depth, current = [], 0, []
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-            if depth < 0:
-                raise UsageError(f"unbalanced brackets in {_short(text)!r}")
-        if ch == "+" and depth == 0 and not _MANTISSA.fullmatch("".join(current)):
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    if depth != 0:
-        raise UsageError(f"unbalanced brackets in {_short(text)!r}")
-    parts.append("".join(current))
-    return [p.strip() for p in parts]
+    return [p.strip() for p in _split(text, "+", lambda so_far: not _MANTISSA.fullmatch(so_far))]
 
 
 def _weighted(term: str) -> tuple[str, str] | None:
