@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.softmax_core import log_softmax_y_and_sum
 
 _CE_REF = Reference("A Mathematical Theory of Communication (log loss); torch F.cross_entropy", "Shannon", 1948)
 
@@ -61,6 +62,10 @@ class LabelSmoothing(Loss):
     """torch's ``label_smoothing``: the target is ``(1-eps) e_y + eps/C``."""
 
     def forward(self, logits, target, **context):
+        if self.weight is None and isinstance(target, torch.Tensor) and target.dim() == 1:
+            # unweighted class indices: per_sample's fused node (the base class does ignore_index
+            # and the reduction exactly as torch does for this case)
+            return super().forward(logits, target, **context)
         logits, target, kind = self._check_inputs(logits, target)
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         weight = None if self.weight is None else self.weight.to(x.dtype)
@@ -68,3 +73,8 @@ class LabelSmoothing(Loss):
             x, target, weight=weight, ignore_index=self.ignore_index,
             reduction=self.reduction, label_smoothing=self.epsilon,
         )
+
+    def per_sample(self, logits, target, **context):
+        # (1 - eps)(-log p_y) + (eps/C) sum_k (-log p_k): one softmax, one-pass backward
+        lp_y, total = log_softmax_y_and_sum(logits, target)
+        return (lp_y * (self.epsilon - 1.0)).sub_(total, alpha=self.epsilon / logits.shape[1])
