@@ -24,7 +24,7 @@ import math
 import torch
 
 #: elements per row block: a few such [B, C] buffers stay in the CPU's L2/L3 cache
-_BLOCK_ELEMENTS = 1 << 19
+_BLOCK_ELEMENTS = 1 << 18
 
 
 def block_rows(n: int, c: int, device: torch.device | None = None) -> int:
