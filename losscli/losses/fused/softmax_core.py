@@ -24,7 +24,7 @@ import math
 import torch
 
 #: elements per row block: a few such [B, C] buffers stay in the CPU's L2/L3 cache
-_BLOCK_ELEMENTS = 1 << 18
+_BLOCK_ELEMENTS = 1 << 19
 
 
 def block_rows(n: int, c: int, device: torch.device | None = None) -> int:
@@ -39,22 +39,31 @@ def _log_floor(dtype: torch.dtype) -> float:
     return math.log(torch.finfo(dtype).tiny) + 30.0
 
 
+def saturated_target(p: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(mask, 1 - p_y)`` ``[N, 1]`` for the rows where ``p_y > 1/2``: ``1 - p_y = sum_{k != y} p_k``, summed
+    with the target's entry zeroed (no cancellation; ``1 - round(p_y)`` is 0 once ``p_y`` rounds to 1).
+    Other rows get ``1 - p_y`` directly (exact there). None when no row has ``p_y > 1/2`` (CPU only)."""
+    p_y = p.gather(1, idx)
+    big = p_y > 0.5
+    if p.device.type == "cpu" and not bool(big.any()):
+        return None
+    om_y = p.scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)
+    p.scatter_(1, idx, p_y)  # restored exactly
+    return big, torch.where(big, om_y, torch.rsub(p_y, 1.0))
+
+
 def target_log_prob(z: torch.Tensor, p: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(log p_y, 1 - p_y)`` ``[N, 1]``, both exact to float rounding; the second is None when no row
     has ``p_y > 1/2`` (then ``1 - p_y`` from the rounded ``p_y`` is exact already).
 
-    Where ``p_y > 1/2``, ``1 - p_y = sum_{k != y} p_k`` (summed with the target's entry zeroed: no
-    cancellation) and ``log p_y = log1p(-(1 - p_y))``: a confident prediction's loss is its tiny
-    exact value, not the 0 of ``log(round(p_y))``.
+    Where ``p_y > 1/2``, ``log p_y = log1p(-(1 - p_y))`` (``saturated_target``): a confident
+    prediction's loss is its tiny exact value, not the 0 of ``log(round(p_y))``.
     """
     lp = log_p_at(z, p, idx)
-    p_y = p.gather(1, idx)
-    big = p_y > 0.5
-    if p.device.type == "cpu" and not bool(big.any()):
+    sat = saturated_target(p, idx)
+    if sat is None:
         return lp, None
-    om_y = p.scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)
-    p.scatter_(1, idx, p_y)  # restored exactly
-    om_y = torch.where(big, om_y, torch.rsub(p_y, 1.0))
+    big, om_y = sat
     return torch.where(big, torch.log1p(-om_y), lp), om_y
 
 
@@ -231,3 +240,24 @@ class _Blocked(torch.autograd.Function):
 def blocked(z: torch.Tensor, kernel, n_outputs: int = 1):
     """Run ``kernel`` over row blocks of ``z`` as one autograd node (see ``_Blocked``)."""
     return _Blocked.apply(z, kernel, n_outputs)
+
+
+def first_argmax(z: torch.Tensor, zmax: torch.Tensor) -> torch.Tensor:
+    """The column of each row's first maximum ``[N, 1]`` (``torch.max``'s choice), given ``zmax = z.amax(1, keepdim=True)``.
+
+    ``torch.max(dim=1)`` / ``argmax`` are scalar loops on CPU (several times a softmax pass); an
+    equality pass and a matrix-vector product find the column where the maximum is unique, and
+    only rows with tied maxima go through ``torch.max``.
+    """
+    if z.device.type != "cpu":
+        return z.max(dim=1, keepdim=True).indices
+    n, c = z.shape
+    eq = torch.eq(z, zmax, out=torch.empty_like(z))  # 1.0 at the maxima
+    count = eq.sum(dim=1, keepdim=True)
+    pos = torch.mv(eq, torch.arange(c, dtype=z.dtype, device=z.device)).unsqueeze(1)
+    idx = pos.round_().clamp_(0, c - 1).long()
+    tied = count != 1
+    if not bool(tied.any()):
+        return idx
+    rows = tied.squeeze(1).nonzero().squeeze(1)
+    return idx.index_copy_(0, rows, z[rows].max(dim=1, keepdim=True).indices)
