@@ -5,7 +5,7 @@ the base class) and their per-sample value is the **sum over the C labels**, so
 ``reduction="sum"`` equals torchvision's / ASL's sum over all entries (LOSSES.md Part A).
 In eager mode each loss is one fused node (``losscli.losses.fused.sigmoid_terms``: value and
 hand-derived gradient per block of rows; with 0/1 targets a label costs one ``sigmoid`` and one
-``log``); under ``torch.compile`` the plain expressions below are used.
+``log1p``); under ``torch.compile`` the plain expressions below are used.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ gradient ``dl/dz`` (backward is one multiply). Two kernels per loss:
 - **0/1 targets** (multi-hot labels, one-hot class indices): with ``u = z (1 - 2t)``
   (``z`` for a negative label, ``-z`` for a positive one) every label's BCE is ``softplus(u)``
   and its "wrong-side" probability ``q = sigmoid(u)`` (``p`` for a negative, ``1 - p`` for a
-  positive), so a label costs one ``sigmoid`` and one ``log``:
-  ``softplus(u) = relu(u) - log(max(q, 1 - q))`` (``max(q, 1 - q) = sigmoid(|u|) >= 1/2``: the
-  same float accuracy as ``F.binary_cross_entropy_with_logits``' ``log(1 + exp(-|u|))``);
+  positive), so a label costs one ``sigmoid`` and one ``log1p``:
+  ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` (relatively exact for tiny values, where
+  ``F.binary_cross_entropy_with_logits``' ``log(1 + exp(-|u|))`` rounds to 0);
 - **other targets** (soft labels): the formulas as written, a few more passes.
 
 A block is 0/1 when ``t (1 - t)`` is 0 everywhere (exact: a sum-free test of every entry).
@@ -46,11 +46,16 @@ def _autograd_block(plain, z: torch.Tensor, t: torch.Tensor, h: torch.Tensor | N
 
 
 def _softplus_and_sigmoid(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(softplus(u), sigmoid(u), 1 - sigmoid(u))``; ``u`` is overwritten (it becomes the first)."""
+    """``(softplus(u), sigmoid(u), 1 - sigmoid(u))``; ``u`` is overwritten (it becomes the first).
+
+    ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` with ``q = sigmoid(u)``: for ``u < 0`` that is
+    ``-log1p(-q)`` (relatively exact however small, like ``log1p(exp(u))``), for ``u >= 0`` it is
+    ``u - log(q)`` (``1 - q`` is then at most 1/2 and only its absolute error matters).
+    """
     q = torch.sigmoid(u)
     r = torch.rsub(q, 1.0)
-    log_s = torch.maximum(q, r).log_()  # log sigmoid(|u|), in [-log 2, 0]
-    return u.clamp_min_(0.0).sub_(log_s), q, r
+    tail = torch.minimum(q, r).neg_().log1p_()  # log sigmoid(|u|) = -softplus(-|u|)
+    return u.clamp_min_(0.0).sub_(tail), q, r
 
 
 def _power(x: torch.Tensor, gamma: float) -> torch.Tensor:
