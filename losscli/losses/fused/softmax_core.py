@@ -147,7 +147,7 @@ class _LogSoftmaxAt(torch.autograd.Function):
         if offset is not None:
             x = x + offset if x is z else x.add_(offset)
         if shift is not None:
-            x = (x.clone() if x is z else x).scatter_add_(1, idx, shift.unsqueeze(1))
+            x = (x.clone() if x is z else x).scatter_add_(1, idx, shift.to(x.dtype).unsqueeze(1))
         p = torch.softmax(x, dim=1)
         lp, om_y = target_log_prob(x, p, idx)
         ctx.save_for_backward(p, idx, om_y)

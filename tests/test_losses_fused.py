@@ -1,0 +1,93 @@
+"""The fused machinery itself: row blocking changes nothing, repeated backward, the malloc settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from losscli.losses import LOSSES, build_loss
+from losscli.losses.fused import softmax_core
+from losscli.losses.fused.softmax_core import first_argmax
+from tests.loss_cases import make_context, make_loss
+
+BLOCKED = ["rce", "sce", "nce_rce", "nce_mae", "nfl", "ngce", "nfl_rce", "dice", "asl_single", "bce", "sigmoid_focal",
+           "asl", "ovr", "ldr_kl", "aldr_kl", "kd", "mbls", "acls", "circle", "logitnorm", "logitclip", "squentropy",
+           "square", "logz_penalty", "spherical_z"]
+
+
+def _inputs(name, n=23, c=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=torch.float64) * 3
+    z[0, 1] += 40.0  # a saturated row
+    info = LOSSES.get(name).info
+    if info.multilabel:
+        t = (torch.rand(n, c, generator=g) < 0.3).double()
+    else:
+        t = torch.randint(0, c, (n,), generator=g)
+    if info.head == "cosine":
+        z = torch.tanh(z)
+    return z, t
+
+
+@pytest.mark.parametrize("name", BLOCKED)
+def test_row_blocks_change_nothing(name, monkeypatch):
+    z, t = _inputs(name)
+    results = []
+    for elements in (1 << 19, 4 * z.shape[1], z.shape[1]):  # one block, blocks of 4 rows (and a rest), rows
+        monkeypatch.setattr(softmax_core, "_BLOCK_ELEMENTS", elements)
+        zz = z.clone().requires_grad_(True)
+        v = make_loss(name, z.shape[1], reduction="none")(zz, t, **make_context(name, zz.detach()))
+        (g,) = torch.autograd.grad(v, zz, torch.linspace(0.5, 1.5, z.shape[0], dtype=z.dtype))
+        results.append((v.detach(), g))
+    for v, g in results[1:]:
+        torch.testing.assert_close(v, results[0][0], rtol=1e-13, atol=1e-15)
+        torch.testing.assert_close(g, results[0][1], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["nfl", "dice", "sigmoid_focal", "kd"])
+def test_repeated_backward_gives_the_same_gradient(name):
+    z, t = _inputs(name)
+    z.requires_grad_(True)
+    v = make_loss(name, z.shape[1])(z, t, **make_context(name, z.detach()))
+    (g1,) = torch.autograd.grad(v, z, retain_graph=True)
+    (g2,) = torch.autograd.grad(v, z)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+
+
+def test_eval_mode_without_grad_builds_no_gradient_template():
+    z, t = _inputs("nfl")
+    with torch.no_grad():
+        v = build_loss("nfl", reduction="none")(z, t)
+    torch.testing.assert_close(v, build_loss("nfl", reduction="none")(z.requires_grad_(True), t).detach())
+
+
+def test_first_argmax_is_torch_max_including_ties():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randint(-3, 4, (200, 9), generator=g).float()  # many tied maxima
+    zmax = z.amax(dim=1, keepdim=True)
+    torch.testing.assert_close(first_argmax(z, zmax), z.max(dim=1, keepdim=True).indices)
+    z = torch.randn(50, 1000, generator=g)
+    torch.testing.assert_close(first_argmax(z, z.amax(dim=1, keepdim=True)), z.max(dim=1, keepdim=True).indices)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings are Linux-only")
+def test_malloc_settings_are_applied_at_import_and_can_be_turned_off():
+    code = "import losscli.losses as L; print(L.fused.heap.keep_freed_buffers())"
+    env = dict(os.environ)
+    env.pop("LOSSCLI_MALLOC_TUNING", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's losscli
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    env["LOSSCLI_MALLOC_TUNING"] = "0"
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).gnu_get_libc_version  # noqa: B018
+    except AttributeError:
+        pytest.skip("not glibc")
+    assert on.strip() == "True" and off.strip() == "False"
