@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
 from losscli.losses.fused.softmax_core import blocked
 
 _LDR_REF = Reference(
@@ -44,7 +44,8 @@ def _ldr_block(z, idx, h, margin, lam, prev, alpha):
     shift = (_LOG_SOFTPLUS_CUT - z.amax(dim=1, keepdim=True)).clamp_min_(0.0)
     # ordinary rows need no shift: on CPU, skip the [B, C] add then (no device sync there)
     zs = z if z.device.type == "cpu" and not bool(shift.any()) else z + shift
-    s = F.softplus(zs)
+    # softplus and, for the gradient, sigmoid from one sigmoid and one log1p pass (sigmoid_terms)
+    s, sig, _ = softplus_and_sigmoid(zs.clone() if zs is z else zs)
     k = c / s.sum(dim=1, keepdim=True)  # z~ = k s
     s_y = s.gather(1, idx)
     ref = s.scatter_(1, idx, 0.0).amax(dim=1, keepdim=True)  # max_{j != y} s_j (s >= 0, C >= 2)
@@ -71,7 +72,7 @@ def _ldr_block(z, idx, h, margin, lam, prev, alpha):
         w = torch.exp(a - lse) * k
         g = e.mul_(w).scatter_(1, idx, -(w * big_e))
         mean = torch.mul(g, s).sum(dim=1, keepdim=True).mul_(k / c)  # sum_j g_j s_j / S
-        torch.sigmoid(zs, out=h).mul_(g.sub_(mean))
+        torch.mul(sig, g.sub_(mean), out=h)
     return value.squeeze(1), lam_i.squeeze(1)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from losscli.losses.base import Loss, Reference, register_loss
-from losscli.losses.fused.sigmoid_terms import _softplus_and_sigmoid
+from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
 from losscli.losses.fused.softmax_core import blocked
 
 def _ovr_block(z, idx, h):
@@ -11,7 +11,7 @@ def _ovr_block(z, idx, h):
     ``softplus(u) = relu(u) - log(max(q, 1 - q))``, ``q = sigmoid(u)`` (one sigmoid and one log per entry,
     ``sigmoid_terms``); the gradient is ``q`` off the target and ``-q_y`` at it."""
     u = z.clone().scatter_(1, idx, -z.gather(1, idx))
-    b, q, _ = _softplus_and_sigmoid(u)
+    b, q, _ = softplus_and_sigmoid(u)
     if h is not None:
         h.copy_(q).scatter_(1, idx, -q.gather(1, idx))
     return b.sum(dim=1)

@@ -45,7 +45,7 @@ def _autograd_block(plain, z: torch.Tensor, t: torch.Tensor, h: torch.Tensor | N
     return value.detach()
 
 
-def _softplus_and_sigmoid(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def softplus_and_sigmoid(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(softplus(u), sigmoid(u), 1 - sigmoid(u))``; ``u`` is overwritten (it becomes the first).
 
     ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` with ``q = sigmoid(u)``: for ``u < 0`` that is
@@ -77,7 +77,7 @@ def _floored_pow(base: torch.Tensor, gamma: float) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- BCE
 def _bce_block(z, t, h):
     if _is_binary(t):
-        b, q, _ = _softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
+        b, q, _ = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
         if h is not None:
             torch.addcmul(q, q, t, value=-2.0, out=h)  # q (1 - 2t) = sigmoid(z) - t
         return b.sum(dim=1)
@@ -105,7 +105,7 @@ def _weighted_row_sum(x: torch.Tensor, t: torch.Tensor, alpha: float) -> torch.T
 def _focal_block(z, t, h, alpha, gamma):
     if _is_binary(t):
         # term = a_t q^gamma softplus(u); d/du = a_t q^gamma (q + gamma (1 - q) softplus(u)), du/dz = 1 - 2t
-        b, q, r = _softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
+        b, q, r = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
         a = _power(q, gamma)
         value = _weighted_row_sum(torch.mul(a, b), t, alpha)
         if h is not None:

@@ -252,7 +252,8 @@ class NFLTerm(SoftmaxTerm):
         lp, p = st.lp, st.p
         om = st.om
         need = acc is not None
-        if g == 0.5 and not (om.device.type == "cpu" and bool((om <= self.floor).any())):
+        r = None
+        if g == 0.5 and not (om.device.type == "cpu" and bool(om.amin() <= self.floor)):
             # rsqrt is a cheap pass where a fractional pow is a slow one
             r = torch.rsqrt(om)  # (1 - p)^(gamma - 1)
             fac = torch.mul(om, r)
@@ -271,6 +272,8 @@ class NFLTerm(SoftmaxTerm):
             # df/dlog p = (1-p)^gamma - gamma p log p (1-p)^(gamma-1)
             if dfac is None:  # gamma = 1
                 df = torch.addcmul(fac, p, lp, value=-g)
+            elif g == 0.5 and dfac is r:  # (1 - p - gamma p log p) (1 - p)^(gamma - 1): both terms >= 0
+                df = torch.addcmul(om, p, lp, value=-g).mul_(r)
             else:
                 df = torch.mul(p, lp).mul_(dfac).mul_(-g).add_(fac)
             df_y = st.y(df)
