@@ -124,3 +124,27 @@ def test_fused_nodes_compile_like_eager_on_cpu(node):
         out.append((v.detach(), z.grad))
     torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out[1][1], out[0][1], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["nfl", "nfl_rce", "ngce", "nce", "nce_rce", "nce_mae", "sce", "rce", "asl_single",
+                                  "dice", "focal", "poly1", "mae", "gce", "label_smoothing", "kd", "mbls", "squentropy"])
+@pytest.mark.parametrize("margin", [17.0, 30.0, 60.0])
+def test_saturated_rows_in_float32_match_float64(name, margin):
+    """Where p_max rounds to 1 in float32 (1 - p_max and log p_max are then taken from the other
+    probabilities), float32 values and gradients agree with float64 to float32 rounding."""
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    z[:4, 2] += margin  # rows 0-1: the target saturates; rows 2-3: a wrong class does
+    y = torch.tensor([2, 2, 0, 5, 1, 3, 4, 0])
+    ctx64 = make_context(name, z)
+    out = {}
+    for dtype in (torch.float64, torch.float32):
+        zz = z.to(dtype).requires_grad_(True)
+        ctx = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in ctx64.items()}
+        v = make_loss(name, 6, reduction="none")(zz, y, **ctx)
+        (grad,) = torch.autograd.grad(v.sum(), zz)
+        out[dtype] = (v.double(), grad.double())
+    (v64, g64), (v32, g32) = out[torch.float64], out[torch.float32]
+    torch.testing.assert_close(v32, v64, rtol=2e-5, atol=1e-30)
+    # gradients: to a few float32 ulps of the row's largest terms (the combination G - p sum G rounds there)
+    torch.testing.assert_close(g32, g64, rtol=1e-3, atol=1e-5 * float(g64.abs().max()))

@@ -253,7 +253,9 @@ class NFLTerm(SoftmaxTerm):
         om = st.om
         need = acc is not None
         r = None
-        if g == 0.5 and not (om.device.type == "cpu" and bool(om.amin() <= self.floor)):
+        # the smallest 1 - p of a row is its maximum's (the exact sum of the others where it saturates)
+        om_min = torch.rsub(st.pmax, 1.0) if st.sat is None else torch.where(st.sat.mask, st.sat.rest, 1.0 - st.pmax)
+        if g == 0.5 and not (om.device.type == "cpu" and bool(om_min.amin() <= self.floor)):
             # rsqrt is a cheap pass where a fractional pow is a slow one
             r = torch.rsqrt(om)  # (1 - p)^(gamma - 1)
             fac = torch.mul(om, r)
