@@ -196,7 +196,7 @@ class SCE(Loss):
 )
 class NCE(Loss):
     def per_sample(self, logits, target, **context):
-        return self.scale * nce_per_sample(logits, target)
+        return fused_softmax_loss(logits, target, [(self.scale, NCETerm())])
 
 
 @register_loss(

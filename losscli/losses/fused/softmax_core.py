@@ -45,11 +45,16 @@ def saturated_target(p: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, 
     Other rows get ``1 - p_y`` directly (exact there). None when no row has ``p_y > 1/2`` (CPU only)."""
     p_y = p.gather(1, idx)
     big = p_y > 0.5
-    if p.device.type == "cpu" and not bool(big.any()):
-        return None
-    om_y = p.scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)
+    om_y = torch.rsub(p_y, 1.0)
+    if p.device.type == "cpu":
+        rows = big.squeeze(1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return None
+        if 4 * rows.numel() < p.shape[0]:  # only the saturated rows' data is touched
+            return big, om_y.index_copy_(0, rows, p[rows].scatter_(1, idx[rows], 0.0).sum(dim=1, keepdim=True))
+    rest = p.scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)
     p.scatter_(1, idx, p_y)  # restored exactly
-    return big, torch.where(big, om_y, torch.rsub(p_y, 1.0))
+    return big, torch.where(big, rest, om_y)
 
 
 def target_log_prob(z: torch.Tensor, p: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
