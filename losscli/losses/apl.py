@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.fused.softmax_core import log_softmax_y, log_softmax_y_and_sum
 from losscli.losses.fused.softmax_terms import (
-    CETerm, MAETerm, NCETerm, NFLTerm, NGCETerm, RCETerm, fused_softmax_loss,
+    CETerm, NCETerm, NFLTerm, NGCETerm, RCETerm, fused_softmax_loss,
 )
 
 # APL's clamps: probabilities at 1e-7 (GCE, NGCE, RCE), the one-hot at 1e-4 inside RCE's log.
@@ -196,7 +196,7 @@ class SCE(Loss):
 )
 class NCE(Loss):
     def per_sample(self, logits, target, **context):
-        return fused_softmax_loss(logits, target, [(self.scale, NCETerm())])
+        return self.scale * nce_per_sample(logits, target)
 
 
 @register_loss(
@@ -271,7 +271,9 @@ class NCEandRCE(Loss):
 )
 class NCEandMAE(Loss):
     def per_sample(self, logits, target, **context):
-        return fused_softmax_loss(logits, target, [(self.alpha, NCETerm()), (self.beta, MAETerm())])
+        # both terms are functions of (log p_y, sum_k log p_k): one softmax node, O(N) autograd after it
+        lp_y, total = log_softmax_y_and_sum(logits, target)
+        return self.alpha * (lp_y / total) - self.beta * torch.expm1(lp_y)
 
 
 @register_loss(

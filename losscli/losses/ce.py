@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.fused.softmax_terms import CETerm, MeanNLLTerm, fused_softmax_loss
+from losscli.losses.fused.softmax_core import log_softmax_y_and_sum
 
 _CE_REF = Reference("A Mathematical Theory of Communication (log loss); torch F.cross_entropy", "Shannon", 1948)
 
@@ -80,5 +80,6 @@ class LabelSmoothing(Loss):
         )
 
     def per_sample(self, logits, target, **context):
-        # (1 - eps)(-log p_y) + (eps/C) sum_k (-log p_k): one row-blocked node, one-pass backward
-        return fused_softmax_loss(logits, target, [(1.0 - self.epsilon, CETerm()), (self.epsilon, MeanNLLTerm())])
+        # (1 - eps)(-log p_y) + (eps/C) sum_k (-log p_k): one softmax, one-pass backward
+        lp_y, total = log_softmax_y_and_sum(logits, target)
+        return (lp_y * (self.epsilon - 1.0)).sub_(total, alpha=self.epsilon / logits.shape[1])

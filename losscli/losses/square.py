@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from losscli.losses.fused.row_linear import square, squentropy
 from losscli.losses.base import Loss, Param, Reference, register_loss
 

@@ -197,15 +197,6 @@ class CETerm(SoftmaxTerm):
         return st.lp_y * -w
 
 
-class MeanNLLTerm(SoftmaxTerm):
-    """``-(1/C) sum_k log p_k`` (label smoothing's uniform part)."""
-
-    def apply(self, st, acc, w):
-        if acc is not None:
-            _row_grad(acc, st, -w / st.c, None, 0.0)
-        return st.lp_sum().mul_(-w / st.c)
-
-
 class MAETerm(SoftmaxTerm):
     """``1 - p_y`` (= ``-expm1(log p_y)``)."""
 
