@@ -9,8 +9,9 @@ share of the row gradient ``dl/dz``, in the form
 
 (the gradient of a function of ``log p`` with ``G = dl/dlog p`` is ``G - p sum_k G_k``; every
 term below is written that way), and backward is one multiply. Everything is float-exact:
-``log p = z - logsumexp(z)`` (no ``log`` of a rounded probability), ``1 - p`` is
-``softmax_core.one_minus_p`` (exact at a saturated softmax), ``log p_y`` is ``log_p_at``.
+``log p = z - logsumexp(z)`` (no ``log`` of a rounded probability), ``1 - p`` and ``log p`` at a
+saturated softmax come from the sum of the other probabilities (``SoftmaxBlock``,
+``softmax_core.Saturation``), ``log p_y`` from ``softmax_core.target_log_prob``.
 """
 
 from __future__ import annotations
