@@ -256,7 +256,8 @@ class NFLTerm(SoftmaxTerm):
         r = None
         # the smallest 1 - p of a row is its maximum's (the exact sum of the others where it saturates)
         om_min = torch.rsub(st.pmax, 1.0) if st.sat is None else torch.where(st.sat.mask, st.sat.rest, 1.0 - st.pmax)
-        if g == 0.5 and not (om.device.type == "cpu" and bool(om_min.amin() <= self.floor)):
+        # (on GPU the check would synchronise: the general path, which floors, is used there)
+        if g == 0.5 and om.device.type == "cpu" and not bool(om_min.amin() <= self.floor):
             # rsqrt is a cheap pass where a fractional pow is a slow one
             r = torch.rsqrt(om)  # (1 - p)^(gamma - 1)
             fac = torch.mul(om, r)
