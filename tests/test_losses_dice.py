@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from losscli.losses import LOSSES, build_loss
 
@@ -98,3 +99,69 @@ def test_saturated_logits_have_finite_gradients():
     v = build_loss("dice")(z, torch.tensor([0, 1]))
     v.backward()
     assert torch.isfinite(v) and torch.isfinite(z.grad).all()
+
+
+# ------------------------------------------------------------------ saturated softmax (exact 1 - p)
+def _dice_exact(z, y, alpha=0.01, smooth=1.0):
+    """Value and gradient at 60 digits (mpmath): ``1 - p_k = sum_{j != k} e_j / sum_j e_j``, no rounding."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 60
+    a, s = mp.mpf(alpha), mp.mpf(smooth)
+
+    def value(row):
+        e = [mp.e ** v for v in row]
+        total = sum(e)
+        out = mp.mpf(0)
+        for k, ek in enumerate(e):
+            x = ((total - ek) / total) ** a * (ek / total)
+            t = 1 if k == y else 0
+            out += 1 - (2 * x * t + s) / (x * x + t + s)
+        return out
+
+    row = [mp.mpf(v) for v in z]
+    grad = [mp.diff(lambda u, k=k: value(row[:k] + [u] + row[k + 1:]), row[k]) for k in range(len(row))]
+    return float(value(row)), [float(g) for g in grad]
+
+
+@pytest.mark.parametrize("margin", [17.0, 30.0, 100.0])
+@pytest.mark.parametrize("target", [0, 1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_saturated_softmax_matches_exact_values_and_gradients(margin, target, dtype):
+    # p_0 rounds to 1 (float32 from margin ~17): 1 - p_0 floored at 1e-30 gave (1e-30)^0.01 = 0.5 and a
+    # zero gradient (loss 0.11 instead of 0.008 at margin 17); 1 - p is now the sum of the other
+    # probabilities (and, below the subnormal range, logsumexp of the other logits minus logsumexp)
+    z = [margin, 0.5, -1.0, 0.0]
+    value, grad = _dice_exact(z, target)
+    zt = torch.tensor([z], dtype=dtype, requires_grad=True)
+    v = build_loss("dice", reduction="sum")(zt, torch.tensor([target]))
+    v.backward()
+    tol = 2e-6 if dtype == torch.float32 else 1e-12
+    assert v.item() == pytest.approx(value, rel=tol)
+    assert torch.isfinite(zt.grad).all() and (zt.grad != 0).all()
+    torch.testing.assert_close(zt.grad[0].double(), torch.tensor(grad, dtype=torch.float64),
+                               rtol=50 * tol, atol=1e-30)
+
+
+def test_gradient_matches_autograd_of_the_exact_formula_in_saturating_rows():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    z[:3, 1] += torch.tensor([3.0, 8.0, 25.0], dtype=torch.float64)  # p_max from ~0.7 to 1 - 1e-11
+    y = torch.tensor([1, 0, 1, 2, 3, 4])
+    zr = z.clone().requires_grad_(True)
+    # reference: 1 - p_k = exp(logsumexp_{j != k} z_j - logsumexp z) in float64 autograd
+    lse = torch.logsumexp(zr, dim=1, keepdim=True)
+    others = torch.stack([torch.logsumexp(torch.cat([zr[:, :k], zr[:, k + 1:]], 1), 1) for k in range(5)], 1)
+    x = (0.01 * (others - lse)).exp() * (zr - lse).exp()
+    t = F.one_hot(y, 5).double()
+    ref = (1 - (2 * x * t + 1.0) / (x * x + t + 1.0)).sum(1)
+    for params in ({}, {"alpha": 0.5}, {"alpha": 2.0}):
+        if params:
+            a = params["alpha"]
+            x = ((others - lse) * a).exp() * (zr - lse).exp()
+            ref = (1 - (2 * x * t + 1.0) / (x * x + t + 1.0)).sum(1)
+        zz = z.clone().requires_grad_(True)
+        ours = build_loss("dice", reduction="none", **params)(zz, y)
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+        w = torch.rand(6, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(torch.autograd.grad(ours, zz, w)[0], torch.autograd.grad(ref, zr, w, retain_graph=True)[0],
+                                   rtol=1e-9, atol=1e-14)

@@ -119,3 +119,56 @@ def test_saturated_logits_have_finite_gradients(dtype):
     loss = build_loss("jaccard")(z, torch.tensor([0, 2, 1]))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(z.grad.float()).all()
+
+
+# ------------------------------------------------------------------ saturated softmax
+def _jaccard_exact(z, y, gamma, smooth=1e-3):
+    """Value and gradient at 50 digits (mpmath), FP/FN as sums of the (exact) off-target probabilities."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+
+    def value(rows):
+        probs = []
+        for row in rows:
+            e = [mp.e ** v for v in row]
+            probs.append([v / sum(e) for v in e])
+        terms = []
+        for c in range(len(rows[0])):
+            if c not in y:
+                continue
+            tp = sum(p[c] for p, t in zip(probs, y) if t == c)
+            fp = sum(p[c] for p, t in zip(probs, y) if t != c)
+            fn = sum(1 - p[c] for p, t in zip(probs, y) if t == c)
+            terms.append((1 - (tp + smooth) / (tp + fp + fn + smooth)) ** gamma)
+        return sum(terms) / len(terms)
+
+    rows = [[mp.mpf(v) for v in row] for row in z]
+
+    def partial(i, j):
+        def f(u):
+            w = [r[:] for r in rows]
+            w[i][j] = u
+            return value(w)
+        return float(mp.diff(f, rows[i][j]))
+
+    return float(value(rows)), [[partial(i, j) for j in range(len(z[0]))] for i in range(len(z))]
+
+
+@pytest.mark.parametrize("margin", [17.0, 30.0, 100.0])
+@pytest.mark.parametrize("gamma", [1.0, 0.5, 0.01])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_saturated_softmax_matches_exact_values_and_gradients(margin, gamma, dtype):
+    # every p_y rounds to 1 in float32: FP = sum p - TP and FN = count - TP cancelled to 0, and
+    # (1 - J) floored at 1e-30 gave (1e-30)^gamma (0.5 at gamma = 0.01) with a zero gradient
+    if dtype == torch.float32 and margin == 100.0:
+        pytest.skip("the off-target probabilities exp(-100) are subnormal in float32")
+    z = [[margin, 0.0, -1.0, 0.5], [0.3, margin, 0.0, -2.0], [1.0, 0.0, margin, 0.0], [0.0, 0.5, 0.0, margin]]
+    y = [0, 1, 2, 3]
+    value, grad = _jaccard_exact(z, y, gamma)
+    zt = torch.tensor(z, dtype=dtype, requires_grad=True)
+    v = build_loss("jaccard", gamma=gamma)(zt, torch.tensor(y))
+    v.backward()
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    assert v.item() == pytest.approx(value, rel=tol)
+    assert torch.isfinite(zt.grad).all() and (zt.grad != 0).all()
+    torch.testing.assert_close(zt.grad.double(), torch.tensor(grad, dtype=torch.float64), rtol=10 * tol, atol=0.0)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from losscli.losses import LOSSES, build_loss
+from losscli.losses.fused import sigmoid_terms
 
 Z = [[1.5, -0.3, 0.2, 2.1], [0.0, 3.0, -1.0, 0.5], [-2.0, 0.4, 1.1, 0.3]]
 Y = [3, 0, 2]
@@ -174,3 +175,43 @@ def test_fractional_focusing_is_finite_at_saturated_logits(name):
     v = build_loss(name, **params)(z, t)
     v.backward()
     assert torch.isfinite(v) and torch.isfinite(z.grad).all()
+
+
+# ------------------------------------------------------------------ fused nodes vs the plain expressions
+_PLAIN = {
+    "bce": lambda z, t, p: F.binary_cross_entropy_with_logits(z, t, reduction="none").sum(dim=1),
+    "sigmoid_focal": lambda z, t, p: sigmoid_terms.plain_sigmoid_focal(z, t, p.get("alpha", 0.25), p.get("gamma", 2.0)),
+    "asl": lambda z, t, p: sigmoid_terms.plain_asl(z, t, p.get("gamma_neg", 4.0), p.get("gamma_pos", 0.0),
+                                                   p.get("clip", 0.05), p.get("eps", 1e-8)),
+}
+
+
+@pytest.mark.parametrize("name,params", [
+    ("bce", {}), ("sigmoid_focal", {}), ("sigmoid_focal", {"alpha": -1.0, "gamma": 3.0}),
+    ("sigmoid_focal", {"alpha": 0.6, "gamma": 0.5}), ("asl", {}), ("asl", {"gamma_neg": 1.0}),
+    ("asl", {"gamma_neg": 2.5}), ("asl", {"gamma_pos": 1.0}), ("asl", {"clip": 0.0}),
+])
+@pytest.mark.parametrize("soft", [False, True])
+def test_fused_nodes_match_the_plain_expression(name, params, soft):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(40, 7, generator=g, dtype=torch.float64) * 5
+    z[0] = torch.tensor([30.0, -30.0, 20.0, -25.0, 0.0, 60.0, -60.0], dtype=torch.float64)
+    t = torch.rand(40, 7, generator=g, dtype=torch.float64) if soft else (torch.rand(40, 7, generator=g) < 0.3).double()
+    t[0] = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    for dtype, rtol, atol in ((torch.float64, 1e-12, 1e-15), (torch.float32, 2e-5, 1e-6)):
+        zz = z.to(dtype).requires_grad_(True)
+        ours = build_loss(name, reduction="none", **params)(zz, t.to(dtype))
+        zr = z.to(dtype).requires_grad_(True)
+        ref = _PLAIN[name](zr, t.to(dtype), params)
+        torch.testing.assert_close(ours, ref, rtol=rtol, atol=atol)
+        w = torch.rand(40, generator=g, dtype=dtype)
+        torch.testing.assert_close(torch.autograd.grad(ours, zz, w)[0], torch.autograd.grad(ref, zr, w)[0],
+                                   rtol=rtol * 10, atol=atol * 10)
+
+
+def test_bce_keeps_relative_precision_of_tiny_losses():
+    # every label confidently right: each term is softplus(-30) ~ 9.4e-14 (torch's own BCE rounds it to 0)
+    z = torch.tensor([[30.0, -30.0, -30.0], [-30.0, -30.0, 30.0]])
+    t = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    v = build_loss("bce", reduction="none")(z, t)
+    torch.testing.assert_close(v, torch.full((2,), 3 * math.log1p(math.exp(-30.0))), rtol=1e-5, atol=0)

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.softmax_core import log_softmax_y, log_softmax_y_and_sum
 from losscli.losses.fused.softmax_terms import (
-    CETerm, MAETerm, NCETerm, NFLTerm, NGCETerm, RCETerm, fused_softmax_loss,
+    CETerm, NCETerm, NFLTerm, NGCETerm, RCETerm, fused_softmax_loss,
 )
 
 # APL's clamps: probabilities at 1e-7 (GCE, NGCE, RCE), the one-hot at 1e-4 inside RCE's log.
@@ -60,8 +61,8 @@ def _gather(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _log_p_y(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """log p_y from torch's fused log_softmax (its backward is one fused pass, like CE's)."""
-    return _gather(F.log_softmax(logits, dim=1), target)
+    """log p_y as one fused node: one softmax forward, one multiply backward."""
+    return log_softmax_y(logits, target)
 
 
 
@@ -85,8 +86,8 @@ def ce_per_sample(logits, target):
 
 def nce_per_sample(logits, target):
     """log p_y / sum_k log p_k (in [0, 1]; sums to 1 over the C labels)."""
-    logp = F.log_softmax(logits, dim=1)
-    return _gather(logp, target) / logp.sum(dim=1)
+    lp_y, total = log_softmax_y_and_sum(logits, target)
+    return lp_y / total
 
 
 
@@ -270,7 +271,9 @@ class NCEandRCE(Loss):
 )
 class NCEandMAE(Loss):
     def per_sample(self, logits, target, **context):
-        return fused_softmax_loss(logits, target, [(self.alpha, NCETerm()), (self.beta, MAETerm())])
+        # both terms are functions of (log p_y, sum_k log p_k): one softmax node, O(N) autograd after it
+        lp_y, total = log_softmax_y_and_sum(logits, target)
+        return self.alpha * (lp_y / total) - self.beta * torch.expm1(lp_y)
 
 
 @register_loss(

@@ -6,13 +6,16 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.softmax_core import log_softmax_y_and_sum
 
 _CE_REF = Reference("A Mathematical Theory of Communication (log loss); torch F.cross_entropy", "Shannon", 1948)
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``-sum_k q_k log p_k`` for probability targets ``q``."""
-    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1)
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample ``-sum_k q_k log p_k`` for probability targets ``q`` (``-sum_k w_k q_k log p_k`` with a
+    per-class ``weight``, as ``F.cross_entropy`` defines it for probability targets)."""
+    q = target if weight is None else target * weight
+    return -(q * F.log_softmax(logits, dim=-1)).sum(dim=-1)
 
 
 @register_loss(
@@ -28,6 +31,10 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 class CrossEntropy(Loss):
     """Equal to ``F.cross_entropy`` (weights, ignore_index, soft targets included)."""
 
+    #: per_sample applies the class weights itself: w_y l_i for class indices, and for probability
+    #: targets -sum_k w_k q_k log p_k, averaged over N (torch's semantics; the base class would refuse)
+    handles_weight = True
+
     def forward(self, logits, target, **context):
         # Delegate to torch's fused kernel: exact semantics and its speed. The base class
         # still validates the inputs and upcasts low-precision logits.
@@ -36,14 +43,13 @@ class CrossEntropy(Loss):
         logits, target, kind = self._check_inputs(logits, target)
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         weight = None if self.weight is None else self.weight.to(x.dtype)
-        if kind == "soft" and weight is not None:
-            return super().forward(logits, target)
         return F.cross_entropy(x, target, weight=weight, ignore_index=self.ignore_index, reduction=self.reduction)
 
     def per_sample(self, logits, target, **context):
+        weight = None if self.weight is None else self.weight.to(logits.dtype)
         if target.dim() == 2:
-            return soft_cross_entropy(logits, target)
-        return F.cross_entropy(logits, target, reduction="none")
+            return soft_cross_entropy(logits, target, weight)
+        return F.cross_entropy(logits, target, weight=weight, reduction="none")
 
 
 @register_loss(
@@ -61,6 +67,10 @@ class LabelSmoothing(Loss):
     """torch's ``label_smoothing``: the target is ``(1-eps) e_y + eps/C``."""
 
     def forward(self, logits, target, **context):
+        if self.weight is None and isinstance(target, torch.Tensor) and target.dim() == 1:
+            # unweighted class indices: per_sample's fused node (the base class does ignore_index
+            # and the reduction exactly as torch does for this case)
+            return super().forward(logits, target, **context)
         logits, target, kind = self._check_inputs(logits, target)
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         weight = None if self.weight is None else self.weight.to(x.dtype)
@@ -68,3 +78,8 @@ class LabelSmoothing(Loss):
             x, target, weight=weight, ignore_index=self.ignore_index,
             reduction=self.reduction, label_smoothing=self.epsilon,
         )
+
+    def per_sample(self, logits, target, **context):
+        # (1 - eps)(-log p_y) + (eps/C) sum_k (-log p_k): one softmax, one-pass backward
+        lp_y, total = log_softmax_y_and_sum(logits, target)
+        return (lp_y * (self.epsilon - 1.0)).sub_(total, alpha=self.epsilon / logits.shape[1])

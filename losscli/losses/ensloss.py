@@ -11,16 +11,36 @@ from __future__ import annotations
 import torch
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.softmax_core import first_argmax
 
 _CALIBRATION_SHIFT = 1e-6
 
 
+class _Margin(torch.autograd.Function):
+    """``z_y - max_{k != y} z_k``, the max's gradient on its first column (as ``torch.max``), one node:
+    ``first_argmax`` instead of ``torch.max``'s scalar loop; backward writes two entries per row."""
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        idx = target.unsqueeze(1)
+        others = logits.scatter(1, idx, float("-inf"))
+        top = others.amax(dim=1, keepdim=True)
+        col = first_argmax(others, top)
+        ctx.save_for_backward(idx, col)
+        ctx.shape = logits.shape
+        return (logits.gather(1, idx) - top).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, g):
+        idx, col = ctx.saved_tensors
+        grad = g.new_zeros(ctx.shape)
+        g = g.unsqueeze(1)
+        return grad.scatter_(1, idx, g).scatter_(1, col, -g), None
+
+
 def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``z_y - max_{k != y} z_k``; for C = 2 this is the paper's ``y~ f(x)`` with ``f = z_1 - z_0``."""
-    idx = target.unsqueeze(1)
-    z_y = logits.gather(1, idx).squeeze(1)
-    others = logits.scatter(1, idx, float("-inf"))
-    return z_y - others.max(dim=1).values
+    return _Margin.apply(logits, target)
 
 
 def inverse_box_cox(xi: torch.Tensor, lam: float) -> torch.Tensor:

@@ -11,11 +11,11 @@ and cancels), computed in log space so large ``n`` cannot under- or overflow.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 
 from losscli.errors import UsageError
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
+from losscli.losses.fused.softmax_core import log_softmax_y
 from losscli.losses.heads import DistanceHead
 
 
@@ -70,10 +70,10 @@ class HarmonicLoss(Loss):
         return float(self.embedding_dim)
 
     def per_sample(self, logits, target, **context):
-        scaled = self.exponent() * logits
+        n = self.exponent()
         if target.dim() == 2:
-            return soft_cross_entropy(scaled, target)
-        return F.cross_entropy(scaled, target, reduction="none")
+            return soft_cross_entropy(n * logits, target)
+        return log_softmax_y(logits, target, scale=n).neg()  # CE(n h, y), one fused node
 
     def prediction_logits(self, logits):
         return self.exponent() * logits

@@ -6,9 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.fused.column_sums import softmax_column_sums
-
-_POW_FLOOR = 1e-30
+from losscli.losses.fused.column_sums import softmax_off_target_sums
 
 
 @register_loss(
@@ -45,12 +43,14 @@ class Jaccard(Loss):
             valid = target != self.ignore_index
             rows = valid.to(logits.dtype)
             safe = torch.where(valid, target, 0)
-            p_sum, p_y = softmax_column_sums(logits, safe, rows)  # with hard labels min(p, t) = p t
+            # with hard labels min(p, t) = p t: FP_c = sum of the off-target p in column c, FN_c = sum of
+            # 1 - p_y over the samples of class c, TP_c = count_c - FN_c (each a sum of positive terms: exact
+            # at a saturated softmax, where FP = sum p - TP would cancel to 0)
+            fp_c, om_y = softmax_off_target_sums(logits, safe, rows)
             zeros = torch.zeros(logits.shape[1], dtype=logits.dtype, device=logits.device)
-            tp_c = zeros.index_add(0, safe, p_y * rows)
             count = zeros.index_add(0, safe, rows)
-            fp_c = p_sum - tp_c
-            fn_c = count - tp_c
+            fn_c = zeros.index_add(0, safe, om_y * rows)
+            tp_c = count - fn_c
             active = count > 0
         else:
             p = F.softmax(logits, dim=1)
@@ -62,8 +62,12 @@ class Jaccard(Loss):
             fn_c = (t - tp).sum(dim=0)
         errors = self.alpha * fp_c + self.beta * fn_c
         one_minus_j = errors / (tp_c + errors + self.smooth)
-        if self.gamma != 1:
-            base = one_minus_j if self.gamma > 1 else one_minus_j.clamp_min(_POW_FLOOR)
-            one_minus_j = base.pow(self.gamma)
+        if self.gamma > 1:
+            one_minus_j = one_minus_j.pow(self.gamma)
+        elif self.gamma < 1:  # x^gamma, 0 at x = 0 (where its slope is infinite: gradient 0 there)
+            positive = one_minus_j > 0
+            floor = torch.finfo(one_minus_j.dtype).tiny
+            one_minus_j = torch.where(positive, one_minus_j.clamp_min(floor).pow(self.gamma),
+                                      torch.zeros_like(one_minus_j))
         act = active.to(logits.dtype)
         return (one_minus_j * act).sum() / act.sum().clamp_min(1.0)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from losscli.errors import UsageError
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.softmax_core import log_softmax_y
 from losscli.losses.heads import CosineHead
 from losscli.losses.reweighted import effective_number_weights
 
@@ -74,11 +74,9 @@ class LDAMLoss(Loss):
             raise LossInputError(
                 f"ldam: class_counts has {self.margins.numel()} entries but the logits have C={logits.shape[1]} classes"
             )
-        # s * (z - m_y e_y): scale first, then subtract s * m_y at the target in place (the
-        # product's backward does not need its output, so the in-place update is autograd-safe)
-        m = self.margins.to(logits.dtype)[target].unsqueeze(1)
-        shifted = (logits * self.s).scatter_add_(1, target.unsqueeze(1), m * (-self.s))
-        return F.cross_entropy(shifted, target, reduction="none")
+        # CE(s z - s m_y e_y, y) as one fused node (d/dz = s (p - e_y))
+        m = self.margins.to(logits.dtype)[target]
+        return log_softmax_y(logits, target, scale=self.s, shift=m * (-self.s)).neg()
 
     def make_head(self, in_features, num_classes):
         return CosineHead(in_features, num_classes)

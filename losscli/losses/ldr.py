@@ -6,9 +6,9 @@ Maths from the official code (Optimization-AI/ICML2023_LDR, LOSSES.md §10):
 * ``d_k = c 1[k != y] + z~_k - z~_y``;
 * LDR-KL: ``l = lam * log((1/C) sum_k exp(d_k / lam))`` (the 1/C inside the log: can be < 0).
 
-Both losses run as one autograd node (``_LDR``: one softplus and one exp pass over ``[N, C]``,
-hand-written backward). Rows whose every softplus would underflow are shifted first (same
-normalised logits), so values and gradients stay finite.
+Both losses run as one row-blocked autograd node (``ldr_kl``: one softplus and one exp pass
+per block, the gradient template built in the same pass). Rows whose every softplus would
+underflow are shifted first (same normalised logits), so values and gradients stay finite.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
+from losscli.losses.fused.softmax_core import blocked
 
 _LDR_REF = Reference(
     "Label Distributionally Robust Losses for Multi-class Classification: Consistency, Robustness and Adaptivity",
@@ -29,80 +30,76 @@ _LAM = Param("lam", 10.0, "KL regularisation strength lambda (official runs: 10)
 _LOG_SOFTPLUS_CUT = -20.0
 
 
-def _exp_normal(x: torch.Tensor) -> torch.Tensor:
-    """``exp(x)`` in place, flushed to 0 where it would be subnormal (denormal arithmetic is ~100x slower on CPU)."""
-    return torch.threshold_(x, math.log(torch.finfo(x.dtype).tiny), float("-inf")).exp_()
+_LOG2E = 1.0 / math.log(2.0)
 
 
-class _LDR(torch.autograd.Function):
-    """LDR-KL per row, ``lam * log((1/C) sum_k exp(d_k / lam))``, as one autograd node.
+def _exp_normal_(x: torch.Tensor) -> torch.Tensor:
+    """``exp(x)`` in place, flushed to 0 where it would be subnormal (denormal arithmetic is slow on some CPUs)."""
+    return torch.threshold_(x.mul_(_LOG2E), math.log2(torch.finfo(x.dtype).tiny), -math.inf).exp2_()
 
-    Forward: one softplus and one exp pass over ``[N, C]``. With ``s = softplus(z)``,
-    ``S = sum_k s_k`` and ``z~ = (C / S) s``, the sum over ``k != y`` is taken relative to
-    ``r = max_{k != y} z~_k``: ``e_k = exp((z~_k - r) / lam)``, ``E = sum_{k != y} e_k >= 1`` and
-    ``log sum_k exp(d_k / lam) = log(1 + exp(A) E)``, ``A = (c + r - z~_y) / lam`` (``d_y = 0``),
-    so nothing overflows and nothing cancels. Backward, with ``w = softmax(d / lam)``:
-    ``dl/dz~ = w - e_y`` (``w_k = exp(A - lse) e_k`` off the target, ``w_y - 1 = -exp(A - lse) E``)
-    and ``dl/dz_k = sigmoid(z_k) (C / S) (g_k - sum_j g_j s_j / S)``.
 
-    Rows whose largest logit is below the cut are shifted up to it first: below the cut
-    softplus is ``exp`` to < 1e-9 (LOSSES.md: ``log softplus(z) = z`` there, the normalisation
-    being ``C softmax(log softplus(z))``), so the shift changes nothing but keeps softplus from
-    underflowing. ``lam`` is a float; ``adapt = (prev, alpha)`` (ALDR-KL) replaces it by the
-    detached per-row ``lam_i`` computed from ``softmax(z~ / prev)``. Returns ``(loss, lam_i)``.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, target, margin, lam, adapt):
-        n, c = logits.shape
-        idx = target.unsqueeze(1)
-        shift = (_LOG_SOFTPLUS_CUT - logits.amax(dim=1, keepdim=True)).clamp_min_(0.0)
-        # ordinary rows need no shift: on CPU, skip the [N, C] add then (no device sync there)
-        zs = logits if logits.device.type == "cpu" and not shift.any() else logits + shift
-        s = F.softplus(zs)
-        k = c / s.sum(dim=1, keepdim=True)  # z~ = k s
-        s_y = s.gather(1, idx)
-        ref = s.scatter_(1, idx, 0.0).amax(dim=1, keepdim=True)  # s >= 0 and C >= 2
-        s.scatter_(1, idx, s_y)
-        if adapt is None:
-            lam_i = torch.full((n, 1), lam, dtype=s.dtype, device=s.device)
-        else:
-            prev, alpha = adapt
-            prev = prev.unsqueeze(1)
-            # q = normalise(softmax(z~ / prev) + 1e-5) = u / sum(u), KL(q || 1/C) = sum u log u / U + log(C / U)
-            top = torch.maximum(ref, s_y)
-            u = _exp_normal(torch.addcmul(-(k * top) / prev, s, k / prev))
-            u.mul_(1.0 / u.sum(dim=1, keepdim=True)).add_(1e-5)
-            u_sum = u.sum(dim=1, keepdim=True)
-            kl = torch.log(u).mul_(u).sum(dim=1, keepdim=True) / u_sum + torch.log(c / u_sum)
-            lam_i = lam - lam * kl / (alpha * math.log(c))
-        inv = 1.0 / lam_i
-        e = _exp_normal(torch.addcmul(-(k * ref) * inv, s, k * inv))
-        e.scatter_(1, idx, 0.0)  # the target's entry (it may have overflowed) is d_y = 0, handled in A
-        big_e = e.sum(dim=1, keepdim=True)
-        a = (margin + k * (ref - s_y)) * inv
-        lse = torch.logaddexp(a + torch.log(big_e), torch.zeros_like(a))
-        ctx.save_for_backward(zs, s, e, idx, k, big_e, torch.exp(a - lse))
-        value = (lam_i * (lse - math.log(c))).squeeze(1)
-        lam_i = lam_i.squeeze(1)
-        ctx.mark_non_differentiable(lam_i)
-        return value, lam_i
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_lam):
-        zs, s, e, idx, k, big_e, w = ctx.saved_tensors
-        coef = grad_out.unsqueeze(1) * k  # C / S
-        g = e * (w * coef)
-        g.scatter_(1, idx, -(w * big_e) * coef)
-        buf = torch.mul(g, s)
-        u = buf.sum(dim=1, keepdim=True) * (k / s.shape[1])  # sum_j g_j s_j / S
-        sig = torch.sigmoid(zs, out=buf)
-        return g.sub_(u).mul_(sig), None, None, None, None
+def _ldr_block(z, idx, h, margin, lam, prev, alpha):
+    """LDR-KL of a block of rows: ``(loss, lam_i)`` and, into ``h``, ``dl/dz`` (see ``ldr_kl``)."""
+    b, c = z.shape
+    shift = (_LOG_SOFTPLUS_CUT - z.amax(dim=1, keepdim=True)).clamp_min_(0.0)
+    # ordinary rows need no shift: on CPU, skip the [B, C] add then (no device sync there)
+    zs = z if z.device.type == "cpu" and not bool(shift.any()) else z + shift
+    # softplus and, for the gradient, sigmoid from one sigmoid and one log1p pass (sigmoid_terms)
+    s, sig, _ = softplus_and_sigmoid(zs.clone() if zs is z else zs)
+    k = c / s.sum(dim=1, keepdim=True)  # z~ = k s
+    s_y = s.gather(1, idx)
+    ref = s.scatter_(1, idx, 0.0).amax(dim=1, keepdim=True)  # max_{j != y} s_j (s >= 0, C >= 2)
+    s.scatter_(1, idx, s_y)
+    if prev is None:
+        lam_i = torch.full((b, 1), lam, dtype=s.dtype, device=s.device)
+    else:
+        # q = normalise(softmax(z~ / prev) + 1e-5) = u / sum(u), KL(q || 1/C) = sum u log u / U + log(C / U)
+        top = torch.maximum(ref, s_y)
+        u = _exp_normal_(torch.sub(s, top).mul_(k / prev))
+        u.mul_(1.0 / u.sum(dim=1, keepdim=True)).add_(1e-5)
+        u_sum = u.sum(dim=1, keepdim=True)
+        kl = torch.log(u).mul_(u).sum(dim=1, keepdim=True) / u_sum + torch.log(c / u_sum)
+        lam_i = lam - lam * kl / (alpha * math.log(c))
+    inv = 1.0 / lam_i
+    e = _exp_normal_(torch.sub(s, ref).mul_(k * inv))
+    e.scatter_(1, idx, 0.0)  # the target's entry (it may have overflowed) is d_y = 0, handled in a
+    big_e = e.sum(dim=1, keepdim=True)
+    a = (margin + k * (ref - s_y)) * inv
+    lse = torch.logaddexp(a + torch.log(big_e), torch.zeros_like(a))
+    value = lam_i * (lse - math.log(c))
+    if h is not None:
+        # dl/dz~ = w - e_y (w = softmax(d / lam)), dl/dz = sigmoid(z) (C / S) (G - sum_j G_j s_j / S)
+        w = torch.exp(a - lse) * k
+        g = e.mul_(w).scatter_(1, idx, -(w * big_e))
+        mean = torch.mul(g, s).sum(dim=1, keepdim=True).mul_(k / c)  # sum_j g_j s_j / S
+        torch.mul(sig, g.sub_(mean), out=h)
+    return value.squeeze(1), lam_i.squeeze(1)
 
 
 def ldr_kl(logits, target, margin, lam, adapt=None):
-    """``(loss [N], lam_i [N])``: LDR-KL with ``lam``, or ALDR-KL's adaptive ``lam_i`` when ``adapt = (prev, alpha)``."""
-    return _LDR.apply(logits, target, margin, lam, adapt)
+    """``(loss [N], lam_i [N])``: LDR-KL with ``lam``, or ALDR-KL's adaptive ``lam_i`` when ``adapt = (prev, alpha)``.
+
+    One autograd node, row-blocked (``losscli.losses.fused.softmax_core.blocked``): per block one
+    softplus and one exp (ALDR-KL: one more exp and its KL's log) and, for the gradient template,
+    one sigmoid. With ``s = softplus(z)``, ``S = sum_k s_k`` and ``z~ = (C / S) s``, the sum over
+    ``k != y`` is taken relative to ``r = max_{k != y} z~_k``: ``e_k = exp((z~_k - r) / lam)``,
+    ``E = sum_{k != y} e_k >= 1`` and ``log sum_k exp(d_k / lam) = log(1 + exp(A) E)``,
+    ``A = (c + r - z~_y) / lam`` (``d_y = 0``), so nothing overflows and nothing cancels. Gradient,
+    with ``w = softmax(d / lam)``: ``dl/dz~ = w - e_y`` (``w_k = exp(A - lse) e_k`` off the target,
+    ``w_y - 1 = -exp(A - lse) E``) and ``dl/dz_k = sigmoid(z_k) (C / S) (g_k - sum_j g_j s_j / S)``.
+
+    Rows whose largest logit is below the cut are shifted up to it first: below the cut softplus
+    is ``exp`` to < 1e-9 (LOSSES.md: ``log softplus(z) = z`` there, the normalisation being
+    ``C softmax(log softplus(z))``), so the shift changes nothing but keeps softplus from
+    underflowing. ALDR-KL's per-row ``lam_i`` (detached) is computed from ``softmax(z~ / prev)``.
+    """
+    prev, alpha = adapt if adapt is not None else (None, None)
+
+    def kernel(zb, lo, hi, hb):
+        p = None if prev is None else prev[lo:hi].unsqueeze(1)
+        return _ldr_block(zb, target[lo:hi].unsqueeze(1), hb, margin, lam, p, alpha)
+
+    return blocked(logits, kernel, n_outputs=2)
 
 
 @register_loss(

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from losscli.losses.base import Loss, Reference, register_loss
+from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
+from losscli.losses.fused.softmax_core import blocked
 
-_SOFTPLUS_THRESHOLD = 20.0  # F.softplus's default: softplus(x) = x above it
-
-
-class _OneVsRest(torch.autograd.Function):
-    """``sum_k softplus(-s_k z_k)`` per row, one autograd node: one ``[N, C]`` buffer in forward and one in
-    backward. The target entry is ``softplus(-z_y)``, written before the row sum (no cancellation against
-    ``z_y``); the gradient is softplus's own backward at ``z`` (``sigmoid(z_k)``, 1 above the threshold)
-    with the target entry replaced by ``-softplus'(-z_y)``."""
-
-    @staticmethod
-    def forward(ctx, logits, target):
-        idx = target.unsqueeze(1)
-        z_y = logits.gather(1, idx)
-        out = F.softplus(logits).scatter_(1, idx, F.softplus(-z_y)).sum(dim=1)
-        ctx.save_for_backward(logits, idx, z_y)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        logits, idx, z_y = ctx.saved_tensors
-        g = grad_out.unsqueeze(1)
-        grad = torch.ops.aten.softplus_backward(g.expand_as(logits), logits, 1.0, _SOFTPLUS_THRESHOLD)
-        g_y = torch.ops.aten.softplus_backward(g, -z_y, 1.0, _SOFTPLUS_THRESHOLD).neg_()
-        return grad.scatter_(1, idx, g_y), None
+def _ovr_block(z, idx, h):
+    """``sum_k softplus(u_k)`` with ``u = z`` off the target and ``u_y = -z_y``: BCE with one-hot labels.
+    ``softplus(u) = relu(u) - log(max(q, 1 - q))``, ``q = sigmoid(u)`` (one sigmoid and one log per entry,
+    ``sigmoid_terms``); the gradient is ``q`` off the target and ``-q_y`` at it."""
+    u = z.clone().scatter_(1, idx, -z.gather(1, idx))
+    b, q, _ = softplus_and_sigmoid(u)
+    if h is not None:
+        h.copy_(q).scatter_(1, idx, -q.gather(1, idx))
+    return b.sum(dim=1)
 
 
 @register_loss(
@@ -47,4 +31,5 @@ class _OneVsRest(torch.autograd.Function):
 )
 class OneVsRest(Loss):
     def per_sample(self, logits, target, **context):
-        return _OneVsRest.apply(logits, target)
+        # one row-blocked node (same value, hand-derived gradient)
+        return blocked(logits, lambda zb, lo, hi, hb: _ovr_block(zb, target[lo:hi].unsqueeze(1), hb))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
+from losscli.losses.fused.softmax_core import log_softmax_y
 
 #: offset given to a class with count 0 (instead of -inf): log(1e-12)
 _ZERO_COUNT_LOG = math.log(1e-12)
@@ -28,10 +28,10 @@ class _OffsetCE(Loss):
                 f"{self.info.name}: class_counts has {self.offset.numel()} entries but the logits have "
                 f"C={logits.shape[1]} classes"
             )
-        shifted = logits + self.offset.to(logits.dtype)
+        offset = self.offset.to(logits.dtype)
         if target.dim() == 2:
-            return soft_cross_entropy(shifted, target)
-        return F.cross_entropy(shifted, target, reduction="none")
+            return soft_cross_entropy(logits + offset, target)
+        return log_softmax_y(logits, target, offset=offset).neg()  # CE(z + offset, y), one fused node
 
 
 @register_loss(

@@ -6,5 +6,12 @@
   sums of the softmax and the target entries;
 - ``row_linear``: a softmax cross-entropy plus a per-row term (MbLS, ACLS, circle, KD, Z-losses,
   squentropy, LogitNorm/LogitClip), whose gradient is linear in the incoming row gradient;
-- ``powers``: cheap integer powers (torch's CPU ``pow`` with other exponents is a slow pass).
+- ``powers``: cheap integer powers (torch's CPU ``pow`` with other exponents is a slow pass);
+- ``heap``: keeps freed ``[N, C]`` buffers in the process (glibc malloc settings), so that each
+  step does not page-fault its temporaries back in; applied once, when this package is imported
+  (every ``import losscli.losses`` does), ``LOSSCLI_MALLOC_TUNING=0`` to opt out.
 """
+
+from losscli.losses.fused.heap import keep_freed_buffers as _keep_freed_buffers
+
+_keep_freed_buffers()

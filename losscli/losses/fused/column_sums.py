@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import torch
 
+from losscli.losses.fused.softmax_core import saturated_target
+
 
 class _SoftmaxColumnSums(torch.autograd.Function):
-    """``(sum_i r_i a_i, a_{i, y_i})`` with ``a = p = softmax(z)`` or ``a = sigmoid(slope (p - 1/2))``.
+    """``(sum_i r_i a_i, a_{i, y_i})`` with ``a = sigmoid(slope (p - 1/2))``, ``p = softmax(z)``.
 
-    Batch-level metric losses (Jaccard, AnyLoss) need only these column sums and target entries.
-    With ``G = dL/da = r_i g_c + h_i e_y`` and ``D = da/dp`` (1, or ``slope a (1 - a)``):
+    With ``G = dL/da = r_i g_c + h_i e_y`` and ``D = da/dp = slope a (1 - a)``:
     ``dL/dz = p D G - p s``, ``s_i = sum_c p_ic D_ic G_ic``; one ``[N, C]`` buffer in backward.
     """
 
@@ -18,7 +19,7 @@ class _SoftmaxColumnSums(torch.autograd.Function):
     def forward(ctx, logits, target, rows, slope):
         p = torch.softmax(logits, dim=1)
         idx = target.unsqueeze(1)
-        a = p if slope is None else torch.sub(p, 0.5).mul_(slope).sigmoid_()
+        a = torch.sub(p, 0.5).mul_(slope).sigmoid_()
         ctx.save_for_backward(p, a, idx, rows)
         ctx.slope = slope
         return torch.mv(a.t(), rows), a.gather(1, idx).squeeze(1)
@@ -31,18 +32,63 @@ class _SoftmaxColumnSums(torch.autograd.Function):
             g_col = torch.zeros(p.shape[1], dtype=p.dtype, device=p.device)
         if g_y is None:
             g_y = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
-        if slope is None:  # D = 1
-            s = rows * torch.mv(p, g_col) + g_y * p.gather(1, idx).squeeze(1)
-            grad = torch.outer(rows, g_col).sub_(s.unsqueeze(1)).mul_(p)
-            return grad.scatter_add_(1, idx, (g_y * p.gather(1, idx).squeeze(1)).unsqueeze(1)), None, None, None
-        pd = torch.sub(1.0, a).mul_(a).mul_(p)  # p a (1 - a) = p D / slope
+        pd = torch.ops.aten.sigmoid_backward(p, a)  # p a (1 - a) = p D / slope, one pass
         pd_y = pd.gather(1, idx).squeeze(1)
         s = (rows * torch.mv(pd, g_col) + g_y * pd_y) * slope
-        grad = pd.mul_((g_col * slope).unsqueeze(0)).mul_(rows.unsqueeze(1)).addcmul_(p, s.unsqueeze(1), value=-1.0)
+        grad = pd.mul_((g_col * slope).unsqueeze(0))
+        if p.device.type != "cpu" or not bool((rows == 1).all()):
+            grad.mul_(rows.unsqueeze(1))
+        grad.addcmul_(p, s.unsqueeze(1), value=-1.0)
         return grad.scatter_add_(1, idx, (g_y * pd_y * slope).unsqueeze(1)), None, None, None
 
 
-def softmax_column_sums(logits, target, rows, slope=None):
-    """``(sum_i rows_i a_i [C], a_{i, target_i} [N])``, ``a = softmax(logits)`` or, given ``slope``,
-    ``sigmoid(slope (softmax(logits) - 1/2))``; one autograd node (``rows``: 0/1 row weights)."""
+class _OffTargetColumnSums(torch.autograd.Function):
+    """``(sum_i r_i p_ic [c != y_i], 1 - p_{i, y_i})`` for ``p = softmax(z)``: Jaccard's false positives per
+    class and false negatives per sample, each a sum of positive terms (exact even when the softmax
+    saturates, where ``sum_i p_ic - sum_i p_{i,y_i}`` or ``1 - round(p_y)`` would cancel to 0).
+
+    With ``G' = dL/dp`` (``r_i g_c`` off the target, ``-h_i`` at it): ``dL/dz = p (G' - sum_c p_c G'_c)``.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, rows):
+        p = torch.softmax(logits, dim=1)
+        idx = target.unsqueeze(1)
+        p_y = p.gather(1, idx)
+        sat = saturated_target(p, idx)
+        om_y = torch.rsub(p_y, 1.0) if sat is None else sat[1]
+        col = torch.mv(p.scatter_(1, idx, 0.0).t(), rows)
+        p.scatter_(1, idx, p_y)  # restored exactly
+        ctx.save_for_backward(p, idx, rows, om_y)
+        return col, om_y.squeeze(1)
+
+    @staticmethod
+    def backward(ctx, g_col, g_om):
+        p, idx, rows, om_y = ctx.saved_tensors
+        if g_col is None:
+            g_col = torch.zeros(p.shape[1], dtype=p.dtype, device=p.device)
+        if g_om is None:
+            g_om = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+        g_om, rows_c = g_om.unsqueeze(1), rows.unsqueeze(1)
+        p_y = p.gather(1, idx)
+        grad = p.scatter(1, idx, 0.0)  # target entries out of the sum (a copy: p is saved)
+        off = torch.mv(grad, g_col).unsqueeze(1)  # sum_{c != y} p_c g_c
+        s = rows_c * off - p_y * g_om  # sum_c p_c G'_c
+        grad.mul_(g_col.unsqueeze(0))
+        if p.device.type != "cpu" or not bool((rows == 1).all()):
+            grad.mul_(rows_c)
+        grad.addcmul_(p, s, value=-1.0)  # p_c (r g_c - s) off the target (its entry is written below)
+        # at the target: p_y (G'_y - s) = -p_y ((1 - p_y) h + r off), with the exact 1 - p_y
+        return grad.scatter_(1, idx, -p_y * (om_y * g_om + rows_c * off)), None, None
+
+
+def softmax_column_sums(logits, target, rows, slope):
+    """``(sum_i rows_i a_i [C], a_{i, target_i} [N])``, ``a = sigmoid(slope (softmax(logits) - 1/2))``;
+    one autograd node (``rows``: 0/1 row weights)."""
     return _SoftmaxColumnSums.apply(logits, target, rows, slope)
+
+
+def softmax_off_target_sums(logits, target, rows):
+    """``(sum_i rows_i p_ic [c != target_i] [C], 1 - p_{i, target_i} [N])``, ``p = softmax(logits)``; one
+    autograd node (``rows``: 0/1 row weights)."""
+    return _OffTargetColumnSums.apply(logits, target, rows)

@@ -1,0 +1,188 @@
+"""Multi-label sigmoid losses (BCE, sigmoid focal, ASL) as row-blocked gradient templates.
+
+Each loss runs in one ``softmax_core.blocked`` node: per block of rows, its value and its
+gradient ``dl/dz`` (backward is one multiply). Two kernels per loss:
+
+- **0/1 targets** (multi-hot labels, one-hot class indices): with ``u = z (1 - 2t)``
+  (``z`` for a negative label, ``-z`` for a positive one) every label's BCE is ``softplus(u)``
+  and its "wrong-side" probability ``q = sigmoid(u)`` (``p`` for a negative, ``1 - p`` for a
+  positive), so a label costs one ``sigmoid`` and one ``log1p``:
+  ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` (relatively exact for tiny values, where
+  ``F.binary_cross_entropy_with_logits``' ``log(1 + exp(-|u|))`` rounds to 0);
+- **other targets** (soft labels): the formulas as written, a few more passes.
+
+A block is 0/1 when ``t (1 - t)`` is 0 everywhere (exact: a sum-free test of every entry).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from losscli.losses.fused.powers import int_pow
+from losscli.losses.fused.softmax_core import blocked
+
+_POW_FLOOR = 1e-30  # floor for the base of a fractional power (finite derivative at 0), as before
+
+
+def _is_binary(t: torch.Tensor) -> bool:
+    lo, hi = torch.aminmax(torch.addcmul(t, t, t, value=-1.0))  # t - t^2: 0 iff t is 0 or 1
+    return bool(lo == 0) and bool(hi == 0)
+
+
+def _autograd_block(plain, z: torch.Tensor, t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+    """Value and gradient template of ``plain(z, t) -> [B]`` by autograd on this block (rows are
+    independent, so the gradient of the sum is each row's own)."""
+    if h is None:
+        return plain(z, t)
+    with torch.enable_grad():
+        leaf = z.detach().requires_grad_(True)
+        value = plain(leaf, t)
+        (grad,) = torch.autograd.grad(value.sum(), leaf)
+    h.copy_(grad)
+    return value.detach()
+
+
+def softplus_and_sigmoid(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(softplus(u), sigmoid(u), 1 - sigmoid(u))``; ``u`` is overwritten (it becomes the first).
+
+    ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` with ``q = sigmoid(u)``: for ``u < 0`` that is
+    ``-log1p(-q)`` (relatively exact however small, like ``log1p(exp(u))``), for ``u >= 0`` it is
+    ``u - log(q)`` (``1 - q`` is then at most 1/2 and only its absolute error matters).
+    """
+    q = torch.sigmoid(u)
+    r = torch.rsub(q, 1.0)
+    tail = torch.minimum(q, r).neg_().log1p_()  # log sigmoid(|u|) = -softplus(-|u|)
+    return u.clamp_min_(0.0).sub_(tail), q, r
+
+
+def _power(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``x ** gamma`` (a new tensor) for ``x`` in [0, 1]: products for small integers, else exp2(gamma log2 x)."""
+    if gamma == int(gamma) and 1 <= gamma <= 16:
+        return int_pow(x, int(gamma))
+    return torch.log2(x).mul_(gamma).exp2_()  # x = 0: exp2(-inf) = 0
+
+
+def _floored_pow(base: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``base ** gamma`` for ``base >= 0`` with finite gradients where ``base`` is 0 (autograd expression)."""
+    if gamma == 0:
+        return torch.ones_like(base)
+    if gamma >= 1:
+        return base.pow(gamma)
+    return base.clamp_min(_POW_FLOOR).pow(gamma)
+
+
+# ----------------------------------------------------------------------------------------------- BCE
+def _bce_block(z, t, h):
+    if _is_binary(t):
+        b, q, _ = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
+        if h is not None:
+            torch.addcmul(q, q, t, value=-2.0, out=h)  # q (1 - 2t) = sigmoid(z) - t
+        return b.sum(dim=1)
+    return _autograd_block(_plain_bce, z, t, h)
+
+
+def _plain_bce(z, t):
+    return F.binary_cross_entropy_with_logits(z, t, reduction="none").sum(dim=1)
+
+
+def bce(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``sum_k BCEWithLogits(z_k, t_k)`` per row, one autograd node."""
+    return blocked(z, lambda zb, lo, hi, hb: _bce_block(zb, t[lo:hi], hb))
+
+
+# ------------------------------------------------------------------------------------- sigmoid focal
+def _weighted_row_sum(x: torch.Tensor, t: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``sum_k a_t x_k`` per row, ``a_t = (1 - alpha) + (2 alpha - 1) t`` (1 when alpha < 0); overwrites ``x``."""
+    if alpha < 0:
+        return x.sum(dim=1)
+    out = x.sum(dim=1).mul_(1.0 - alpha)
+    return out.add_(x.mul_(t).sum(dim=1), alpha=2.0 * alpha - 1.0)
+
+
+def _focal_block(z, t, h, alpha, gamma):
+    if _is_binary(t):
+        # term = a_t q^gamma softplus(u); d/du = a_t q^gamma (q + gamma (1 - q) softplus(u)), du/dz = 1 - 2t
+        b, q, r = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
+        a = _power(q, gamma)
+        value = _weighted_row_sum(torch.mul(a, b), t, alpha)
+        if h is not None:
+            d = torch.addcmul(q, r, b, value=gamma).mul_(a)  # q^gamma (q + gamma (1 - q) b)
+            if alpha >= 0:  # a_t (1 - 2t) = (1 - alpha) - t for t in {0, 1}
+                torch.mul(d, 1.0 - alpha, out=h).addcmul_(d, t, value=-1.0)
+            else:
+                torch.addcmul(d, d, t, value=-2.0, out=h)
+        return value
+    return _autograd_block(lambda zz, tt: plain_sigmoid_focal(zz, tt, alpha, gamma), z, t, h)
+
+
+def plain_sigmoid_focal(z, t, alpha, gamma):
+    """torchvision's expression, summed over the labels (the focal factor differentiated)."""
+    bce_ = F.binary_cross_entropy_with_logits(z, t, reduction="none")
+    p = torch.sigmoid(z)
+    one_minus_pt = p + t - 2.0 * p * t  # = p (1 - t) + (1 - p) t, torchvision's expression
+    loss = _floored_pow(one_minus_pt, gamma) * bce_
+    if alpha >= 0:
+        loss = ((1.0 - alpha) + (2.0 * alpha - 1.0) * t) * loss
+    return loss.sum(dim=1)
+
+
+def sigmoid_focal(z: torch.Tensor, t: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """torchvision's sigmoid focal loss summed over the labels of each row, one autograd node (gamma > 0)."""
+    return blocked(z, lambda zb, lo, hi, hb: _focal_block(zb, t[lo:hi], hb, alpha, gamma))
+
+
+# ----------------------------------------------------------------------------------------------- ASL
+def _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps):
+    log_eps = math.log(eps)
+    if clip > 0 and clip >= eps and gamma_pos == 0 and gamma_neg >= 1 and _is_binary(t):
+        # qn = sigmoid(z (2t - 1)): p for a positive label, 1 - p for a negative one.
+        # arg = qn + clip (1 - t), at most 1: p for a positive, 1 - p_m for a negative (p_m = max(p - clip, 0));
+        # one log serves both: pos = log max(p, eps), neg = p_m^gn log(1 - p_m), p_m = (1 - arg) (1 - t).
+        qn = torch.addcmul(z, z, t, value=-2.0).neg_().sigmoid_()
+        off = torch.mul(t, -clip).add_(clip)  # clip (1 - t)
+        arg = torch.add(qn, off).clamp_max_(1.0)
+        # only a positive label can reach the eps clamp (a negative's argument is at least clip >= eps):
+        # log max(p, eps) is the log of the clamped argument, and its gradient is 0 below eps
+        clamped = bool(arg.amin() < eps)
+        tp = torch.threshold(arg, eps, 0.0).sign_().mul_(t) if clamped else t
+        if clamped:
+            arg.clamp_min_(eps)
+        log_arg = torch.log(arg)
+        pm = torch.rsub(arg, 1.0)
+        pm.addcmul_(pm, t, value=-1.0)  # (1 - arg)(1 - t): exactly 0 on positives
+        # p_m^(gn-1), 0 on positives (where p_m = 0; for gn = 1 through the factor 1 - t)
+        pm_g1 = _power(pm, gamma_neg - 1.0) if gamma_neg > 1 else torch.rsub(t, 1.0)
+        w = torch.mul(pm_g1, pm).add_(t)  # t + p_m^gn
+        value = torch.mul(w, log_arg).sum(dim=1).neg_()
+        if h is not None:
+            # neg: d/dz = -p (1-p) p_m^(gn-1) (gn log(1 - p_m) - p_m / (1 - p_m)), p (1 - p) = qn (1 - qn)
+            # pos: d/dz = -(1 - p) 1[p >= eps] = -(1 - qn) 1[...]
+            d = torch.addcdiv(log_arg, pm, arg, value=-1.0 / gamma_neg).mul_(pm_g1).mul_(qn)
+            d.mul_(gamma_neg).add_(tp)
+            torch.mul(qn, d, out=h).sub_(d)  # -(1 - qn) d
+        return value
+    return _autograd_block(lambda zz, tt: plain_asl(zz, tt, gamma_neg, gamma_pos, clip, eps), z, t, h)
+
+
+def plain_asl(z, t, gamma_neg, gamma_pos, clip, eps):
+    """ASL's expression (AsymmetricLossOptimized, weights not detached), summed over the labels."""
+    log_eps = math.log(eps)
+    p = torch.sigmoid(z)
+    log_pos = F.logsigmoid(z).clamp_min(log_eps)  # log max(p, eps), exact in the tail
+    if clip > 0:  # p_m = max(p - clip, 0); log max(1 - p_m, eps) = log max(min(1 - p + clip, 1), eps)
+        p_m = (p - clip).clamp_min(0.0)
+        log_neg = torch.log((1.0 + clip - p).clamp_max(1.0)).clamp_min(log_eps)  # argument >= clip
+    else:
+        p_m = p
+        log_neg = F.logsigmoid(-z).clamp_min(log_eps)
+    pos = log_pos if gamma_pos == 0 else _floored_pow(torch.sigmoid(-z), gamma_pos) * log_pos
+    neg = _floored_pow(p_m, gamma_neg) * log_neg
+    return -(t * pos + (1 - t) * neg).sum(dim=1)
+
+
+def asl(z: torch.Tensor, t: torch.Tensor, gamma_neg: float, gamma_pos: float, clip: float, eps: float) -> torch.Tensor:
+    """ASL (AsymmetricLossOptimized, weights not detached) summed over the labels of each row, one node."""
+    return blocked(z, lambda zb, lo, hi, hb: _asl_block(zb, t[lo:hi], hb, gamma_neg, gamma_pos, clip, eps))

@@ -1,0 +1,268 @@
+"""The softmax quantities most losses are built from, as cheap autograd nodes, and the row-blocked
+node the element-wise losses run in.
+
+Cost model (CPU, float32, one thread; see benchmarks/RESULTS.md): torch's fused ``softmax`` is
+one transcendental pass; ``F.cross_entropy`` is two (``log_softmax`` forward, ``exp`` in
+backward). ``log_softmax_y`` gets ``log p_y`` from the softmax itself and a backward of one
+multiply, so a loss of ``p_y`` alone costs about 0.6-0.7 of ``F.cross_entropy``.
+
+Accuracy: ``log p_y = log(p_y)`` is exact to float rounding while ``p_y`` is a normal number
+(``exp(z_y - max z)`` is computed to a few ulps); below ``_LOG_FLOOR`` (p_y underflowing or
+subnormal) it is taken as ``(z_y - max z) - log S`` with ``log S = -log(max_k p_k)`` instead.
+Sums of ``log p`` are formed from ``z - max z`` (every term <= 0: no cancellation).
+
+``blocked`` runs a per-row kernel over blocks of rows small enough to stay in cache: a loss made
+of a dozen element-wise passes then streams its ``[N, C]`` input from memory once instead of a
+dozen times. The kernel writes the gradient template ``H = dl_i/dz_i`` of each row (the gradient
+of a per-row loss is linear in the incoming ``g_i``), so backward is one multiply.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: elements per row block: a few such [B, C] buffers stay in the CPU's L2/L3 cache
+_BLOCK_ELEMENTS = 1 << 19
+
+
+def block_rows(n: int, c: int, device: torch.device | None = None) -> int:
+    """Rows per block of ``blocked`` (all rows at once on GPU: its kernels are not cache-bound)."""
+    if device is not None and device.type != "cpu":
+        return max(n, 1)
+    return max(1, min(n, _BLOCK_ELEMENTS // max(c, 1)))
+
+
+def _log_floor(dtype: torch.dtype) -> float:
+    # p_y at or below this is too close to underflow for log(p_y): use the logsumexp form
+    return math.log(torch.finfo(dtype).tiny) + 30.0
+
+
+def saturated_target(p: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(mask, 1 - p_y)`` ``[N, 1]`` for the rows where ``p_y > 1/2``: ``1 - p_y = sum_{k != y} p_k``, summed
+    with the target's entry zeroed (no cancellation; ``1 - round(p_y)`` is 0 once ``p_y`` rounds to 1).
+    Other rows get ``1 - p_y`` directly (exact there). None when no row has ``p_y > 1/2`` (CPU only)."""
+    p_y = p.gather(1, idx)
+    big = p_y > 0.5
+    om_y = torch.rsub(p_y, 1.0)
+    if p.device.type == "cpu":
+        rows = big.squeeze(1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return None
+        if 4 * rows.numel() < p.shape[0]:  # only the saturated rows' data is touched
+            return big, om_y.index_copy_(0, rows, p[rows].scatter_(1, idx[rows], 0.0).sum(dim=1, keepdim=True))
+    rest = p.scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)
+    p.scatter_(1, idx, p_y)  # restored exactly
+    return big, torch.where(big, rest, om_y)
+
+
+def target_log_prob(z: torch.Tensor, p: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(log p_y, 1 - p_y)`` ``[N, 1]``, both exact to float rounding; the second is None when no row
+    has ``p_y > 1/2`` (then ``1 - p_y`` from the rounded ``p_y`` is exact already).
+
+    Where ``p_y > 1/2``, ``log p_y = log1p(-(1 - p_y))`` (``saturated_target``): a confident
+    prediction's loss is its tiny exact value, not the 0 of ``log(round(p_y))``.
+    """
+    lp = log_p_at(z, p, idx)
+    sat = saturated_target(p, idx)
+    if sat is None:
+        return lp, None
+    big, om_y = sat
+    return torch.where(big, torch.log1p(-om_y), lp), om_y
+
+
+def log_p_at(z: torch.Tensor, p: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``log p_{i, idx_i}`` ``[N, 1]`` from the logits and their softmax (see the module docstring)."""
+    lp = p.gather(1, idx).log_()
+    floor = _log_floor(p.dtype)
+    if z.device.type == "cpu":
+        low = lp < floor
+        if not bool(low.any()):
+            return lp
+        rows = low.squeeze(1).nonzero().squeeze(1)
+        zr, pr = z[rows], p[rows]
+        exact = (zr.gather(1, idx[rows]) - zr.amax(dim=1, keepdim=True)) + pr.amax(dim=1, keepdim=True).log_()
+        return lp.index_copy_(0, rows, exact)
+    exact = (z.gather(1, idx) - z.amax(dim=1, keepdim=True)) + p.amax(dim=1, keepdim=True).log_()
+    return torch.where(lp < floor, exact, lp)
+
+
+def log_normaliser(z: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(max_k z_k, log S)`` ``[N, 1]`` with ``S = sum_k exp(z_k - max z)``: ``p_max = 1/S``, so
+    ``log S = -log p_max`` to float rounding; ``logsumexp(z) = max + log S``."""
+    return z.amax(dim=1, keepdim=True), p.amax(dim=1, keepdim=True).log_().neg_()
+
+
+class Saturation:
+    """The rows whose largest probability exceeds 1/2, where ``1 - p_max`` (and ``log p_max``)
+    cannot be read off the rounded ``p_max``.
+
+    At most one entry per row exceeds 1/2. Its column ``idx`` [N, 1] comes from one threshold
+    pass and a matrix-vector product (``sum_k k p_k 1[p_k > 1/2] / p_max``; ``argmax`` is a slow
+    pass on CPU), and ``rest = 1 - p_max = sum_{k != max} p_k`` is summed from the others (all
+    positive: exact). ``mask`` [N, 1] marks those rows; elsewhere ``idx`` is 0 and ``rest`` is
+    ``1 - p_0`` (harmless: every use is masked or exact there too).
+    """
+
+    def __init__(self, p: torch.Tensor, pmax: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor | None):
+        n, c = p.shape
+        self.mask = mask
+        cols = torch.arange(c, dtype=p.dtype, device=p.device)
+        if rows is None:  # every row (GPU, or most rows saturate)
+            self.idx, self.top, self.rest = self._locate(p, pmax, cols)
+        else:  # only the saturated rows' data is touched
+            idx, top, rest = self._locate(p[rows], pmax[rows], cols)
+            self.idx = torch.zeros((n, 1), dtype=torch.long, device=p.device).index_copy_(0, rows, idx)
+            self.top = p[:, :1].clone().index_copy_(0, rows, top)
+            self.rest = torch.rsub(self.top, 1.0).index_copy_(0, rows, rest)
+
+    @staticmethod
+    def _locate(p, pmax, cols):
+        c = p.shape[1]
+        pos = torch.mv(torch.threshold(p, 0.5, 0.0), cols).unsqueeze(1)
+        idx = pos.div_(pmax).round_().clamp_(0, c - 1).long()
+        top = p.gather(1, idx)
+        rest = p.scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)
+        p.scatter_(1, idx, top)  # restored exactly
+        return idx, top, rest
+
+    @staticmethod
+    def find(p: torch.Tensor, pmax: torch.Tensor) -> "Saturation | None":
+        """None when no row saturates (checked on CPU only: on GPU the check would synchronise)."""
+        mask = pmax > 0.5
+        if p.device.type != "cpu":
+            return Saturation(p, pmax, mask, None)
+        rows = mask.squeeze(1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return None
+        return Saturation(p, pmax, mask, rows if 4 * rows.numel() < p.shape[0] else None)
+
+
+class _LogSoftmaxAt(torch.autograd.Function):
+    """``log softmax(x)_y`` with ``x = scale * z + offset + shift_y e_y``: one softmax forward, one multiply
+    backward (``d/dz = scale (e_y - p)``)."""
+
+    @staticmethod
+    def forward(ctx, z, target, scale, offset, shift):
+        idx = target.unsqueeze(1)
+        x = z
+        if scale is not None:
+            x = x * scale
+        if offset is not None:
+            x = x + offset if x is z else x.add_(offset)
+        if shift is not None:
+            x = (x.clone() if x is z else x).scatter_add_(1, idx, shift.to(x.dtype).unsqueeze(1))
+        p = torch.softmax(x, dim=1)
+        lp, om_y = target_log_prob(x, p, idx)
+        ctx.save_for_backward(p, idx, om_y)
+        ctx.scale = scale
+        return lp.squeeze(1)
+
+    @staticmethod
+    def backward(ctx, g):
+        p, idx, om_y = ctx.saved_tensors
+        gs = (g if ctx.scale is None else g * ctx.scale).unsqueeze(1)
+        grad = torch.mul(p, gs.neg())
+        if om_y is None:
+            return grad.scatter_add_(1, idx, gs), None, None, None, None
+        # the target's entry g (1 - p_y), from the exact 1 - p_y
+        return grad.scatter_(1, idx, gs * om_y), None, None, None, None
+
+
+def log_softmax_y(z: torch.Tensor, target: torch.Tensor, scale: float | None = None,
+                  offset: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """``log p_y`` ``[N]`` (``-CE``) of ``x = scale z + offset[C] + shift[N] e_y`` as one autograd node."""
+    return _LogSoftmaxAt.apply(z, target, scale, offset, shift)
+
+
+class _LogSoftmaxAtAndSum(torch.autograd.Function):
+    """``(log p_y, sum_k log p_k)``; backward ``g1 (e_y - p) + g2 (1 - C p)``: one pass."""
+
+    @staticmethod
+    def forward(ctx, z, target):
+        c = z.shape[1]
+        idx = target.unsqueeze(1)
+        p = torch.softmax(z, dim=1)
+        zmax, log_s = log_normaliser(z, p)
+        lp, om_y = target_log_prob(z, p, idx)
+        if om_y is not None:  # a saturated target is the row maximum: log S = -log p_y there
+            log_s = torch.where(p.gather(1, idx) > 0.5, -lp, log_s)
+        # sum_k (z_k - max) - C log S: every term <= 0, no cancellation
+        total = torch.sub(z, zmax).sum(dim=1, keepdim=True).sub_(log_s, alpha=c)
+        ctx.save_for_backward(p, idx)
+        return lp.squeeze(1), total.squeeze(1)
+
+    @staticmethod
+    def backward(ctx, g1, g2):
+        p, idx = ctx.saved_tensors
+        c = p.shape[1]
+        if g1 is None:
+            g1 = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+        if g2 is None:
+            g2 = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+        grad = torch.addcmul(g2.unsqueeze(1), p, (g1 + c * g2).neg_().unsqueeze(1))
+        return grad.scatter_add_(1, idx, g1.unsqueeze(1)), None
+
+
+def log_softmax_y_and_sum(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p_y, sum_k log p_k)``, both ``[N]``, as one autograd node."""
+    return _LogSoftmaxAtAndSum.apply(z, target)
+
+
+class _Blocked(torch.autograd.Function):
+    """A per-row loss computed block by block by ``kernel(z_block, lo, hi, h_block)``.
+
+    The kernel returns the block's ``[B]`` values (or a tuple whose first entry is them; the
+    others are non-differentiable per-row outputs) and, when ``h_block`` is not None, writes
+    ``dl_i/dz_i`` into it. Backward: ``grad = g[:, None] * H``.
+    """
+
+    @staticmethod
+    def forward(ctx, z, kernel, n_outputs):
+        n, c = z.shape
+        h = torch.empty((n, c), dtype=z.dtype, device=z.device) if ctx.needs_input_grad[0] else None
+        outs = [z.new_empty(n) for _ in range(n_outputs)]
+        step = block_rows(n, c, z.device)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            res = kernel(z[lo:hi], lo, hi, None if h is None else h[lo:hi])
+            res = res if isinstance(res, tuple) else (res,)
+            for out, r in zip(outs, res):
+                out[lo:hi] = r
+        ctx.save_for_backward(h)
+        if n_outputs > 1:
+            ctx.mark_non_differentiable(*outs[1:])
+            return tuple(outs)
+        return outs[0]
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        (h,) = ctx.saved_tensors
+        return torch.mul(h, g.unsqueeze(1)), None, None
+
+
+def blocked(z: torch.Tensor, kernel, n_outputs: int = 1):
+    """Run ``kernel`` over row blocks of ``z`` as one autograd node (see ``_Blocked``)."""
+    return _Blocked.apply(z, kernel, n_outputs)
+
+
+def first_argmax(z: torch.Tensor, zmax: torch.Tensor) -> torch.Tensor:
+    """The column of each row's first maximum ``[N, 1]`` (``torch.max``'s choice), given ``zmax = z.amax(1, keepdim=True)``.
+
+    ``torch.max(dim=1)`` / ``argmax`` are scalar loops on CPU (several times a softmax pass); an
+    equality pass and a matrix-vector product find the column where the maximum is unique, and
+    only rows with tied maxima go through ``torch.max``.
+    """
+    if z.device.type != "cpu":
+        return z.max(dim=1, keepdim=True).indices
+    n, c = z.shape
+    eq = torch.eq(z, zmax, out=torch.empty_like(z))  # 1.0 at the maxima
+    count = eq.sum(dim=1, keepdim=True)
+    pos = torch.mv(eq, torch.arange(c, dtype=z.dtype, device=z.device)).unsqueeze(1)
+    idx = pos.round_().clamp_(0, c - 1).long()
+    tied = count != 1
+    if not bool(tied.any()):
+        return idx
+    rows = tied.squeeze(1).nonzero().squeeze(1)
+    return idx.index_copy_(0, rows, z[rows].max(dim=1, keepdim=True).indices)

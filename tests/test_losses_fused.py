@@ -1,0 +1,150 @@
+"""The fused machinery itself: row blocking changes nothing, repeated backward, the malloc settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from losscli.losses import LOSSES, build_loss
+from losscli.losses.fused import softmax_core
+from losscli.losses.fused.softmax_core import first_argmax
+from tests.loss_cases import make_context, make_loss
+
+BLOCKED = ["rce", "sce", "nce_rce", "nce_mae", "nfl", "ngce", "nfl_rce", "dice", "asl_single", "bce", "sigmoid_focal",
+           "asl", "ovr", "ldr_kl", "aldr_kl", "kd", "mbls", "acls", "circle", "logitnorm", "logitclip", "squentropy",
+           "square", "logz_penalty", "spherical_z"]
+
+
+def _inputs(name, n=23, c=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=torch.float64) * 3
+    z[0, 1] += 40.0  # a saturated row
+    info = LOSSES.get(name).info
+    if info.multilabel:
+        t = (torch.rand(n, c, generator=g) < 0.3).double()
+    else:
+        t = torch.randint(0, c, (n,), generator=g)
+    if info.head == "cosine":
+        z = torch.tanh(z)
+    return z, t
+
+
+@pytest.mark.parametrize("name", BLOCKED)
+def test_row_blocks_change_nothing(name, monkeypatch):
+    z, t = _inputs(name)
+    results = []
+    for elements in (1 << 19, 4 * z.shape[1], z.shape[1]):  # one block, blocks of 4 rows (and a rest), rows
+        monkeypatch.setattr(softmax_core, "_BLOCK_ELEMENTS", elements)
+        zz = z.clone().requires_grad_(True)
+        v = make_loss(name, z.shape[1], reduction="none")(zz, t, **make_context(name, zz.detach()))
+        (g,) = torch.autograd.grad(v, zz, torch.linspace(0.5, 1.5, z.shape[0], dtype=z.dtype))
+        results.append((v.detach(), g))
+    for v, g in results[1:]:
+        torch.testing.assert_close(v, results[0][0], rtol=1e-13, atol=1e-15)
+        torch.testing.assert_close(g, results[0][1], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["nfl", "dice", "sigmoid_focal", "kd"])
+def test_repeated_backward_gives_the_same_gradient(name):
+    z, t = _inputs(name)
+    z.requires_grad_(True)
+    v = make_loss(name, z.shape[1])(z, t, **make_context(name, z.detach()))
+    (g1,) = torch.autograd.grad(v, z, retain_graph=True)
+    (g2,) = torch.autograd.grad(v, z)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+
+
+def test_eval_mode_without_grad_builds_no_gradient_template():
+    z, t = _inputs("nfl")
+    with torch.no_grad():
+        v = build_loss("nfl", reduction="none")(z, t)
+    torch.testing.assert_close(v, build_loss("nfl", reduction="none")(z.requires_grad_(True), t).detach())
+
+
+def test_first_argmax_is_torch_max_including_ties():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randint(-3, 4, (200, 9), generator=g).float()  # many tied maxima
+    zmax = z.amax(dim=1, keepdim=True)
+    torch.testing.assert_close(first_argmax(z, zmax), z.max(dim=1, keepdim=True).indices)
+    z = torch.randn(50, 1000, generator=g)
+    torch.testing.assert_close(first_argmax(z, z.amax(dim=1, keepdim=True)), z.max(dim=1, keepdim=True).indices)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings are Linux-only")
+def test_malloc_settings_are_applied_at_import_and_can_be_turned_off():
+    code = "import losscli.losses as L; print(L.fused.heap.keep_freed_buffers())"
+    env = dict(os.environ)
+    env.pop("LOSSCLI_MALLOC_TUNING", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's losscli
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    env["LOSSCLI_MALLOC_TUNING"] = "0"
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).gnu_get_libc_version  # noqa: B018
+    except AttributeError:
+        pytest.skip("not glibc")
+    assert on.strip() == "True" and off.strip() == "False"
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("node", ["sigmoid_focal", "asl", "bce", "nfl_rce", "dice", "kd"])
+def test_fused_nodes_compile_like_eager_on_cpu(node):
+    """torch.compile (inductor, CPU) of the fused nodes themselves (the loss modules use the plain
+    expressions of sigmoid_focal/asl/bce under compile): same value and gradient as eager."""
+    from losscli.losses.fused import sigmoid_terms as S
+    from losscli.losses.fused.row_linear import kd
+    from losscli.losses.fused.softmax_terms import NFLTerm, RCETerm, SquareDiceTerm, fused_softmax_loss
+
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(64, 12, generator=g) * 3
+    t = (torch.rand(64, 12, generator=g) < 0.3).float()
+    y = torch.randint(0, 12, (64,), generator=g)
+    teacher = torch.randn(64, 12, generator=g) * 3
+    fns = {
+        "sigmoid_focal": lambda z: S.sigmoid_focal(z, t, 0.25, 2.0).mean(),
+        "asl": lambda z: S.asl(z, t, 4.0, 0.0, 0.05, 1e-8).mean(),
+        "bce": lambda z: S.bce(z, t).mean(),
+        "nfl_rce": lambda z: fused_softmax_loss(z, y, [(1.0, NFLTerm(0.5, 1e-30)), (1.0, RCETerm(9.21, 1e-7))]).mean(),
+        "dice": lambda z: fused_softmax_loss(z, y, [(1.0, SquareDiceTerm(0.01, 1.0, 1e-30))]).mean(),
+        "kd": lambda z: kd(z, teacher, y, 4.0, 0.9).mean(),
+    }
+    torch._dynamo.reset()
+    out = []
+    for fn in (fns[node], torch.compile(fns[node])):
+        z = base.clone().requires_grad_(True)
+        v = fn(z)
+        v.backward()
+        out.append((v.detach(), z.grad))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out[1][1], out[0][1], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["nfl", "nfl_rce", "ngce", "nce", "nce_rce", "nce_mae", "sce", "rce", "asl_single",
+                                  "dice", "focal", "poly1", "mae", "gce", "label_smoothing", "kd", "mbls", "squentropy"])
+@pytest.mark.parametrize("margin", [17.0, 30.0, 60.0])
+def test_saturated_rows_in_float32_match_float64(name, margin):
+    """Where p_max rounds to 1 in float32 (1 - p_max and log p_max are then taken from the other
+    probabilities), float32 values and gradients agree with float64 to float32 rounding."""
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    z[:4, 2] += margin  # rows 0-1: the target saturates; rows 2-3: a wrong class does
+    y = torch.tensor([2, 2, 0, 5, 1, 3, 4, 0])
+    ctx64 = make_context(name, z)
+    out = {}
+    for dtype in (torch.float64, torch.float32):
+        zz = z.to(dtype).requires_grad_(True)
+        ctx = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in ctx64.items()}
+        v = make_loss(name, 6, reduction="none")(zz, y, **ctx)
+        (grad,) = torch.autograd.grad(v.sum(), zz)
+        out[dtype] = (v.double(), grad.double())
+    (v64, g64), (v32, g32) = out[torch.float64], out[torch.float32]
+    torch.testing.assert_close(v32, v64, rtol=2e-5, atol=1e-30)
+    # gradients: to a few float32 ulps of the row's largest terms (the combination G - p sum G rounds there)
+    torch.testing.assert_close(g32, g64, rtol=1e-3, atol=1e-5 * float(g64.abs().max()))
