@@ -58,7 +58,7 @@ def load_array(path: str | Path, what: str = "logits") -> torch.Tensor:
         obj = obj[pick]
     try:
         t = obj if isinstance(obj, torch.Tensor) else torch.as_tensor(np.asarray(obj))
-    except Exception as exc:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - anything not convertible is the same problem for the user
         raise UsageError(f"{path} does not hold a numeric array ({type(obj).__name__})") from None
     if what.endswith("labels") and t.is_floating_point():
         if not bool((t == t.round()).all()):

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.fused.softmax_core import log_softmax_y, log_softmax_y_and_sum
 from losscli.losses.fused.softmax_terms import (
-    CETerm, NCETerm, NFLTerm, NGCETerm, RCETerm, fused_softmax_loss,
+    CETerm, NCETerm, NFLTerm, NGCETerm, RCETerm,
 )
+from losscli.losses.fused.softmax_block import fused_softmax_loss
 
 # APL's clamps: probabilities at 1e-7 (GCE, NGCE, RCE), the one-hot at 1e-4 inside RCE's log.
 P_MIN = 1e-7

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.fused.softmax_terms import SquareDiceTerm, fused_softmax_loss
+from losscli.losses.fused.dice_asl_terms import SquareDiceTerm
+from losscli.losses.fused.softmax_block import fused_softmax_loss
 
 _POW_FLOOR = 1e-30
 

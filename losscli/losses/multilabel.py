@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.fused import sigmoid_terms
-from losscli.losses.fused.softmax_terms import ASLSingleTerm, fused_softmax_loss
+from losscli.losses.fused.dice_asl_terms import ASLSingleTerm
+from losscli.losses.fused.softmax_block import fused_softmax_loss
 
 _POW_FLOOR = 1e-30  # floor for the base of a fractional power (finite derivative at 0)
 

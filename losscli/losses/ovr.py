@@ -6,6 +6,7 @@ from losscli.losses.base import Loss, Reference, register_loss
 from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
 from losscli.losses.fused.softmax_core import blocked
 
+
 def _ovr_block(z, idx, h):
     """``sum_k softplus(u_k)`` with ``u = z`` off the target and ``u_y = -z_y``: BCE with one-hot labels.
     ``softplus(u) = relu(u) - log(max(q, 1 - q))``, ``q = sigmoid(u)`` (one sigmoid and one log per entry,
@@ -31,5 +32,10 @@ def _ovr_block(z, idx, h):
 )
 class OneVsRest(Loss):
     def per_sample(self, logits, target, **context):
-        # one row-blocked node (same value, hand-derived gradient)
-        return blocked(logits, lambda zb, lo, hi, hb: _ovr_block(zb, target[lo:hi].unsqueeze(1), hb))
+        return ovr_per_sample(logits, target)
+
+
+def ovr_per_sample(logits, target):
+    """The per-sample OvR loss as one row-blocked node (same value, hand-derived gradient); shared
+    with ``sovr``, which switches to it for its smallest-margin samples."""
+    return blocked(logits, lambda zb, lo, hi, hb: _ovr_block(zb, target[lo:hi].unsqueeze(1), hb))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.ovr import _OneVsRest
+from losscli.losses.ovr import ovr_per_sample
 
 
 def logit_margins(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -68,6 +68,6 @@ class SwitchingOVR(Loss):
         if target.numel() == 0:
             return logits.sum() * 0.0  # no valid rows: zero, still attached to the graph
         mask = switch_mask(logit_margins(logits, target), self.fraction)
-        ovr = _OneVsRest.apply(logits, target)
+        ovr = ovr_per_sample(logits, target)
         ce = F.cross_entropy(logits, target, reduction="none")
         return torch.where(mask, ovr, ce).mean()

@@ -136,7 +136,6 @@ def sigmoid_focal(z: torch.Tensor, t: torch.Tensor, alpha: float, gamma: float) 
 
 # ----------------------------------------------------------------------------------------------- ASL
 def _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps):
-    log_eps = math.log(eps)
     if clip > 0 and clip >= eps and gamma_pos == 0 and gamma_neg >= 1 and _is_binary(t):
         # qn = sigmoid(z (2t - 1)): p for a positive label, 1 - p for a negative one.
         # arg = qn + clip (1 - t), at most 1: p for a positive, 1 - p_m for a negative (p_m = max(p - clip, 0));
@@ -169,7 +168,6 @@ def _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps):
 
 def plain_asl(z, t, gamma_neg, gamma_pos, clip, eps):
     """ASL's expression (AsymmetricLossOptimized, weights not detached), summed over the labels."""
-    log_eps = math.log(eps)
     p = torch.sigmoid(z)
     log_pos = F.logsigmoid(z).clamp_min(log_eps)  # log max(p, eps), exact in the tail
     if clip > 0:  # p_m = max(p - clip, 0); log max(1 - p_m, eps) = log max(min(1 - p + clip, 1), eps)

@@ -1,0 +1,205 @@
+"""Losses that are weighted sums of terms of one softmax (APL family, Dice, ASL-single), fused.
+
+Written with autograd, each term keeps several ``[N, C]`` intermediates and runs a chain of
+``[N, C]`` kernels in backward. Here the loss runs in one ``softmax_core.blocked`` node: per
+block of rows (small enough to stay in cache) one softmax; each term adds its value and its
+share of the row gradient ``dl/dz``, in the form
+
+    H = D + p * cp + const + e_y * cy        (D dense [B, C]; cp, const, cy per row [B, 1])
+
+(the gradient of a function of ``log p`` with ``G = dl/dlog p`` is ``G - p sum_k G_k``; every
+term below is written that way), and backward is one multiply. Everything is float-exact:
+``log p = z - logsumexp(z)`` (no ``log`` of a rounded probability), ``1 - p`` and ``log p`` at a
+saturated softmax come from the sum of the other probabilities (``SoftmaxBlock``,
+``softmax_core.Saturation``), ``log p_y`` from ``softmax_core.target_log_prob``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from losscli.losses.fused.softmax_core import Saturation, blocked, target_log_prob
+
+_LOG2E = 1.0 / math.log(2.0)
+
+
+def _is_small_int(x: float) -> bool:
+    return x == int(x) and 1 <= x <= 16
+
+
+class SoftmaxBlock:
+    """Softmax quantities of one block of rows, each computed at most once.
+
+    Where a row's softmax saturates (``p_max > 1/2``, ``softmax_core.Saturation``, computed only
+    for the terms that need it), the maximum's ``1 - p`` is the sum of the other probabilities
+    and its ``log p`` is ``log1p(-(1 - p))``, so ``1 - p``, ``log p`` and every term built from
+    them stay exact (and consistent with each other) up to margins where ``1 - p_max`` underflows.
+    ``log p_y`` is exact the same way (``target_log_prob``) for every term.
+    """
+
+    def __init__(self, z: torch.Tensor, idx: torch.Tensor):
+        self.z, self.idx = z, idx
+        self.c = z.shape[1]
+        self.p = torch.softmax(z, dim=1)
+        self.pmax = self.p.amax(dim=1, keepdim=True)
+        self._sat = False  # not looked for yet
+        self._zmax = self._lp = self._lp_raw = self._lp_y = self._om = None
+
+    @property
+    def sat(self) -> Saturation | None:
+        if self._sat is False:
+            self._sat = Saturation.find(self.p, self.pmax)
+        return self._sat
+
+    @property
+    def lse_parts(self):
+        """``(max z, log S)``: ``logsumexp(z) = max z + log S`` and ``log S = -log p_max``."""
+        if self._zmax is None:
+            self._zmax = self.z.amax(dim=1, keepdim=True)
+            self._log_s = self.pmax.log().neg_()
+        return self._zmax, self._log_s
+
+    @property
+    def lp_raw(self) -> torch.Tensor:
+        """``log p = z - (max z + log S)`` (one pass), to float rounding in absolute terms (the largest
+        entry of a saturated row is its rounded ``-log S``; see ``lp``)."""
+        if self._lp_raw is None:
+            zmax, log_s = self.lse_parts
+            self._lp_raw = torch.sub(self.z, zmax + log_s)
+        return self._lp_raw
+
+    @property
+    def lp(self) -> torch.Tensor:
+        """``log p`` exact to float rounding everywhere: ``lp_raw`` with a saturated maximum's entry
+        ``log1p(-(1 - p_max))``. Shares ``lp_raw``'s buffer."""
+        if self._lp is None:
+            lp = self.lp_raw
+            s = self.sat
+            if s is not None:
+                lp.scatter_(1, s.idx, torch.where(s.mask, torch.log1p(-s.rest), lp.gather(1, s.idx)))
+            self._lp = lp
+        return self._lp
+
+    def lp_sum(self) -> torch.Tensor:
+        """``sum_k log p_k`` ``[B, 1]``: ``sum_k (z_k - max z) - C log S`` (every term <= 0)."""
+        if self._lp_raw is not None:
+            return self._lp_raw.sum(dim=1, keepdim=True)
+        zmax, log_s = self.lse_parts
+        return torch.sub(self.z, zmax).sum(dim=1, keepdim=True).sub_(log_s, alpha=self.c)
+
+    @property
+    def lp_y(self) -> torch.Tensor:
+        if self._lp_y is None:
+            self._lp_y = target_log_prob(self.z, self.p, self.idx)[0]
+        return self._lp_y
+
+    @property
+    def om(self) -> torch.Tensor:
+        """``1 - p``, exact where ``p`` is close to 1."""
+        if self._om is None:
+            self._om = torch.rsub(self.p, 1.0)
+            s = self.sat
+            if s is not None:
+                self._om.scatter_(1, s.idx, torch.where(s.mask, s.rest, self._om.gather(1, s.idx)))
+        return self._om
+
+    def y(self, x: torch.Tensor) -> torch.Tensor:
+        return x.gather(1, self.idx)
+
+
+class GradAccumulator:
+    """``H = D + p cp + const + e_y cy``, written into the block of ``H`` at ``finish``."""
+
+    def __init__(self, h: torch.Tensor | None):
+        self.h = h
+        self.dense = None
+        self.cp = self.const = self.cy = 0.0
+        self.top = None  # (g_top, g_top (1 - p_max)): see add_top
+        self.extra = None  # (rows, [R, C]): added to those rows of H at the end
+
+    def add_top(self, g_top: torch.Tensor, g_top_om: torch.Tensor) -> None:
+        """``dl/dlog p`` has ``g_top`` [B, 1] at the saturated maximum (0 in other rows), too large to be
+        combined as ``G - p sum G`` (it grows like ``1/(1 - p_max)``); its share ``g_top (e_max - p)`` is
+        added exactly: ``g_top_om = g_top (1 - p_max)`` (finite, from the exact ``1 - p_max``) at the
+        maximum and ``-g_top p_k`` (with ``p_k <= 1 - p_max``) elsewhere."""
+        self.top = (g_top, g_top_om)
+
+    def add_dense(self, d: torch.Tensor, coef) -> None:
+        """``D += d * coef`` (``coef`` a ``[B, 1]`` tensor or a float); ``d`` may be overwritten."""
+        if self.dense is None:
+            self.dense = torch.mul(d, coef, out=self.h)
+        else:
+            self.dense.addcmul_(d, coef) if isinstance(coef, torch.Tensor) else self.dense.add_(d, alpha=coef)
+
+    def finish(self, st: SoftmaxBlock) -> None:
+        h = self.h
+        cp, const = self.cp, self.const
+        if self.top is not None:
+            # p without its maximum times (cp - g_top), the maximum's entry written exactly (p is not used again)
+            s = st.sat
+            g_top, g_top_om = self.top
+            top_entry = st.p.gather(1, s.idx) * cp + g_top_om
+            st.p.scatter_(1, s.idx, 0.0)
+            cp = cp - g_top
+        if not isinstance(cp, torch.Tensor):
+            cp = torch.full_like(st.pmax, cp)
+        if isinstance(const, torch.Tensor) or const != 0.0:
+            if not isinstance(const, torch.Tensor):
+                const = torch.full_like(st.pmax, const)
+            if self.dense is None:  # const + p cp in one pass
+                torch.addcmul(const, st.p, cp, out=h)
+            else:
+                h.add_(const).addcmul_(st.p, cp)
+        elif self.dense is None:
+            torch.mul(st.p, cp, out=h)
+        else:
+            h.addcmul_(st.p, cp)
+        if self.top is not None:
+            h.scatter_add_(1, s.idx, top_entry)
+        if self.extra is not None:
+            h.index_add_(0, *self.extra)
+        if isinstance(self.cy, torch.Tensor):
+            h.scatter_add_(1, st.idx, self.cy)
+        elif self.cy != 0.0:
+            h.scatter_add_(1, st.idx, torch.full_like(st.pmax, self.cy))
+
+
+class SoftmaxTerm:
+    """One term of a fused softmax loss: ``apply(st, acc, w)`` returns ``w * value`` ``[B, 1]`` and,
+    when ``acc`` is not None, adds ``w * dvalue/dz`` to it."""
+
+    def apply(self, st: SoftmaxBlock, acc: GradAccumulator | None, w: float) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _row_grad(acc: GradAccumulator, st: SoftmaxBlock, g_dense, dense, g_y) -> None:
+    """Add the gradient of a term with ``dl/dlog p = g_dense * dense + e_y g_y`` (``dense`` [B, C] or None
+    for all-ones): ``G - p sum G``."""
+    if dense is None:  # G = g_dense (every class) + e_y g_y
+        acc.const = acc.const + g_dense
+        acc.cp = acc.cp - (g_dense * st.c + g_y)
+    else:
+        total = dense.sum(dim=1, keepdim=True)
+        acc.add_dense(dense, g_dense)
+        acc.cp = acc.cp - (g_dense * total + g_y)
+    acc.cy = acc.cy + g_y
+
+
+def fused_softmax_loss(logits: torch.Tensor, target: torch.Tensor, terms) -> torch.Tensor:
+    """``sum_t weight_t * term_t`` per sample, ``terms = [(weight, SoftmaxTerm), ...]``, one autograd node."""
+    terms = tuple(terms)
+
+    def kernel(zb, lo, hi, hb):
+        st = SoftmaxBlock(zb, target[lo:hi].unsqueeze(1))
+        acc = GradAccumulator(hb) if hb is not None else None
+        out = None
+        for weight, term in terms:
+            v = term.apply(st, acc, weight)
+            out = v if out is None else out.add_(v)
+        if acc is not None:
+            acc.finish(st)
+        return out.squeeze(1)
+
+    return blocked(logits, kernel)
