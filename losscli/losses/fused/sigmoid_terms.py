@@ -168,6 +168,7 @@ def _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps):
 
 def plain_asl(z, t, gamma_neg, gamma_pos, clip, eps):
     """ASL's expression (AsymmetricLossOptimized, weights not detached), summed over the labels."""
+    log_eps = math.log(eps)
     p = torch.sigmoid(z)
     log_pos = F.logsigmoid(z).clamp_min(log_eps)  # log max(p, eps), exact in the tail
     if clip > 0:  # p_m = max(p - clip, 0); log max(1 - p_m, eps) = log max(min(1 - p + clip, 1), eps)
