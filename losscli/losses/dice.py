@@ -35,7 +35,8 @@ def self_adjusted_probs(logits: torch.Tensor, alpha: float) -> torch.Tensor:
     "p = softmax(z), t = one-hot(y)",
     params=(
         Param("alpha", 0.01, "self-adjusting exponent of (1 - p) (run scripts: 0.01)", low=0.0),
-        Param("smooth", 1.0, "smoothing gamma in numerator and denominator (run scripts: 1)", low=0.0, low_open=True),
+        Param("smooth", 1.0, "smoothing gamma in numerator and denominator (run scripts: 1)", low=0.0, low_open=True,
+              search=False),
         Param("square", True, "square the denominator (all official run scripts); False: batch-summed denominator",
               kind="bool"),
     ),

@@ -44,7 +44,8 @@ _POLY_REF = Reference(
     "https://arxiv.org/abs/2204.12511",
 )
 
-_GAMMA = Param("gamma", 2.0, "focusing exponent of the modulating factor (1 - p_y)^gamma; 0 gives CE", low=0.0)
+_GAMMA = Param("gamma", 2.0, "focusing exponent of the modulating factor (1 - p_y)^gamma; 0 gives CE", low=0.0,
+               search=(0.0, 5.0))
 
 
 @register_loss(

@@ -34,7 +34,8 @@ from losscli.losses.heads import DistanceHead
     params=(
         Param("n", None, "HarMax exponent on the squared distance; None = the embedding dimension of the head "
               "(the official code's choice)", low=0.0, low_open=True, nullable=True),
-        Param("eps", 1e-4, "added to the squared distances in the DistanceHead", low=0.0, low_open=True),
+        Param("eps", 1e-4, "added to the squared distances in the DistanceHead", low=0.0, low_open=True,
+              search=False),
     ),
     convex=False,
     soft_targets=True,

@@ -30,9 +30,9 @@ from losscli.losses.base import Loss, LossInputError, Param, Reference, register
     "p_j(y) = [Phi((b_{j+1} - y)/sigma) - Phi((b_j - y)/sigma)] / [Phi((b_m - y)/sigma) - Phi((b_0 - y)/sigma)];  "
     "l = -sum_j p_j(y) log softmax(z)_j;  y_hat = sum_j softmax(z)_j (b_j + b_{j+1})/2",
     params=(
-        Param("vmin", -10.0, "lower OUTER edge of the support (not a bin centre)"),
-        Param("vmax", 10.0, "upper outer edge of the support (must be > vmin)"),
-        Param("num_bins", 51, "m, the number of bins = the number of logits", kind="int", low=2),
+        Param("vmin", -10.0, "lower OUTER edge of the support (not a bin centre)", search=False),
+        Param("vmax", 10.0, "upper outer edge of the support (must be > vmin)", search=False),
+        Param("num_bins", 51, "m, the number of bins = the number of logits", kind="int", low=2, search=False),
         Param("sigma_ratio", 0.75, "sigma / bin width (the paper recommends 0.75)", low=0.0, low_open=True),
     ),
     convex=True,

@@ -20,7 +20,7 @@ from losscli.losses.fused.column_sums import softmax_off_target_sums
     formula="l = mean_{active c} (1 - J_c)^gamma, J_c = (TP_c + s) / (TP_c + alpha FP_c + beta FN_c + s), "
     "TP_c = sum_i min(p_ic, t_ic), FP_c = sum_i p_ic - TP_c, FN_c = sum_i t_ic - TP_c, p = softmax(z)",
     params=(
-        Param("smooth", 1e-3, "smoothing s in numerator and denominator", low=0.0, low_open=True),
+        Param("smooth", 1e-3, "smoothing s in numerator and denominator", low=0.0, low_open=True, search=False),
         Param("alpha", 1.0, "weight of false positives (alpha=beta=1 Jaccard, 0.5 Dice, else Tversky)", low=0.0),
         Param("beta", 1.0, "weight of false negatives", low=0.0),
         Param("gamma", 1.0, "exponent of 1 - J_c", low=0.0, low_open=True),

@@ -31,7 +31,7 @@ def ldam_margins(counts: torch.Tensor, max_m: float) -> torch.Tensor:
         Param("s", 30.0, "scale applied to the margin-shifted cosine logits", low=0.0, low_open=True),
         Param("drw_epoch", None, "deferred re-weighting: from this epoch on (forward's `epoch`), use class-balanced "
               "weights with drw_beta; None (default) disables DRW", kind="int", low=0.0, nullable=True),
-        Param("drw_beta", 0.9999, "effective-number beta of the DRW weights", low=0.0, high=1.0, high_open=True),
+        Param("drw_beta", 0.9999, "effective-number beta of the DRW weights", low=0.0, high=1.0, high_open=True, search=False),
     ),
     convex=True,
     needs_class_counts=True,

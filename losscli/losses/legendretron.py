@@ -135,10 +135,10 @@ class LegendreHead(nn.Module):
     formula="u = W x + b in R^(C-1);  v = grad Phi_B(... grad Phi_1(u)), Phi_b = softplus(w1) ICNN_b + "
     "softplus(w0) ||.||^2/2;  log p = log_softmax([v, 0]);  l = -log p_y",
     params=(
-        Param("dimh", 4, "hidden width of each ICNN potential (even; official MNIST script 4, LIBSVM 2)", kind="int", low=2),
-        Param("depth", 4, "ICNN depth (official scripts 4)", kind="int", low=2),
+        Param("dimh", 4, "hidden width of each ICNN potential (even; official MNIST script 4, LIBSVM 2)", kind="int", low=2, search=False),
+        Param("depth", 4, "ICNN depth (official scripts 4)", kind="int", low=2, search=False),
         Param("blocks", 1, "number of convex-potential gradient blocks in the link (MNIST script 1, LIBSVM 2)",
-              kind="int", low=1),
+              kind="int", low=1, search=False),
     ),
     convex=True,
     supports_weight=True,

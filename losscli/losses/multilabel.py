@@ -86,7 +86,7 @@ class SigmoidFocal(Loss):
         Param("gamma_neg", 4.0, "focusing parameter of negatives", low=0.0),
         Param("gamma_pos", 0.0, "focusing parameter of positives (train.py: 0; the class default is 1)", low=0.0),
         Param("clip", 0.05, "probability margin shifted off negatives", low=0.0, high=1.0),
-        Param("eps", 1e-8, "clamp inside the logs", low=0.0, low_open=True, high=1.0),
+        Param("eps", 1e-8, "clamp inside the logs", low=0.0, low_open=True, high=1.0, search=False),
     ),
     convex=False,
     multilabel=True,
@@ -113,7 +113,7 @@ class ASL(Loss):
     params=(
         Param("gamma_pos", 0.0, "focusing exponent of the target class", low=0.0),
         Param("gamma_neg", 4.0, "exponent of the non-target probabilities", low=0.0),
-        Param("epsilon", 0.1, "label smoothing mass (the code's eps)", low=0.0, high=1.0),
+        Param("epsilon", 0.1, "label smoothing mass (the code's eps)", low=0.0, high=1.0, search=(0.0, 0.4)),
     ),
     convex=False,
     supports_weight=True,
