@@ -229,11 +229,21 @@ def test_adopt_and_avoid_only_when_corrected_and_worth_it(n_seeds, gain, sd):
 
 
 def test_inconclusive_says_how_many_seeds_would_resolve_it():
-    results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.02, seed_sd=0.02, rng_seed=1)
+    results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.04, seed_sd=0.03, rng_seed=1)
     report = build_compare_report(results, config, env)
     t = entry(report, "gce(q=0.7)", "sym:0.4")["metrics"]["accuracy"]["vs_baseline"]
-    assert t["outcome"] == "inconclusive" and isinstance(t["seeds_needed"], int) and t["seeds_needed"] > 3
+    assert t["outcome"] == "inconclusive" and abs(t["diff"]) >= 0.01
+    assert isinstance(t["seeds_needed"], int) and t["seeds_needed"] > 3
     assert f"about {t['seeds_needed']} seeds would likely resolve" in entry(report, "gce(q=0.7)", "sym:0.4")["verdict"]["sentence"]
+
+
+def test_inconclusive_below_the_minimum_effect_says_more_seeds_would_not_help():
+    results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.003, seed_sd=0.02, rng_seed=1)
+    report = build_compare_report(results, config, env)
+    e = entry(report, "gce(q=0.7)", "sym:0.4")
+    t = e["metrics"]["accuracy"]["vs_baseline"]
+    assert t["outcome"] == "inconclusive" and abs(t["diff"]) < 0.01
+    assert "more seeds would not make it worth adopting" in e["verdict"]["sentence"]
 
 
 def test_wording_has_no_bare_plural_bugs():

@@ -69,7 +69,7 @@ def warnings(report: dict, ctx: dict) -> list[str]:
 def verdicts(report: dict, ctx: dict) -> list[str]:
     out = ["## Verdicts", "", f"On {metric_info(report.get('primary_metric', 'accuracy')).title} against "
            f"{report.get('baseline')}; *adopt* and *avoid* need an adjusted p below alpha and a difference of at "
-           "least the minimum effect. Intervals are 95%.", ""]
+           "least the minimum effect. Intervals are 95% and not adjusted for the number of comparisons.", ""]
     for v in report.get("verdicts", []):
         out += [f"**{md_escape(v['label'])}**", ""]
         out += [f"- {md_escape(s)}" for s in v["sentences"]] or ["- (no comparison)"]

@@ -71,7 +71,9 @@ def verdict(entry: dict[str, Any], baseline: str, baseline_entry: dict[str, Any]
         return {"outcome": outcome, "sentence": f"{lab} {phrase}: no practical difference from {baseline}: {evidence}; "
                                                  f"below the {100 * t['min_effect']:g}-point minimum effect{tail}."}
     need = t.get("seeds_needed")
-    if need is not None:
+    if t.get("min_effect") and abs(t.get("diff") or 0.0) < t["min_effect"]:
+        more = f"below the {100 * t['min_effect']:g}-point minimum effect, so more seeds would not make it worth adopting"
+    elif need is not None:
         more = f"about {plural(need, 'seed')} would likely resolve a difference this size"
     elif t.get("diff") in (0, 0.0):
         more = "no sign of a difference"
