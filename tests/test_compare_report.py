@@ -238,7 +238,7 @@ def test_inconclusive_says_how_many_seeds_would_resolve_it():
 
 
 def test_inconclusive_below_the_minimum_effect_says_more_seeds_would_not_help():
-    results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.003, seed_sd=0.02, rng_seed=1)
+    results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.002, seed_sd=0.005, rng_seed=1)
     report = build_compare_report(results, config, env)
     e = entry(report, "gce(q=0.7)", "sym:0.4")
     t = e["metrics"]["accuracy"]["vs_baseline"]
