@@ -92,11 +92,13 @@ def _row(e: dict, report: dict, table_metrics: list[str], primary: str) -> list[
         cells.append("1.00×" if e.get("is_baseline") else ("—" if tm.get(key) is None else f"{tm[key]:.2f}×"))
     t = (e["metrics"].get(primary) or {}).get("vs_baseline")
     if e.get("is_baseline"):
-        return cells + ["baseline", "", "", ""]
+        return cells + ["baseline", "", "", "", ""]
     if not t:
-        return cells + ["—", "", "", ""]
+        return cells + ["—", "", "", "", ""]
+    win = t.get("prob_improvement")
     return cells + [f"{fmt_diff(primary, t.get('diff'), False)} {_ci(primary, t)}", fmt_p(t.get("p_adjusted")),
-                    f"{t['wins']}/{t['ties']}/{t['losses']}", t.get("outcome", "")]
+                    f"{t['wins']}/{t['ties']}/{t['losses']}", "—" if win is None else f"{100 * win:.0f}%",
+                    t.get("outcome", "")]
 
 
 def _ci(metric: str, t: dict) -> str:
@@ -112,9 +114,10 @@ def results(report: dict, ctx: dict) -> list[str]:
            f"Mean ± std over seeds [95% CI of the mean] on the test split. **Bold**: better than {baseline} "
            f"(adjusted p < alpha and at least the minimum effect). Δ: paired difference from {baseline} on "
            f"{metric_info(primary).title} [95% CI]{' in points' if metric_info(primary).percent else ''}; p: adjusted; "
-           "W/T/L: seeds better/tied/worse; step time: the whole training step, loss time: the loss alone.", ""]
+           "W/T/L: seeds better/tied/worse; P(win): chance a run of the loss beats a run of the baseline (a new "
+           "seed); step time: the whole training step, loss time: the loss alone.", ""]
     headers = ["loss", "runs", *[unit(m) for m in table_metrics], f"step time vs {baseline}",
-               f"loss time vs {baseline}", "Δ", "p (adj.)", "W/T/L", "outcome"]
+               f"loss time vs {baseline}", "Δ", "p (adj.)", "W/T/L", "P(win)", "outcome"]
     for s in report.get("settings", []):
         entries = [e for e in report.get("results", []) if setting_key(e["setting"]) == setting_key(s["setting"])]
         out += [f"### {md_escape(s['label'])}", ""]
