@@ -60,6 +60,8 @@ class CrossEntropy(Loss):
 class LabelSmoothing(Loss):
     """torch's ``label_smoothing``: the target is ``(1-eps) e_y + eps/C``."""
 
+    handles_weight = True  # torch weights the smoothing term per class, not by w_y alone
+
     def forward(self, logits, target, **context):
         logits, target, kind = self._check_inputs(logits, target)
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
