@@ -15,7 +15,7 @@ import losscli.cli as cli
 
 cli._register_commands()
 runner = CliRunner()
-COMMANDS = ["losses", "train", "eval", "compare", "profile", "calibrate", "presets"]
+COMMANDS = ["losses", "check-loss", "train", "eval", "compare", "profile", "calibrate", "presets"]
 
 
 def _invoke(args, capsys):

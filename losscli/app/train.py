@@ -15,6 +15,7 @@ def default_run_dir(cfg: Config) -> Path:
     data = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.dataset.name).strip("_")[:40] or "data"
     # a composite is named by its parts: ce + 0.5*focal -> ce+focal
     name = "+".join(p.name for _, p in spec.parts) if spec.parts else spec.name
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)  # a plugin's import path: no ':' in directory names
     return Path("runs") / f"{name[:80]}-{data}-s{cfg.seed}"
 
 

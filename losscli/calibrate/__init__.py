@@ -2,7 +2,8 @@
 
 Every module of this package except ``base`` and ``fitting`` registers its calibrators in
 ``CALIBRATORS`` when imported, and importing the package imports them all: adding a calibrator
-is one file with a ``@CALIBRATORS.register("name")`` class.
+is one file with a ``@CALIBRATORS.register("name")`` class. Calibrators from plugins (``pkg.module:Class``,
+installed ``losscli.calibrators`` entry points) resolve through the same registry (:mod:`.plugin`).
 """
 
 import importlib as _importlib
@@ -13,11 +14,15 @@ from losscli.calibrate.base import CALIBRATORS, Calibrator, build_calibrator, ch
 
 def _register_all() -> None:
     for mod in _pkgutil.iter_modules(__path__):
-        if mod.name not in ("base", "fitting") and not mod.name.startswith("_"):
+        if mod.name not in ("base", "fitting", "plugin") and not mod.name.startswith("_"):
             _importlib.import_module(f"{__name__}.{mod.name}")
 
 
 _register_all()
+
+from losscli.calibrate.plugin import adapt_calibrator  # noqa: E402
+
+CALIBRATORS.enable_plugins("losscli.calibrators", adapt_calibrator)
 
 from losscli.calibrate.binning import HistogramBinning, IsotonicCalibration  # noqa: E402,F401
 from losscli.calibrate.fitting import (  # noqa: E402,F401

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     from losscli.errors import LossCLIError
 
     _register_commands()
+    # plugins named by import path (--loss examples.custom_loss:Name) are found in the current
+    # directory, as under `python -m`; searched last, so it never shadows an installed module
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     debug = os.environ.get("LOSSCLI_DEBUG", "") not in ("", "0")
     try:
         result = app(args=argv, prog_name="losscli", standalone_mode=False)

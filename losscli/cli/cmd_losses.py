@@ -8,7 +8,7 @@ import typer
 
 from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
-from losscli.cli.output import Format, emit
+from losscli.cli.output import Format, emit, log
 
 
 @app.command("losses")
@@ -17,10 +17,13 @@ def losses_command(
     family: Optional[str] = typer.Option(None, "--family", help="Only losses of this family (e.g. noise-robust, imbalance)."),
     fmt: Format = FORMAT_OPTION,
 ) -> None:
-    """List the registered losses: family, hyperparameters with defaults, properties, paper."""
+    """List the registered losses: family, hyperparameters with defaults, properties, paper. Losses of
+    installed plugins (entry points in the group losscli.losses) are listed too; a plugin given by
+    import path (my_package.losses:MyLoss) is shown in full by name."""
     from losscli.errors import UsageError
     from losscli.losses import LOSSES, resolve_loss
     from losscli.losses.base import FAMILIES
+    from losscli.losses.plugin import PLUGIN_FAMILY
     from losscli.lossspec import split_composite
 
     if name:
@@ -36,12 +39,15 @@ def losses_command(
         else:
             emit(data, fmt)
         return
-    if family is not None and family not in FAMILIES:
+    families = (*FAMILIES, PLUGIN_FAMILY)  # plugin: installed plain-module plugins (no declared family)
+    if family is not None and family not in families:
         import difflib
 
-        close = difflib.get_close_matches(family, FAMILIES, n=1)
+        close = difflib.get_close_matches(family, families, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"unknown family {family!r}.{hint} Families: {', '.join(FAMILIES)}.")
+        raise UsageError(f"unknown family {family!r}.{hint} Families: {', '.join(families)}.")
+    for problem in LOSSES.load_plugins():  # installed plugins are listed too; a broken one is a warning
+        log(f"warning: {' '.join(problem.split())}")
     infos = [LOSSES.get(n).info.to_dict() for n in LOSSES.names(family=family)]
     rows = [
         {
@@ -83,8 +89,10 @@ def _describe(d: dict, md: bool) -> str:
     if d.get("parts"):  # a composite: its parts and their papers
         lines.append("parts:")
         lines += [f"  - {p['weight']:g} * {p['label']} ({p['family']}; {p['paper']})" for p in d["parts"]]
-    else:
+    elif ref["year"]:
         lines.append(f"paper: {ref['authors']} ({ref['year']}). {ref['title']}. {ref.get('venue', '')}".rstrip(". ") + ".")
+    else:  # a plugin without metadata: no paper, its docstring
+        lines.append(f"paper: none declared ({ref['title']})")
     if d.get("notes"):
         lines += ["", f"notes: {d['notes']}"]
     return "\n".join(lines)

@@ -17,6 +17,16 @@ from losscli.registry import Registry
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 
 
+def _adapt_plugin(name: str, obj: Any, origin: str):
+    """``--dataset pkg.module:function`` and ``losscli.datasets`` entry points (see :mod:`losscli.data.plugin`)."""
+    from losscli.data.plugin import adapt_dataset
+
+    return adapt_dataset(name, obj, origin)
+
+
+DATASETS.enable_plugins("losscli.datasets", _adapt_plugin)
+
+
 def register_dataset(name: str, *, options: dict[str, Any] | None = None, kind: str = "", doc: str = "",
                      aliases: tuple[str, ...] = ()) -> Callable:
     def decorator(fn: Callable) -> Callable:

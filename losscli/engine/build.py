@@ -94,10 +94,30 @@ def build_run_model(spec: RunSpec, bundle, loss_fn) -> torch.nn.Module:
     with seeded(spec.seed, STREAM_INIT):
         model = build_model(model_name(spec, bundle), bundle.input_shape, n_out, kind=bundle.kind,
                             **dict(spec.model.options))
-        head = loss_fn.make_head(model.head.in_features, n_out)
+        head = _loss_head(spec, loss_fn, model, n_out)
         if head is not None:
             model.head = head
     return model
+
+
+def _loss_head(spec: RunSpec, loss_fn, model: torch.nn.Module, n_out: int) -> torch.nn.Module | None:
+    """The output layer the loss brings (None: the model keeps its own), after checking that the model
+    has what the loss uses: a ``head`` with ``in_features`` (replaced) and ``features(x)`` (embeddings).
+    Every losscli model has both; a plugin model may lack them and then trains the losses that read
+    only its logits."""
+    in_features = getattr(getattr(model, "head", None), "in_features", None)
+    missing = [] if isinstance(in_features, int) else ["head (with in_features)"]
+    # probed only without a head: wrapper losses (logitnorm, zloss) bring one only when their base does
+    brings_head = bool(missing) and loss_fn.make_head(1, n_out) is not None
+    if "embeddings" in loss_fn.info.needs and not callable(getattr(model, "features", None)):
+        missing.insert(0, "features(x)")
+    if missing and (brings_head or "embeddings" in loss_fn.info.needs):
+        why = ("brings its own output layer, which replaces the model's head" if brings_head
+               else "takes the model's penultimate features as embeddings")
+        raise UsageError(f"{spec.loss.label} {why}, but model {spec.model.name!r} has no {' or '.join(missing)}; "
+                         "give the model features(x) -> [N, D] and head = nn.Linear(D, C) (see "
+                         "examples/custom_model.py), or use a loss that reads only the logits")
+    return loss_fn.make_head(in_features, n_out) if not missing else None
 
 
 def restore_run(loaded, device: torch.device, cache: dict | None = None):

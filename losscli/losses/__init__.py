@@ -8,7 +8,9 @@ Usage as a library::
     LOSSES.names(family="noise-robust"); LOSSES.info("gce")
 
 Each loss lives in one small module of this package; importing the package imports them
-all (adding a loss is one file plus one ``@register_loss`` decorator).
+all (adding a loss is one file plus one ``@register_loss`` decorator). Losses from plugins
+(``build_loss("my_package.losses:MyLoss")``, installed ``losscli.losses`` entry points) resolve
+through the same registry: see :mod:`losscli.losses.plugin`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from losscli.losses.base import (  # noqa: F401  (public API)
 from losscli.losses.resolve import COMMON_KWARGS, LossSpec, resolve_loss  # noqa: F401  (public API)
 from losscli.lossspec import parse_loss_spec, split_composite
 
-_NON_LOSS_MODULES = {"base", "meta", "resolve", "heads", "fused", "linear", "composite"}
+_NON_LOSS_MODULES = {"base", "meta", "resolve", "heads", "fused", "linear", "composite", "plugin", "contract", "cases"}
 
 
 def _import_all() -> None:
@@ -39,6 +41,10 @@ def _import_all() -> None:
 
 
 _import_all()
+
+from losscli.losses.plugin import adapt_loss  # noqa: E402
+
+LOSSES.enable_plugins("losscli.losses", adapt_loss)
 
 
 def build_loss(name: "str | LossSpec", **params: Any) -> Loss:

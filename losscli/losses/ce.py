@@ -67,6 +67,8 @@ class CrossEntropy(Loss):
 class LabelSmoothing(Loss):
     """torch's ``label_smoothing``: the target is ``(1-eps) e_y + eps/C``."""
 
+    handles_weight = True  # torch weights the smoothing term per class, not by w_y alone
+
     def forward(self, logits, target, **context):
         if self.weight is None and isinstance(target, torch.Tensor) and target.dim() == 1:
             # unweighted class indices: per_sample's fused node (the base class does ignore_index

@@ -21,6 +21,16 @@ from losscli.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
+
+def _adapt_plugin(name: str, obj: Any, origin: str):
+    """``--model pkg.module:factory`` and ``losscli.models`` entry points (see :mod:`losscli.models.plugin`)."""
+    from losscli.models.plugin import adapt_model
+
+    return adapt_model(name, obj, origin)
+
+
+MODELS.enable_plugins("losscli.models", _adapt_plugin)
+
 #: the model ``--model auto`` picks for each data kind
 AUTO = {"sequence1d": "cnn1d", "vector": "mlp", "image": "resnet", "tokens": "bow"}
 
@@ -58,7 +68,10 @@ def auto_model(kind: str) -> str:
 
 def model_options(name: str) -> dict[str, Any]:
     """The options a model accepts, with defaults."""
-    cls = MODELS.get(name)
+    entry = MODELS.entry(name)
+    if "options" in entry.meta:  # a plugin's, read from its signature when it was loaded
+        return dict(entry.meta["options"])
+    cls = entry.obj
     sig = inspect.signature(cls.__init__)
     return {k: p.default for k, p in sig.parameters.items()
             if p.kind == p.KEYWORD_ONLY and p.default is not inspect.Parameter.empty}
