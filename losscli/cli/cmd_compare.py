@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
 from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, quiet_libraries
@@ -21,9 +22,10 @@ def compare_command(
     seeds: Optional[int] = C.seeds,
     noise: Optional[str] = C.noise_list,
     imbalance: Optional[str] = C.imbalance_list,
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline loss (default: the first listed)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", autocompletion=names.complete_loss, help="Baseline loss (default: the first listed)."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher, used by the distilling losses (kd, pld, dhkd) only."),
-    preset: Optional[str] = typer.Option(None, "--preset", show_default="default", help="Preset name or YAML file."),
+    preset: Optional[str] = typer.Option(None, "--preset", show_default="default", help="Preset name or YAML file.",
+                                         autocompletion=names.complete_preset),
     dataset: Optional[str] = C.dataset,
     data_dir: Optional[str] = o.DATA_DIR,
     download: Optional[bool] = o.DOWNLOAD,

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
 from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, quiet_libraries
@@ -17,7 +18,8 @@ T = o.ConfigOptions(None, "from the config")
 
 @app.command("train")
 def train_command(
-    loss: Optional[str] = typer.Option(None, "--loss", "-l", show_default="ce (from the config)", help="Loss name or spec, e.g. focal, 'focal(gamma=3)' or a weighted sum 'ce + 0.5*focal(gamma=3)'."),
+    loss: Optional[str] = typer.Option(None, "--loss", "-l", show_default="ce (from the config)",
+                                       autocompletion=names.complete_loss, help="Loss name or spec, e.g. focal, 'focal(gamma=3)' or a weighted sum 'ce + 0.5*focal(gamma=3)'."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Loss hyperparameter name=value (repeatable)."),
     preset: Optional[str] = o.PRESET,
     dataset: Optional[str] = T.dataset,

@@ -10,7 +10,10 @@ from typing import Any, Optional
 
 import typer
 
-PRESET = typer.Option(None, "--preset", help="Preset name (see `losscli presets`) or a YAML file.")
+from losscli.cli import names
+
+PRESET = typer.Option(None, "--preset", help="Preset name (see `losscli presets`) or a YAML file.",
+                      autocompletion=names.complete_preset)
 SET = typer.Option(None, "--set", help="Override any config key: --set train.lr=0.01 (repeatable).")
 DATASET_HELP = ("mnist1d (offline), synthetic, mnist, fashion_mnist, cifar10, cifar100, svhn, hf:NAME-OR-PATH, "
                 "folder:DIR (class folders of images), or a .npz/.pt/.csv/.parquet file (float targets y: a "
@@ -27,7 +30,7 @@ NORMALIZE = typer.Option(None, "--normalize/--no-normalize", help="Standardise i
 IMAGE_SIZE = typer.Option(None, "--image-size", min=1, help="folder: datasets: resize every image to N x N pixels (default: keep; sizes must agree).")
 CLEAN_VAL = typer.Option(None, "--clean-val/--noisy-val", help="Under label noise, keep validation labels clean (optimistic; default: as noisy as training, what a practitioner has).")
 LOG_EVERY = typer.Option(None, "--log-every", min=1, help="Print one line every N epochs (default: a progress bar on a terminal, one line per epoch elsewhere: nohup, CI, logs).")
-TRACKER = typer.Option(None, "--tracker", help="Log to an experiment tracker: tensorboard or mlflow (pip install 'losscli[tensorboard]' / 'losscli[mlflow]').")
+TRACKER = typer.Option(None, "--tracker", autocompletion=names.complete_tracker, help="Log to an experiment tracker: tensorboard or mlflow (pip install 'losscli[tensorboard]' / 'losscli[mlflow]').")
 TRACKING_URI = typer.Option(None, "--tracking-uri", help="mlflow: tracking URI (default: the local file store ./mlruns); tensorboard: the log directory (default: tensorboard/ in the run or compare directory).")
 
 
@@ -47,14 +50,16 @@ class ConfigOptions:
 
         cfg = build_config(preset)
 
-        def opt(*names: str, value: Any, help: str, **kw: Any):
-            return typer.Option(None, *names, help=help, show_default=f"{_shown(value)} ({where})", **kw)
+        def opt(*flags: str, value: Any, help: str, **kw: Any):
+            return typer.Option(None, *flags, help=help, show_default=f"{_shown(value)} ({where})", **kw)
 
         t = cfg.train
-        self.dataset = opt("--dataset", "-d", value=cfg.dataset.name, help=DATASET_HELP)
+        self.dataset = opt("--dataset", "-d", value=cfg.dataset.name, help=DATASET_HELP,
+                           autocompletion=names.complete_dataset)
         model_note = "" if cfg.model.name == "auto" else "; auto with another --dataset"
         self.model = typer.Option(None, "--model", "-m", help="auto (from the data kind), linear, mlp, cnn1d, resnet, bow.",
-                                  show_default=f"{cfg.model.name} ({where}{model_note})")
+                                  show_default=f"{cfg.model.name} ({where}{model_note})",
+                                  autocompletion=names.complete_model)
         self.epochs = opt("--epochs", "-e", value=t.epochs, help="Training epochs.")
         self.batch_size = opt("--batch-size", "-b", value=t.batch_size, help="Batch size.")
         self.lr = opt("--lr", value=t.lr, help="Peak learning rate.")
@@ -63,7 +68,8 @@ class ConfigOptions:
         self.device = opt("--device", value=cfg.device, help="auto (CUDA if present), cpu, cuda, cuda:N.")
         self.seed = opt("--seed", value=cfg.seed, help="Seed for init, data order and label noise.")
         self.seeds = opt("--seeds", value=cfg.seeds, help="Number of seeds (0..N-1).")
-        self.losses = opt("--losses", value=cfg.losses, help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"; a weighted sum is one spec: \"ce,ce + 0.5*focal\".")
+        self.losses = opt("--losses", value=cfg.losses, help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"; a weighted sum is one spec: \"ce,ce + 0.5*focal\".",
+                          autocompletion=names.complete_losses)
         noise_help = ("none, sym:0.4, asym:0.4, pair:0.4, instance:0.4; real noise: file:LABELS.npy (.pt/.csv, one "
                       "label per training row), cifar10n:aggre|rand1|rand2|rand3|worst, cifar100n:noisy")
         self.noise = opt("--noise", value=cfg.noise, help=f"Label noise: {noise_help}.")

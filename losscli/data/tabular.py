@@ -70,8 +70,9 @@ def pick_features(columns: list[str], numeric: set[str], label: str, wanted: Any
         return features, ignored
     features: list[str] = []
     for p in patterns:
-        matched = [c for c in columns if fnmatch.fnmatchcase(c, p)] if any(ch in p for ch in "*?[") else \
-            ([p] if p in columns else [])
+        # a pattern never picks the label; naming it outright is an error (below)
+        matched = [c for c in columns if c != label and fnmatch.fnmatchcase(c, p)] if any(ch in p for ch in "*?[") \
+            else ([p] if p in columns else [])
         if not matched:
             raise UsageError(f"{where}: feature column {p!r} matches no column (columns: {_names(columns)})")
         features += [c for c in matched if c not in features]

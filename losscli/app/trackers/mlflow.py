@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from losscli.app.trackers import TrackerConfig, final_metrics, flat_params
+from losscli.app.trackers.base import TrackerConfig, final_metrics, flat_params
 from losscli.errors import UsageError
 
 RUN_ID_FILE = "mlflow_run_id"

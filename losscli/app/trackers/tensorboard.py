@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from losscli.app.trackers import final_metrics
+from losscli.app.trackers.base import final_metrics
 
 
 class TensorBoardRun:
