@@ -100,25 +100,15 @@ def _csv_columns(path: str) -> dict[str, np.ndarray]:
 def _parquet_columns(path: str) -> dict[str, np.ndarray]:
     try:
         import pyarrow.parquet as pq
-        import pyarrow.types as pt
 
         table = pq.read_table(path)
     except ImportError:
         raise UsageError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
     except Exception as e:  # noqa: BLE001 - a corrupt or non-parquet file is one line
         raise UsageError(f"{path}: cannot read as parquet ({type(e).__name__}: {str(e).strip().splitlines()[0][:160]})") from None
-    out: dict[str, np.ndarray] = {}
-    for name, col in zip(table.column_names, table.columns):
-        t = col.type
-        if pt.is_integer(t) or pt.is_floating(t) or pt.is_boolean(t):
-            # nulls become NaN (float): a missing feature is reported by name, never imputed
-            out[name] = col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
-                np.asarray(col.cast("float64").fill_null(float("nan")).to_numpy(zero_copy_only=False))
-        else:
-            out[name] = np.asarray(col.to_pylist(), dtype=object)
-    if len(set(out)) != len(table.column_names):
+    if len(set(table.column_names)) != len(table.column_names):
         raise UsageError(f"{path}: column names must be distinct")
-    return out
+    return tabular.arrow_columns(table)
 
 
 def _task(y: torch.Tensor, option: str | None, path: str) -> str:

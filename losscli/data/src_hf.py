@@ -196,9 +196,7 @@ def _load_table(splits: dict[str, Any], label_col: str, spec: str, options: dict
         missing = [c for c in [label_col, *features] if c not in ds.column_names]
         if missing:
             raise UsageError(f"{where}: split {k!r} lacks column(s) {', '.join(missing[:5])}")
-        arrow = ds.with_format("numpy")
-        tables[k] = {c: np.asarray(arrow[c]) for c in features}
-        tables[k][label_col] = np.asarray(arrow[label_col])
+        tables[k] = tabular.arrow_columns(ds.select_columns([*features, label_col]).with_format("arrow")[:])
     xs = {k: tabular.feature_matrix(t, features, f"{where} ({k})") for k, t in tables.items()}
     names = getattr(train.features.get(label_col), "names", None)
     ys, class_names, task = tabular.encode_labels({k: t[label_col] for k, t in tables.items()}, None, where)
