@@ -24,7 +24,7 @@ def compare_command(
     imbalance: Optional[str] = C.imbalance_list,
     baseline: Optional[str] = typer.Option(None, "--baseline", autocompletion=names.complete_loss, help="Baseline loss (default: the first listed)."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher, used by the distilling losses (kd, pld, dhkd) only."),
-    preset: Optional[str] = typer.Option(None, "--preset", show_default="default", help="Preset name or YAML file.",
+    preset: Optional[str] = typer.Option(None, "--preset", help="Preset name or YAML file.  [default: default]",
                                          autocompletion=names.complete_preset),
     dataset: Optional[str] = C.dataset,
     data_dir: Optional[str] = o.DATA_DIR,

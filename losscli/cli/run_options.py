@@ -50,16 +50,18 @@ class ConfigOptions:
 
         cfg = build_config(preset)
 
+        # the default goes into the help text itself: click would print a string show_default as
+        # "[default: (100 (from the config))]"
         def opt(*flags: str, value: Any, help: str, **kw: Any):
-            return typer.Option(None, *flags, help=help, show_default=f"{_shown(value)} ({where})", **kw)
+            return typer.Option(None, *flags, help=f"{help}  [default: {_shown(value)} ({where})]", **kw)
 
         t = cfg.train
         self.dataset = opt("--dataset", "-d", value=cfg.dataset.name, help=DATASET_HELP,
                            autocompletion=names.complete_dataset)
         model_note = "" if cfg.model.name == "auto" else "; auto with another --dataset"
-        self.model = typer.Option(None, "--model", "-m", help="auto (from the data kind), linear, mlp, cnn1d, resnet, bow.",
-                                  show_default=f"{cfg.model.name} ({where}{model_note})",
-                                  autocompletion=names.complete_model)
+        self.model = typer.Option(None, "--model", "-m", autocompletion=names.complete_model,
+                                  help="auto (from the data kind), linear, mlp, cnn1d, resnet, bow.  "
+                                       f"[default: {cfg.model.name} ({where}{model_note})]")
         self.epochs = opt("--epochs", "-e", value=t.epochs, help="Training epochs.")
         self.batch_size = opt("--batch-size", "-b", value=t.batch_size, help="Batch size.")
         self.lr = opt("--lr", value=t.lr, help="Peak learning rate.")
