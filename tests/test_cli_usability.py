@@ -171,21 +171,26 @@ def test_calibrate_method_list_wraps_between_words(columns):
     assert set(DEFAULT_METHODS) <= words, (columns, proc.stdout)
 
 
-def test_hugging_face_bars_off_with_quiet(tmp_path, capsys, monkeypatch):
-    import datasets
+@pytest.mark.parametrize("quiet,tty,enabled", [(False, True, True), (True, True, False), (False, False, False)])
+def test_hugging_face_bars_off_with_quiet(quiet, tty, enabled):
+    """datasets reads its switch when imported: a fresh process each, stderr a terminal or not."""
+    code = (
+        "import io, sys\n"
+        "class Err(io.StringIO):\n"
+        f"    def isatty(self): return {tty}\n"
+        "sys.stderr = Err()\n"
+        "from losscli.cli.common import quiet_libraries\n"
+        f"quiet_libraries({quiet})\n"
+        "import datasets\n"
+        "print(datasets.is_progress_bar_enabled())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DISABLE_PROGRESS_BARS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(enabled)
 
-    from losscli.cli.common import quiet_libraries
 
-    for var in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
-        monkeypatch.delenv(var, raising=False)  # set by earlier in-process commands: start from HF's default
-    datasets.enable_progress_bars()
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    quiet_libraries(False)  # a terminal, not quiet: HF keeps its bars
-    assert datasets.is_progress_bar_enabled()
-    quiet_libraries(True)
-    assert not datasets.is_progress_bar_enabled() and os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
-    monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS")
-    datasets.enable_progress_bars()
+def test_quiet_train_on_hugging_face_data_prints_nothing(tmp_path, capsys):
     (tmp_path / "t.csv").write_text("u,label\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(60)))
     code, _, err = _invoke(["train", "--dataset", f"hf:{tmp_path / 't.csv'}", "--epochs", "1", "--device", "cpu",
                             "--quiet", "--out", str(tmp_path / "run")], capsys)

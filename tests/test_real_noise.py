@@ -171,7 +171,12 @@ def test_train_with_a_noise_file_end_to_end(tmp_path):
     np.save(tmp_path / "noisy.npy", labels)
     cfg = build_config(None, {"dataset": {"name": str(tmp_path / "d.npz")}, "noise": f"file:{tmp_path / 'noisy.npy'}",
                               "train": {"epochs": 2, "batch_size": 16}, "device": "cpu"})
-    report = train_run(RunSpec.from_config(cfg), tmp_path / "run", progress=False)
+    from losscli.report.run import render_run_markdown
+
+    report = train_run(RunSpec.from_config(cfg), tmp_path / "run", progress=False, render_markdown=render_run_markdown)
     noise = report["data"]["noise"]
     assert report["status"] == "ok" and noise["kind"] == "file" and "@sha256:" in report["setting"]["noise"]
     assert 0.15 < noise["rate"] < 0.35 and len(noise["transition_matrix"]) == 3
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "- inputs: standardised per feature with training split" in md
+    assert f"`{tmp_path / 'noisy.npy'}` (sha256 {noise['sha256']})" in md
