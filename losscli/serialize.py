@@ -102,7 +102,8 @@ def render_table(rows: Sequence[dict[str, Any]], style: str = "table", headers: 
     """Rows of dicts as a plain-text (``style="table"``) or markdown (``"md"``) table; ``"csv"``
     gives comma-separated values with a header line."""
     style = str(getattr(style, "value", style))  # a Format enum or its text
-    headers = list(headers) if headers is not None else (list(rows[0].keys()) if rows else [])
+    # every key of every row (in first-seen order): rows need not all carry the same optional columns
+    headers = list(headers) if headers is not None else list(dict.fromkeys(k for r in rows for k in r))
     if style == "csv":
         return _csv(rows, headers)
     from tabulate import tabulate

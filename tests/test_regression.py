@@ -79,17 +79,18 @@ def test_csv_files(tmp_path):
     path = tmp_path / "table.csv"
     rows = ["a,y,b"] + [f"{i},{i * 0.5 + 0.25},{-i}" for i in range(30)]
     path.write_text("\n".join(rows) + "\n")
-    b = load_dataset(str(path))
+    b = load_dataset(str(path), options={"normalize": False})
     assert b.is_regression and b.input_shape == (2,)
     full = torch.cat([b.x_train, b.x_val, b.x_test])
     assert sorted(full[:, 0].tolist()) == [float(i) for i in range(30)]  # column a, without the target
     torch.testing.assert_close(torch.cat([b.y_train, b.y_val, b.y_test]).sort()[0], torch.arange(30) * 0.5 + 0.25)
     path.write_text("f1,label\n" + "".join(f"{i},{i % 3}\n" for i in range(30)))
     assert load_dataset(str(path), options={"label_column": "label"}).num_classes == 3
-    with pytest.raises(UsageError, match="no target column 'y'"):
-        load_dataset(str(path))
+    assert load_dataset(str(path)).num_classes == 3  # 'label' is found by name
+    with pytest.raises(UsageError, match="no label column 'y'"):
+        load_dataset(str(path), options={"label_column": "y"})
     path.write_text("a,y\n1,2\n3,x\n")
-    with pytest.raises(UsageError, match="line 3: every cell must be a number"):
+    with pytest.raises(UsageError, match="line 3: column 'y' mixes numbers and text"):
         load_dataset(str(path))
 
 

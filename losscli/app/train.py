@@ -1,4 +1,9 @@
-"""``losscli train``: one model, one loss, one dataset -> a run directory."""
+"""``losscli train``: one model, one loss, one dataset -> a run directory.
+
+Every epoch leaves a checkpoint, so ``--resume`` continues a killed or preempted run where it
+stopped (``engine/checkpoint.py``); a job script can pass ``--resume`` every time: it starts the
+run when there is nothing to continue and returns the report of a run that already finished.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any, Callable
 
 from losscli.config.schema import Config
 from losscli.config.validate import validate
+from losscli.errors import UsageError
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -19,16 +25,72 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{name[:80]}-{data}-s{cfg.seed}"
 
 
-def run_train(cfg: Config, *, out: str | Path | None = None, teacher: str | None = None, overwrite: bool = False,
-              progress: bool = True, log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
-    """Validate ``cfg``, train its one run, write the run directory; returns (report, run dir)."""
-    from losscli.report.run import render_run_markdown
+def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str | None = None,
+              overwrite: bool = False, resume: bool = False, progress: bool = True,
+              log: Callable[[str], None] | None = None, log_every: int | None = None,
+              tracker: str | None = None, tracking_uri: str | None = None) -> tuple[dict[str, Any], Path]:
+    """Validate ``cfg``, train its one run, write the run directory; returns (report, run dir).
+
+    ``cfg=None`` (with ``resume`` and ``out``) continues the run in ``out`` with its own config.yaml.
+    """
+    from losscli.app.trackers import TrackerConfig, check_tracker, open_run, prepare
+    from losscli.engine import rundir
     from losscli.engine.runspec import RunSpec
     from losscli.engine.trainer import train_run
+    from losscli.report.run import render_run_markdown
 
-    validate(cfg, "train")
-    spec = RunSpec.from_config(cfg, teacher=teacher)
-    run_dir = Path(out) if out else default_run_dir(cfg)
+    kind = check_tracker(tracker)
+    if cfg is None:
+        if not (resume and out):
+            raise UsageError("train needs a configuration (only --resume --out DIR reads the run's own)")
+        run_dir = Path(out)
+        spec = rundir.read_config(run_dir)
+    else:
+        validate(cfg, "train")
+        spec = RunSpec.from_config(cfg, teacher=teacher)
+        run_dir = Path(out) if out else default_run_dir(cfg)
+        if resume:
+            _same_config(spec, run_dir)
+    if resume:
+        status = rundir.run_status(run_dir)
+        if status == "ok":
+            if log:
+                log(f"{run_dir} already holds the finished run; nothing to resume (--overwrite trains it again)")
+            return rundir.read_report(run_dir), run_dir
+        if status == "failed":
+            error = (rundir.read_report(run_dir) or {}).get("error")
+            raise UsageError(f"the run in {run_dir} failed ({error}); resuming would fail the same way: "
+                             "change its options and pass --overwrite")
+    hooks = None
+    if kind:
+        tcfg = TrackerConfig(kind, tracking_uri, root=tracking_uri if kind == "tensorboard" else None)
+        hooks = open_run(prepare(tcfg, log), spec, run_dir, log)
     report = train_run(spec, run_dir, overwrite=overwrite, progress=progress, log=log,
-                       render_markdown=render_run_markdown)
+                       render_markdown=render_run_markdown, resume=resume, checkpoints=True,
+                       log_every=log_every, hooks=hooks)
     return report, run_dir
+
+
+def _same_config(spec, run_dir: Path) -> None:
+    """``--resume`` with options: they must describe the run being resumed (one line naming what differs)."""
+    from losscli.engine import rundir
+
+    if not (Path(run_dir) / rundir.CONFIG).is_file():
+        return
+    saved = rundir.read_config(run_dir)
+    if saved.key() == spec.key():
+        return
+    differ = [k for k in _flat(spec.resolved()) if _flat(spec.resolved()).get(k) != _flat(saved.resolved()).get(k)
+              and k not in ("device", "threads")]
+    raise UsageError(f"{run_dir} holds a run with another configuration (differs in {', '.join(differ[:6]) or 'its key'}); "
+                     "resume it with the same options (or only --resume --out DIR), or pass --overwrite")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

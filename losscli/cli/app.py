@@ -13,7 +13,9 @@ app = typer.Typer(
     name="losscli",
     help="Should I adopt this classification loss? Train, compare, profile and calibrate the literature's losses.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion (bash, zsh, fish, powershell); the completion callbacks
+    # (losscli.cli.names) read names without importing torch, so a Tab press answers at once
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -6,32 +6,41 @@ from typing import List, Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
-from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, quiet_libraries
 from losscli.cli.output import Format, emit, log
+
+
+C = o.ConfigOptions("default", "from the default preset")
 
 
 @app.command("compare")
 def compare_command(
-    losses: Optional[str] = typer.Option(None, "--losses", help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"; a weighted sum is one spec: \"ce,ce + 0.5*focal\"."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (0..N-1)."),
-    noise: Optional[str] = typer.Option(None, "--noise", help="Comma list of label-noise settings: none,sym:0.4,asym:0.3,instance:0.2."),
-    imbalance: Optional[str] = typer.Option(None, "--imbalance", help="Comma list of imbalance settings: none,exp:100,step:10."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline loss (default: the first listed)."),
+    losses: Optional[str] = C.losses,
+    seeds: Optional[int] = C.seeds,
+    noise: Optional[str] = C.noise_list,
+    imbalance: Optional[str] = C.imbalance_list,
+    baseline: Optional[str] = typer.Option(None, "--baseline", autocompletion=names.complete_loss, help="Baseline loss (default: the first listed)."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher, used by the distilling losses (kd, pld, dhkd) only."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Preset name or YAML file (default: `default` when nothing else is given)."),
-    dataset: Optional[str] = o.DATASET,
+    preset: Optional[str] = typer.Option(None, "--preset", help="Preset name or YAML file.  [default: default]",
+                                         autocompletion=names.complete_preset),
+    dataset: Optional[str] = C.dataset,
     data_dir: Optional[str] = o.DATA_DIR,
     download: Optional[bool] = o.DOWNLOAD,
-    model: Optional[str] = o.MODEL,
-    epochs: Optional[int] = o.EPOCHS,
-    batch_size: Optional[int] = o.BATCH,
-    lr: Optional[float] = o.LR,
-    optimizer: Optional[str] = o.OPTIMIZER,
-    schedule: Optional[str] = o.SCHEDULE,
-    device: Optional[str] = o.DEVICE,
+    model: Optional[str] = C.model,
+    epochs: Optional[int] = C.epochs,
+    batch_size: Optional[int] = C.batch_size,
+    lr: Optional[float] = C.lr,
+    optimizer: Optional[str] = C.optimizer,
+    schedule: Optional[str] = C.schedule,
+    device: Optional[str] = C.device,
     compile: Optional[bool] = o.COMPILE,
+    label_column: Optional[str] = o.LABEL_COL,
+    feature_columns: Optional[str] = o.FEATURE_COLS,
+    normalize: Optional[bool] = o.NORMALIZE,
+    image_size: Optional[int] = o.IMAGE_SIZE,
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes (default: one per CPU core on CPU, 1 on CUDA where runs are batched)."),
     executor: Optional[str] = typer.Option(None, "--executor", help="Where runs execute: local (this process), pool (worker processes) or ray (a Ray cluster; pip install 'losscli[ray]'). Default: local for one job, pool for more."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address ('auto' joins a running cluster; default: start a local Ray instance)."),
@@ -49,6 +58,8 @@ def compare_command(
     min_effect: Optional[float] = typer.Option(None, "--min-effect", help="Smallest difference worth adopting, in points of accuracy-type metrics (default 1)."),
     sets: Optional[List[str]] = o.SET,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Compare directory (default: compare/<preset> for a preset's own grid, compare/<preset>-<grid hash> otherwise)."),
+    tracker: Optional[str] = o.TRACKER,
+    tracking_uri: Optional[str] = o.TRACKING_URI,
     quiet: bool = QUIET_OPTION,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
@@ -61,9 +72,11 @@ def compare_command(
     from losscli.errors import RunFailedError, UsageError
     from losscli.report.compare import summary_rows
 
+    quiet_libraries(quiet)
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
-        lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile,
+        lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, label_column=label_column,
+        feature_columns=feature_columns, normalize=normalize, image_size=image_size,
         losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, teacher=teacher, jobs=jobs,
         batch_runs=batch_runs, executor=executor, address=address, gpus_per_run=gpus_per_run, clean_val=clean_val,
         nested={"tune.trials": tune, "tune.storage": storage, "statistics.test": test,
@@ -78,7 +91,7 @@ def compare_command(
         raise UsageError(f"{out_dir} is not empty and --no-resume was given; choose another --out or remove it")
 
     report = run_compare(cfg, out_dir, retry_failed=retry_failed, log=None if quiet else log, progress=not quiet,
-                         wait=wait)
+                         wait=wait, tracker=tracker, tracking_uri=tracking_uri)
     if fmt in (Format.yaml, Format.json):
         emit(report, fmt)
     else:

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
 from losscli.cli.output import Format, emit, log
@@ -13,7 +14,7 @@ from losscli.cli.output import Format, emit, log
 
 @app.command("losses")
 def losses_command(
-    name: Optional[str] = typer.Argument(None, help="Show this loss in full (formula, hyperparameters, properties, paper); a weighted sum such as 'ce + 0.5*focal' shows its derived properties."),
+    name: Optional[str] = typer.Argument(None, autocompletion=names.complete_loss, help="Show this loss in full (formula, hyperparameters, properties, paper); a weighted sum such as 'ce + 0.5*focal' shows its derived properties."),
     family: Optional[str] = typer.Option(None, "--family", help="Only losses of this family (e.g. noise-robust, imbalance)."),
     fmt: Format = FORMAT_OPTION,
 ) -> None:
@@ -37,7 +38,7 @@ def losses_command(
         if fmt in (Format.table, Format.md):
             emit(data, fmt, text=_describe(data, md=fmt == Format.md))
         else:
-            emit(data, fmt)
+            emit(data, fmt, rows=[_row(data)])
         return
     families = (*FAMILIES, PLUGIN_FAMILY)  # plugin: installed plain-module plugins (no declared family)
     if family is not None and family not in families:
@@ -49,18 +50,19 @@ def losses_command(
     for problem in LOSSES.load_plugins():  # installed plugins are listed too; a broken one is a warning
         log(f"warning: {' '.join(problem.split())}")
     infos = [LOSSES.get(n).info.to_dict() for n in LOSSES.names(family=family)]
-    rows = [
-        {
-            "name": d["name"],
-            "family": d["family"],
-            "params": ", ".join(f"{k}={v}" for k, v in d["params"].items()) or "-",
-            "input/target": f"{d['properties']['input']}/{d['properties']['target']}",
-            "properties": ", ".join(_flags(d["properties"])) or "-",
-            "paper": f"{d['reference']['authors']} {d['reference']['year']}",
-        }
-        for d in infos
-    ]
-    emit(infos, fmt, rows=rows)
+    emit(infos, fmt, rows=[_row(d) for d in infos])
+
+
+def _row(d: dict) -> dict:
+    """A loss as one table row (the list, and --format csv of one loss)."""
+    return {
+        "name": d["name"],
+        "family": d["family"],
+        "params": ", ".join(f"{k}={v}" for k, v in d["params"].items()) or "-",
+        "input/target": f"{d['properties']['input']}/{d['properties']['target']}",
+        "properties": ", ".join(_flags(d["properties"])) or "-",
+        "paper": f"{d['reference']['authors']} {d['reference']['year']}",
+    }
 
 
 def _flags(props: dict) -> list[str]:

@@ -151,6 +151,12 @@ def _emit(report: dict, fmt: Format, tables: list[tuple[str, list[dict], list[st
     if fmt in (Format.yaml, Format.json):
         emit(report, fmt)
         return
+    if fmt == Format.csv:  # one table of rows (each invocation has one), the same columns as the text table
+        rows = [r for _, table_rows, _ in tables for r in table_rows]
+        emit(report, fmt, rows=rows, headers=tables[0][2] if tables else None)
+        for s in report.get("skipped") or []:
+            say(f"skipped {s['loss']}: {s['reason']}")
+        return
     parts = []
     for title, rows, cols in tables:
         heading = f"## {title}" if fmt == Format.md else title

@@ -6,53 +6,68 @@ from typing import List, Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
-from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, quiet_libraries
 from losscli.cli.output import Format, emit, log
+
+
+T = o.ConfigOptions(None, "from the config")
 
 
 @app.command("train")
 def train_command(
-    loss: Optional[str] = typer.Option(None, "--loss", "-l", help="Loss name or spec, e.g. focal, 'focal(gamma=3)' or a weighted sum 'ce + 0.5*focal(gamma=3)'."),
+    loss: Optional[str] = typer.Option(None, "--loss", "-l", autocompletion=names.complete_loss, help="Loss name or spec, e.g. focal, 'focal(gamma=3)' or a weighted sum 'ce + 0.5*focal(gamma=3)'.  [default: ce (from the config)]"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Loss hyperparameter name=value (repeatable)."),
     preset: Optional[str] = o.PRESET,
-    dataset: Optional[str] = o.DATASET,
+    dataset: Optional[str] = T.dataset,
     data_dir: Optional[str] = o.DATA_DIR,
     download: Optional[bool] = o.DOWNLOAD,
-    model: Optional[str] = o.MODEL,
-    epochs: Optional[int] = o.EPOCHS,
-    batch_size: Optional[int] = o.BATCH,
-    lr: Optional[float] = o.LR,
-    optimizer: Optional[str] = o.OPTIMIZER,
-    schedule: Optional[str] = o.SCHEDULE,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, data order and label noise."),
-    noise: Optional[str] = typer.Option(None, "--noise", help="Label noise: none, sym:0.4, asym:0.4, instance:0.4."),
-    imbalance: Optional[str] = typer.Option(None, "--imbalance", help="Long tail: none, exp:100, step:10."),
-    device: Optional[str] = o.DEVICE,
+    model: Optional[str] = T.model,
+    epochs: Optional[int] = T.epochs,
+    batch_size: Optional[int] = T.batch_size,
+    lr: Optional[float] = T.lr,
+    optimizer: Optional[str] = T.optimizer,
+    schedule: Optional[str] = T.schedule,
+    seed: Optional[int] = T.seed,
+    noise: Optional[str] = T.noise,
+    imbalance: Optional[str] = T.imbalance,
+    device: Optional[str] = T.device,
     compile: Optional[bool] = o.COMPILE,
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Run dir of a trained teacher (for kd, pld, dhkd)."),
     image_column: Optional[str] = o.IMAGE_COL,
     text_column: Optional[str] = o.TEXT_COL,
     label_column: Optional[str] = o.LABEL_COL,
+    feature_columns: Optional[str] = o.FEATURE_COLS,
+    normalize: Optional[bool] = o.NORMALIZE,
+    image_size: Optional[int] = o.IMAGE_SIZE,
     clean_val: Optional[bool] = o.CLEAN_VAL,
     sets: Optional[List[str]] = o.SET,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<loss>-<dataset>-s<seed>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing completed run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch checkpoint (a killed or preempted run); starts it when there is none. Without other options, the run's own config is used."),
+    log_every: Optional[int] = o.LOG_EVERY,
+    tracker: Optional[str] = o.TRACKER,
+    tracking_uri: Optional[str] = o.TRACKING_URI,
     quiet: bool = QUIET_OPTION,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
-    """Train one model with one loss. Writes config.yaml, metrics.jsonl, model.pt, logits, report.md/.yaml."""
+    """Train one model with one loss. Writes config.yaml, metrics.jsonl, model.pt, logits, report.md/.yaml
+    (and checkpoint.pt while it runs, for --resume)."""
     from losscli.app.train import run_train
     from losscli.config import build_config
-    from losscli.errors import RunFailedError
+    from losscli.errors import RunFailedError, UsageError
     from losscli.lossspec import format_composite, format_loss_spec, parse_assignments, parse_loss_spec, split_composite
 
+    quiet_libraries(quiet)
+    if resume and overwrite:
+        raise UsageError("--resume continues a run and --overwrite replaces it; give one of them")
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
         lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, image_column=image_column,
-        text_column=text_column, label_column=label_column, seed=seed, noise=noise, imbalance=imbalance,
-        clean_val=clean_val,
+        text_column=text_column, label_column=label_column, feature_columns=feature_columns, normalize=normalize,
+        image_size=image_size, seed=seed, noise=noise, imbalance=imbalance, clean_val=clean_val,
     )
     if loss is not None or param:
         given = parse_assignments(param or [], what="--param")
@@ -63,9 +78,11 @@ def train_command(
         else:
             name, params = parse_loss_spec("ce" if loss is None else loss)
             overrides["loss"] = format_loss_spec(name, {**params, **given})
-    cfg = build_config(preset, overrides, sets)
-    report, run_dir = run_train(cfg, out=out, teacher=teacher, overwrite=overwrite, progress=not quiet,
-                                log=None if quiet else log)
+    # --resume with nothing but --out: the run's own config.yaml says what it is
+    cfg = None if resume and out and not (overrides or preset or sets or teacher) else build_config(preset, overrides, sets)
+    report, run_dir = run_train(cfg, out=out, teacher=teacher, overwrite=overwrite, resume=resume,
+                                progress=not quiet, log=None if quiet else log, log_every=log_every,
+                                tracker=tracker, tracking_uri=tracking_uri)
     _print_summary(report, fmt)
     if report["status"] != "ok":
         raise RunFailedError(f"run failed: {report['error']} (partial results kept in {run_dir})")

@@ -6,8 +6,23 @@ import typer
 
 from losscli.cli.output import Format
 
-FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="Output format for stdout: table, md, yaml or json.")
+FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="Output format for stdout: table, md, csv, yaml or json.")
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress output on stderr.")
+
+
+def quiet_libraries(quiet: bool) -> None:
+    """Keep Hugging Face's own progress bars off with ``--quiet``, and off the logs when stderr is not
+    a terminal (a bar redrawn into a file is noise). Set through the environment before ``datasets``
+    is imported, so worker processes inherit it."""
+    import os
+    import sys
+
+    if not (quiet or not sys.stderr.isatty()):
+        return
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "datasets" in sys.modules:  # already imported (a long-lived process, tests): switch it off there too
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def parse_csv(text: str | None) -> list[str]:

@@ -73,16 +73,31 @@ def read_preset(name_or_file: str) -> dict:
 
 def build_config(preset: Optional[str] = None, overrides: Optional[dict] = None,
                  sets: Optional[list[str]] = None) -> Config:
-    """Defaults <- preset <- explicit overrides (nested dict) <- ``--set key=value``."""
-    merged: dict = {}
-    if preset:
-        merged = _deep_merge(merged, read_preset(preset))
-    if overrides:
-        merged = _deep_merge(merged, overrides)
-    if sets:
-        for key, value in parse_assignments(sets, what="--set").items():
-            merged = _deep_merge(merged, _dotted(key, value))
+    """Defaults <- preset <- explicit overrides (nested dict) <- ``--set key=value``.
+
+    A preset's model belongs to the preset's dataset: when the dataset is changed (by a flag or
+    ``--set``) and the model is not, the model is ``auto`` (picked from the data kind) instead of
+    the preset's, which would not fit the new data (``cnn1d`` on a table)."""
+    base = read_preset(preset) if preset else {}
+    user: dict = _deep_merge({}, overrides or {})
+    for key, value in parse_assignments(sets or [], what="--set").items():
+        user = _deep_merge(user, _dotted(key, value))
+    merged = _deep_merge(base, user)
+    if _dataset_changed(base, user) and not _model_given(user) and isinstance(merged.get("model"), dict):
+        mine = user.get("model") if isinstance(user.get("model"), dict) else {}
+        merged["model"] = {"name": "auto", **({"options": mine["options"]} if "options" in mine else {})}
     return from_dict(merged)
+
+
+def _dataset_changed(base: dict, user: dict) -> bool:
+    given = (user.get("dataset") or {}).get("name") if isinstance(user.get("dataset"), dict) else None
+    preset = (base.get("dataset") or {}).get("name") if isinstance(base.get("dataset"), dict) else None
+    return "model" in base and given is not None and given != preset
+
+
+def _model_given(user: dict) -> bool:
+    model = user.get("model")
+    return isinstance(model, dict) and "name" in model
 
 
 def from_dict(data: dict) -> Config:

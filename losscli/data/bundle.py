@@ -42,6 +42,10 @@ class DataBundle:
     class_names: list[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"  # "classification" | "regression" (float targets; num_classes 0)
+    # row of each training / validation example in the source's training data as stored (before
+    # losscli carved val and test from it): what per-sample label files (``--noise file:``) align with
+    train_index: torch.Tensor | None = None
+    val_index: torch.Tensor | None = None  # None: the source provided its own validation split
 
     @property
     def is_regression(self) -> bool:
@@ -167,8 +171,12 @@ def make_bundle(
     split_seed: int = 0,
     info: dict[str, Any] | None = None,
     task: str = "classification",
+    row_index: Any = None,
 ) -> DataBundle:
-    """Validate tensors, carve val from train when absent, and build the bundle."""
+    """Validate tensors, carve val from train when absent, and build the bundle.
+
+    ``row_index`` is the source row of each ``x_train`` row when the source already held rows out
+    (a carved test split); by default row ``i`` is source row ``i``."""
     if kind not in KINDS:
         raise UsageError(f"{name}: unknown data kind {kind!r}; use one of {', '.join(KINDS)}")
     if task not in TASKS:
@@ -180,10 +188,15 @@ def make_bundle(
     info = dict(info or {})
     if (x_val is None) != (y_val is None):
         raise UsageError(f"{name}: x_val and y_val must be given together")
+    rows = torch.arange(len(ytr)) if row_index is None else torch.as_tensor(row_index, dtype=torch.int64)
+    if len(rows) != len(ytr):
+        raise ValueError(f"{name}: row_index has {len(rows)} entries for {len(ytr)} training rows")
+    val_rows = None
     if x_val is None:
         keep, carved = carve_split(ytr, val_fraction, split_seed, stratify=not regression)
         xva, yva = xtr[carved], ytr[carved]
         xtr, ytr = xtr[keep], ytr[keep]
+        rows, val_rows = rows[keep], rows[carved]
         info["val_source"] = f"carved from train (fraction {val_fraction:g}, split_seed {split_seed})"
     else:
         xva, yva = _as_x(x_val, kind, f"{name} val"), as_y(y_val, f"{name} val")
@@ -199,7 +212,7 @@ def make_bundle(
         raise UsageError(f"{name}: the test split is empty ({len(ytr) + len(yva)} examples in all); give more examples "
                          "or an explicit test split (x_test, y_test)")
     if regression:
-        return _regression_bundle(name, (xtr, ytr, xva, yva, xte, yte), kind, info)
+        return _regression_bundle(name, (xtr, ytr, xva, yva, xte, yte), kind, info, (rows, val_rows))
     seen = max(int(y.max()) for y in (ytr, yva, yte) if len(y)) + 1
     if num_classes is None:
         num_classes = seen
@@ -223,11 +236,11 @@ def make_bundle(
     return DataBundle(
         name=name, x_train=xtr, y_train=ytr, y_train_clean=ytr.clone(), x_val=xva, y_val=yva,
         x_test=xte, y_test=yte, num_classes=int(num_classes), input_shape=tuple(xtr.shape[1:]),
-        kind=kind, class_names=class_names, info=info,
+        kind=kind, class_names=class_names, info=info, train_index=rows, val_index=val_rows,
     )
 
 
-def _regression_bundle(name: str, splits: tuple, kind: str, info: dict[str, Any]) -> DataBundle:
+def _regression_bundle(name: str, splits: tuple, kind: str, info: dict[str, Any], index: tuple) -> DataBundle:
     xtr, ytr, xva, yva, xte, yte = splits
     info.setdefault("source", name)
     info["task"] = "regression"
@@ -241,4 +254,5 @@ def _regression_bundle(name: str, splits: tuple, kind: str, info: dict[str, Any]
     return DataBundle(
         name=name, x_train=xtr, y_train=ytr, y_train_clean=ytr.clone(), x_val=xva, y_val=yva, x_test=xte, y_test=yte,
         num_classes=0, input_shape=tuple(xtr.shape[1:]), kind=kind, info=info, task="regression",
+        train_index=index[0], val_index=index[1],
     )

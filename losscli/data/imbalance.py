@@ -63,7 +63,8 @@ def apply_imbalance(bundle: DataBundle, spec: str | ImbalanceSpec, seed: int = 0
         keep.append(idx[torch.randperm(len(idx), generator=g)[: counts[c]]])
     keep_idx = torch.sort(torch.cat(keep))[0]
     out = bundle.replace(x_train=bundle.x_train[keep_idx], y_train=bundle.y_train[keep_idx],
-                         y_train_clean=y[keep_idx])
+                         y_train_clean=y[keep_idx],
+                         train_index=None if bundle.train_index is None else bundle.train_index[keep_idx])
     out.info["imbalance"] = {
         "spec": str(parsed), "kind": parsed.kind, "ratio": parsed.ratio, "seed": int(seed),
         "class_counts": counts, "actual_ratio": max(counts) / min(counts),

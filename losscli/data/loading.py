@@ -1,16 +1,21 @@
 """``load_dataset``: resolve a dataset name to its source and load it.
 
 Names: a registered dataset (``mnist1d``, ``synthetic``, ``cifar10``...), ``hf:<name-or-path>``
-for Hugging Face datasets, or a path ending in ``.npz`` / ``.pt`` / ``.csv``.
+for Hugging Face datasets, ``folder:<dir>`` for class folders of images, or a path ending in
+``.npz`` / ``.pt`` / ``.csv`` / ``.parquet``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from losscli.data.bundle import DataBundle
 from losscli.data.registry import DATASETS, resolve_options
 from losscli.errors import UsageError
+
+#: sources named ``<prefix>:<path>``
+PATH_SOURCES = ("hf", "folder")
 
 
 def resolve_name(name: str) -> tuple[str, str]:
@@ -21,14 +26,19 @@ def resolve_name(name: str) -> tuple[str, str]:
     if not isinstance(name, str) or not name.strip():
         raise UsageError(f"dataset name must be a non-empty string, got {name!r}")
     name = name.strip()
-    if name.lower().startswith("hf:"):
-        return "hf", name[3:].strip()
+    for prefix in PATH_SOURCES:
+        if name.lower().startswith(prefix + ":"):
+            return prefix, name[len(prefix) + 1:].strip()
     from losscli.data.src_files import SUFFIXES
 
     if name.lower().endswith(SUFFIXES):
         return "file", name
-    if name.lower() in ("hf", "file"):
-        raise UsageError(f"dataset {name!r} needs a path: write hf:<name-or-path> or a path ending in .npz/.pt/.csv")
+    if name.lower() in ("file", *PATH_SOURCES):
+        raise UsageError(f"dataset {name!r} needs a path: write hf:<name-or-path>, folder:<dir> or a path ending in "
+                         ".npz/.pt/.csv/.parquet")
+    if name not in DATASETS and os.path.isdir(os.path.expanduser(name)):
+        raise UsageError(f"dataset {name!r} is a directory: write folder:{name} for class folders of images, or "
+                         f"hf:{name} for a Hugging Face dataset (save_to_disk, parquet/csv files)")
     return DATASETS.canonical(name), ""
 
 
@@ -52,7 +62,7 @@ def load_dataset(
     opts = resolve_options(name if path else source, entry.meta.get("options", {}), options)
     kwargs: dict[str, Any] = dict(data_dir=data_dir, download=bool(download), val_fraction=float(val_fraction),
                                   split_seed=int(split_seed), options=opts)
-    if path or source in ("hf", "file"):
+    if path or source in ("file", *PATH_SOURCES):
         kwargs["path"] = path
     bundle = entry.obj(**kwargs)
     bundle.info.setdefault("options", {k: v for k, v in opts.items()})

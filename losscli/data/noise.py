@@ -16,6 +16,8 @@ Exact counts (not just expected ones):
   ``softmax(z_i W_{y_i})`` over the other classes, where ``z_i`` is a fixed random projection of
   the standardised input and ``W_c`` random Gaussian matrices, so hard-to-separate inputs flip
   towards input-dependent classes.
+* ``file:PATH`` and the CIFAR-N label sets (``cifar10n:aggre``...) are real-world noise: each
+  example's noisy label is read (``realnoise.py``), and the rate reported is the measured one.
 
 Every function takes its own ``torch.Generator``; the global RNGs are never touched.
 """
@@ -100,12 +102,15 @@ def _corrupt(parsed: NoiseSpec, x: torch.Tensor, y: torch.Tensor, C: int, name: 
     return _mapped(y, parsed.rate, mapping, g)
 
 
-def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int, *, noisy_val: bool = True) -> DataBundle:
+def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int, *, noisy_val: bool = True,
+                data_dir: str | None = None) -> DataBundle:
     """A new bundle whose ``y_train`` is corrupted per ``spec`` (``y_train_clean`` kept).
 
     With ``noisy_val`` (the default) the validation labels carry the same kind of noise, drawn
     independently: that is the validation set a practitioner with noisy labels really has, so model
     selection (best epoch, tuning) is not optimistic. The test split always stays clean.
+    Real-world noise (``file:PATH``, CIFAR-N label sets found in ``data_dir``) reads each example's
+    noisy label instead (``losscli.data.realnoise``); its rate is the measured one.
     """
     parsed = parse_noise_spec(spec)
     C = bundle.num_classes
@@ -120,7 +125,12 @@ def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int, *, noisy_v
         out.info["noise"] = {**info, "num_flipped": 0, "actual_fraction_flipped": 0.0}
         return out
     noisy, y_val = clean.clone(), bundle.y_val
-    if parsed.kind != "none":
+    if parsed.is_real:
+        from losscli.data.realnoise import real_noise
+
+        noisy, y_val, more = real_noise(bundle, parsed, noisy_val, data_dir)
+        info.update(more)
+    elif parsed.kind != "none":
         if C < 2:
             raise UsageError(f"label noise needs at least 2 classes, {bundle.name} has {C}")
         noisy = _corrupt(parsed, bundle.x_train, clean, C, bundle.name, torch.Generator().manual_seed(int(seed)), info)
@@ -132,6 +142,8 @@ def apply_noise(bundle: DataBundle, spec: str | NoiseSpec, seed: int, *, noisy_v
     flipped = int((noisy != clean).sum())
     info["num_flipped"] = flipped
     info["actual_fraction_flipped"] = flipped / max(len(clean), 1)
+    if parsed.is_real:  # a measured rate, where synthetic noise has the one it was asked for
+        info["rate"] = info["actual_fraction_flipped"]
     info["transition_matrix"] = transition_matrix(clean, noisy, C)
     out = bundle.replace(y_train=noisy, y_val=y_val)
     out.info["noise"] = info

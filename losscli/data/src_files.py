@@ -1,12 +1,16 @@
-"""Local tensor files: ``*.npz`` (numpy) or ``*.pt`` (a dict of tensors, loaded with
-``weights_only=True``) with keys ``x``, ``y`` and optionally ``x_val``/``y_val``,
-``x_test``/``y_test`` and ``class_names``; or a ``*.csv`` table with a header row, numeric
-columns, the target in column ``y`` (option ``label_column``) and the features in the others.
+"""Local files: ``*.npz`` (numpy) or ``*.pt`` (a dict of tensors, loaded with ``weights_only=True``)
+with keys ``x``, ``y`` and optionally ``x_val``/``y_val``, ``x_test``/``y_test`` and ``class_names``;
+or a table, ``*.csv`` (a header row) or ``*.parquet``: the label in option ``label_column`` (found
+by name otherwise: label, target, class, y...), the features in option ``feature_columns`` or every
+numeric column but the label (``losscli.data.tabular``).
 
 The kind follows the per-sample rank of ``x`` unless option ``kind`` says otherwise:
 rank 1 -> "vector" (float) , rank 2 -> "image" with one channel, rank 3 -> "image"
 (``[C, H, W]``; ``[H, W, C]`` with C in {1, 3, 4} is transposed). Integer ``x`` with
 ``kind="tokens"`` keeps its ids. A missing test split is carved with ``test_fraction``.
+
+Inputs are standardised with training-split statistics (per feature, or per channel for images;
+``losscli.data.normalize``) unless option ``normalize`` is false (``--no-normalize``); token ids never.
 
 The task follows ``y`` unless option ``task`` says otherwise: float targets with a non-integer
 value make a regression dataset (float32 targets, for ``hl_gauss``); integer-valued ones are
@@ -21,23 +25,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from losscli.data import tabular
 from losscli.data.bundle import KINDS, TASKS, carve_split, is_regression_target, make_bundle
+from losscli.data.normalize import standardize
 from losscli.data.registry import register_dataset
 from losscli.errors import UsageError
 
-SUFFIXES = (".npz", ".pt", ".pth", ".csv")
-OPTIONS = {"kind": None, "num_classes": None, "test_fraction": 0.2, "task": None, "label_column": None}
+SUFFIXES = (".npz", ".pt", ".pth", ".csv", ".parquet")
+OPTIONS = {"kind": None, "num_classes": None, "test_fraction": 0.2, "task": None, "label_column": None,
+           "feature_columns": None, "normalize": True}
 
 
-def _read(path: str, label_column: str | None) -> dict[str, Any]:
+def _read(path: str, options: dict[str, Any]) -> dict[str, Any]:
     if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file (expected a .npz, .pt or .csv file with x and y)")
-    if path.lower().endswith(".csv"):
-        return _read_csv(path, label_column or "y")
-    if label_column is not None:
-        raise UsageError(f"{path}: option label_column names a .csv column; .npz/.pt files hold x and y")
+        raise UsageError(f"{path}: no such file (expected a .npz, .pt, .csv or .parquet file with x and y)")
+    low = path.lower()
+    if low.endswith((".csv", ".parquet")):
+        return _read_table(path, options)
+    for key in ("label_column", "feature_columns"):
+        if options[key] is not None:
+            raise UsageError(f"{path}: option {key} names table columns (.csv, .parquet); .npz/.pt files hold x and y")
     try:
-        if path.endswith(".npz"):
+        if low.endswith(".npz"):
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
         from losscli.safeload import load_torch
@@ -52,34 +61,54 @@ def _read(path: str, label_column: str | None) -> dict[str, Any]:
     return dict(obj)
 
 
-def _read_csv(path: str, label_column: str) -> dict[str, Any]:
-    """``{x: [N, D] float64, y: [N] float64}`` from a CSV with a header row and numeric cells."""
+def _read_table(path: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``{x, y, class_names, table}`` from a CSV (header row) or a parquet file: the feature columns
+    (option feature_columns, else every numeric column but the label) and the label column."""
+    columns = _csv_columns(path) if path.lower().endswith(".csv") else _parquet_columns(path)
+    names = list(columns)
+    label = tabular.pick_label(names, options["label_column"], path)
+    numeric = {c for c, v in columns.items() if tabular.is_numeric(v)}
+    features, ignored = tabular.pick_features(names, numeric, label, options["feature_columns"], path)
+    x = tabular.feature_matrix(columns, features, path)
+    ys, class_names, task = tabular.encode_labels({"": columns[label]}, options["task"], path)
+    return {"x": x, "y": ys[""], "class_names": class_names, "task": task,
+            "table": tabular.table_info(label, features, ignored)}
+
+
+def _csv_columns(path: str) -> dict[str, np.ndarray]:
     import csv
 
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UsageError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     lines = [(i, r) for i, r in enumerate(rows, start=1) if any(cell.strip() for cell in r)]  # blank lines skipped
     if len(lines) < 2:
         raise UsageError(f"{path}: a CSV needs a header row and at least one data row")
     header = [h.strip() for h in lines[0][1]]
-    if label_column not in header:
-        raise UsageError(f"{path}: no target column {label_column!r} (columns: {', '.join(header)}); "
-                         "pass --label-column NAME")
-    if len(header) < 2:
-        raise UsageError(f"{path}: needs at least one feature column besides {label_column!r}")
-    values = np.empty((len(lines) - 1, len(header)), dtype=np.float64)
-    for k, (i, row) in enumerate(lines[1:]):
+    if len(set(header)) != len(header) or "" in header:
+        raise UsageError(f"{path}: the header row needs distinct, non-empty column names (got {', '.join(header)})")
+    for i, row in lines[1:]:
         if len(row) != len(header):
             raise UsageError(f"{path}, line {i}: {len(row)} cells but the header has {len(header)}")
-        try:
-            values[k] = [float(cell) for cell in row]
-        except ValueError:
-            raise UsageError(f"{path}, line {i}: every cell must be a number ({row!r})") from None
-    j = header.index(label_column)
-    return {"x": np.delete(values, j, axis=1), "y": values[:, j]}
+    body = [r for _, r in lines[1:]]
+    line_of = lambda k: lines[1 + k][0]  # noqa: E731 - data row k -> line number in the file
+    return {h: tabular.column_from_cells([r[j] for r in body], h, path, line_of) for j, h in enumerate(header)}
+
+
+def _parquet_columns(path: str) -> dict[str, np.ndarray]:
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    except ImportError:
+        raise UsageError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
+    except Exception as e:  # noqa: BLE001 - a corrupt or non-parquet file is one line
+        raise UsageError(f"{path}: cannot read as parquet ({type(e).__name__}: {str(e).strip().splitlines()[0][:160]})") from None
+    if len(set(table.column_names)) != len(table.column_names):
+        raise UsageError(f"{path}: column names must be distinct")
+    return tabular.arrow_columns(table)
 
 
 def _task(y: torch.Tensor, option: str | None, path: str) -> str:
@@ -108,7 +137,8 @@ def _to_image(x: torch.Tensor) -> torch.Tensor:
 
 
 def load_file(path: str, *, val_fraction: float = 0.1, split_seed: int = 0, options: dict[str, Any]):
-    raw = _read(path, options["label_column"])
+    raw = _read(path, options)
+    table_task, table = raw.pop("task", None), raw.pop("table", None)
     missing = [k for k in ("x", "y") if k not in raw]
     if missing:
         raise UsageError(f"{path}: missing key(s) {', '.join(missing)}; found {', '.join(sorted(raw)) or 'nothing'}")
@@ -128,10 +158,13 @@ def load_file(path: str, *, val_fraction: float = 0.1, split_seed: int = 0, opti
     if kind == "image":
         xs = {k: _to_image(v) for k, v in xs.items()}
     ys = {s: t[f"y{s}"] for s in ("", "_val", "_test") if f"y{s}" in t}
-    task = _task(torch.cat([v.reshape(-1) for v in ys.values()]), options["task"], path)
+    task = table_task or _task(torch.cat([v.reshape(-1) for v in ys.values()]), options["task"], path)
     if task == "regression" and options["num_classes"] is not None:
         raise UsageError(f"{path}: option num_classes does not apply to a regression dataset (float targets)")
     info: dict[str, Any] = {"source": f"file {os.path.abspath(path)}"}
+    if table:
+        info["table"] = table
+    row_index = None
     if "_test" not in xs:
         frac = float(options["test_fraction"])
         y = ys[""].reshape(-1)
@@ -139,18 +172,28 @@ def load_file(path: str, *, val_fraction: float = 0.1, split_seed: int = 0, opti
                                    stratify=task == "classification")
         xs["_test"], ys["_test"] = xs[""][carved], ys[""][carved]
         xs[""], ys[""] = xs[""][keep], ys[""][keep]
+        row_index = keep
         info["test_source"] = f"carved from train (fraction {frac:g}, split_seed {split_seed})"
     names = raw.get("class_names")
     names = [str(n) for n in np.asarray(names).tolist()] if names is not None else None
-    return make_bundle(
+    bundle = make_bundle(
         os.path.basename(path), x_train=xs[""], y_train=ys[""], x_test=xs["_test"], y_test=ys["_test"],
         x_val=xs.get("_val"), y_val=ys.get("_val"), kind=kind, num_classes=options["num_classes"],
         class_names=names, val_fraction=val_fraction, split_seed=split_seed, info=info, task=task,
+        row_index=row_index,
     )
+    return standardize(bundle, _flag(options["normalize"], path))
 
 
-@register_dataset("file", options=OPTIONS, kind="", doc="a local .npz/.pt file with x, y (and x_test, y_test), or a .csv")
+def _flag(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{path}: option normalize must be true or false, got {value!r}")
+    return value
+
+
+@register_dataset("file", options=OPTIONS, kind="",
+                  doc="a local .npz/.pt file with x, y (and x_test, y_test), or a .csv/.parquet table")
 def load_file_source(*, data_dir=None, download=False, val_fraction=0.1, split_seed=0, options=None, path: str = ""):
     if not path:
-        raise UsageError("file: give the path of a .npz, .pt or .csv file as the dataset name")
+        raise UsageError("file: give the path of a .npz, .pt, .csv or .parquet file as the dataset name")
     return load_file(os.path.expanduser(path), val_fraction=val_fraction, split_seed=split_seed, options=options)

@@ -5,7 +5,9 @@ file, a directory of such files (split from file names: train*, valid*/val*/dev*
 or a hub name (needs a network or the local HF cache). Columns are auto-detected
 (image/img, text/sentence, label/labels...) unless ``image_column`` / ``text_column`` /
 ``label_column`` are given. Text goes through the hashing tokenizer (kind "tokens");
-images become normalised float tensors (kind "image"). Splits train/validation/test are
+images become normalised float tensors (kind "image"); a table without image or text columns
+(or with ``feature_columns``) is read as numeric features (kind "vector", ``losscli.data.tabular``),
+standardised with training-split statistics unless ``normalize`` is false. Splits train/validation/test are
 used when present; a missing test split is carved with ``test_fraction``, a missing
 validation split with ``val_fraction``.
 """
@@ -34,8 +36,10 @@ LABEL_COLUMNS = ("label", "labels", "target", "class", "fine_label", "y", "categ
 VAL_NAMES = ("validation", "valid", "val", "dev")
 FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".tsv": "csv"}
 
-OPTIONS = {"image_column": None, "text_column": None, "label_column": None, "config": None,
+OPTIONS = {"image_column": None, "text_column": None, "label_column": None, "feature_columns": None, "config": None,
            "vocab_size": DEFAULT_VOCAB_SIZE, "max_len": DEFAULT_MAX_LEN, "test_fraction": 0.2, "normalize": True}
+#: feature dtypes of a numeric table (``datasets.Value``)
+NUMERIC_DTYPES = ("int", "uint", "float", "bool", "double", "half")
 
 
 # --------------------------------------------------------------------------- locating the data
@@ -176,6 +180,49 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
 
 
 # --------------------------------------------------------------------------- conversion
+def _load_table(splits: dict[str, Any], label_col: str, spec: str, options: dict[str, Any], val_fraction: float,
+                split_seed: int, test_fraction: float):
+    """A table of numeric columns (``hf:data.csv``, ``hf:data.parquet``...): kind "vector"."""
+    from losscli.data import tabular
+    from losscli.data.normalize import standardize
+
+    where = f"hf:{spec}"
+    train = splits["train"]
+    columns = list(train.column_names)
+    numeric = {c for c in columns if str(getattr(train.features.get(c), "dtype", "")).startswith(NUMERIC_DTYPES)}
+    features, ignored = tabular.pick_features(columns, numeric, label_col, options["feature_columns"], where)
+    tables = {}
+    for k, ds in splits.items():
+        missing = [c for c in [label_col, *features] if c not in ds.column_names]
+        if missing:
+            raise UsageError(f"{where}: split {k!r} lacks column(s) {', '.join(missing[:5])}")
+        tables[k] = tabular.arrow_columns(ds.select_columns([*features, label_col]).with_format("arrow")[:])
+    xs = {k: tabular.feature_matrix(t, features, f"{where} ({k})") for k, t in tables.items()}
+    names = getattr(train.features.get(label_col), "names", None)
+    ys, class_names, task = tabular.encode_labels({k: t[label_col] for k, t in tables.items()}, None, where)
+    class_names = list(names) if names is not None else class_names
+    info: dict[str, Any] = {"source": where, "table": tabular.table_info(label_col, features, ignored)}
+    xs_t = {k: torch.from_numpy(v) for k, v in xs.items()}
+    ys_t = {k: torch.from_numpy(v) for k, v in ys.items()}
+    row_index = None
+    if "test" not in xs_t:
+        y = ys_t["train"]
+        keep, carved = carve_split(y, test_fraction, split_seed + 7919, stratify=task == "classification")
+        xs_t["test"], ys_t["test"] = xs_t["train"][carved], y[carved]
+        xs_t["train"], ys_t["train"] = xs_t["train"][keep], y[keep]
+        row_index = keep
+        info["test_source"] = f"carved from train (fraction {test_fraction:g}, split_seed {split_seed})"
+    has_val = "validation" in xs_t
+    bundle = make_bundle(
+        where, x_train=xs_t["train"], y_train=ys_t["train"], x_test=xs_t["test"], y_test=ys_t["test"], kind="vector",
+        x_val=xs_t.get("validation") if has_val else None, y_val=ys_t.get("validation") if has_val else None,
+        num_classes=len(names) if names is not None else None, class_names=class_names, val_fraction=val_fraction,
+        split_seed=split_seed, info=info, task=task, row_index=row_index,
+    )
+    return standardize(bundle, bool(options["normalize"]))
+
+
+
 def _images(values: list[Any], mode: str | None, spec: str) -> tuple[np.ndarray, str | None]:
     arrays = []
     for v in values:
@@ -229,11 +276,12 @@ def load_hf(*, data_dir=None, download=False, val_fraction=0.1, split_seed=0, op
     label_col = _pick(columns, options["label_column"], LABEL_COLUMNS, "label", spec)
     if label_col is None:
         raise UsageError(f"hf:{spec}: no label column found; pass --label-column (columns: {', '.join(columns)})")
-    image_col = _pick(columns, options["image_column"], IMAGE_COLUMNS, "image", spec) if options["text_column"] is None else None
-    text_col = None if image_col else _pick(columns, options["text_column"], TEXT_COLUMNS, "text", spec)
-    if image_col is None and text_col is None:
-        raise UsageError(f"hf:{spec}: no image or text column found; pass --image-column or --text-column "
-                         f"(columns: {', '.join(columns)})")
+    tabular_wanted = options["feature_columns"] is not None
+    image_col = None if tabular_wanted or options["text_column"] is not None else \
+        _pick(columns, options["image_column"], IMAGE_COLUMNS, "image", spec)
+    text_col = None if image_col or tabular_wanted else _pick(columns, options["text_column"], TEXT_COLUMNS, "text", spec)
+    if image_col is None and text_col is None:  # a numeric table: its numeric columns are the features
+        return _load_table(splits, label_col, spec, options, val_fraction, split_seed, test_fraction)
     for name, ds in splits.items():
         missing = [c for c in (label_col, image_col or text_col) if c not in ds.column_names]
         if missing:
@@ -265,10 +313,12 @@ def load_hf(*, data_dir=None, download=False, val_fraction=0.1, split_seed=0, op
         info.update(text_column=text_col, tokenizer="hash", vocab_size=vocab_size, max_len=max_len)
 
     ys = {k: torch.from_numpy(v) for k, v in labels.items()}
+    row_index = None
     if "test" not in xs:
         keep, carved = carve_split(ys["train"], test_fraction, split_seed + 7919)
         xs["test"], ys["test"] = xs["train"][carved], ys["train"][carved]
         xs["train"], ys["train"] = xs["train"][keep], ys["train"][keep]
+        row_index = keep
         info["test_source"] = f"carved from train (fraction {test_fraction:g}, split_seed {split_seed})"
     has_val = "validation" in xs
     name = "hf:" + spec
@@ -276,5 +326,5 @@ def load_hf(*, data_dir=None, download=False, val_fraction=0.1, split_seed=0, op
         name, x_train=xs["train"], y_train=ys["train"], x_test=xs["test"], y_test=ys["test"], kind=kind,
         x_val=xs.get("validation") if has_val else None, y_val=ys.get("validation") if has_val else None,
         num_classes=num_classes, class_names=class_names, val_fraction=val_fraction, split_seed=split_seed,
-        info=info,
+        info=info, row_index=row_index,
     )

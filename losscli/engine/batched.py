@@ -70,8 +70,10 @@ class GroupContext:
 
 def train_group(specs: list[RunSpec], run_dirs: list[Path], *, overwrite: bool = True, progress: bool = False,
                 data_cache: dict | None = None, log: Callable[[str], None] | None = None,
-                render_markdown: Callable[[dict], str] | None = None) -> list[dict[str, Any]]:
-    """Train ``specs`` (one batch group) together; write each run's directory; return reports."""
+                render_markdown: Callable[[dict], str] | None = None,
+                hooks: list | None = None) -> list[dict[str, Any]]:
+    """Train ``specs`` (one batch group) together; write each run's directory; return reports.
+    ``hooks[r]`` (an experiment tracker's run, or None) follows run ``r``."""
     if not specs or len(specs) != len(run_dirs):
         raise ValueError("train_group needs one run directory per spec")
     first = specs[0]
@@ -92,8 +94,9 @@ def train_group(specs: list[RunSpec], run_dirs: list[Path], *, overwrite: bool =
     with cpu_threads(first.threads, device, models[0]) as threads:
         env = {**environment(device, compiled=compiled, amp_dtype=amp, threads=threads), "batched_runs": len(specs)}
         recs = []
-        for s, d, b in zip(specs, run_dirs, bundles):
-            rec = RunRecorder(s, rundir.prepare_run_dir(Path(d), overwrite), env, b, model_name(s, b), render_markdown)
+        for i, (s, d, b) in enumerate(zip(specs, run_dirs, bundles)):
+            rec = RunRecorder(s, rundir.prepare_run_dir(Path(d), overwrite), env, b, model_name(s, b), render_markdown,
+                              hooks[i] if hooks else None)
             rec.start()
             recs.append(rec)
         return _fit_group(GroupContext(specs, bundles, losses, models, recs, device, amp, compiled, log))

@@ -41,7 +41,8 @@ def load_base_data(spec: RunSpec, cache: dict | None = None):
 def load_run_data(spec: RunSpec, cache: dict | None = None):
     from losscli.data import apply_noise
 
-    return apply_noise(load_base_data(spec, cache), spec.noise, seed=spec.seed, noisy_val=not spec.dataset.clean_val)
+    return apply_noise(load_base_data(spec, cache), spec.noise, seed=spec.seed, noisy_val=not spec.dataset.clean_val,
+                       data_dir=spec.dataset.data_dir)
 
 
 def build_run_loss(spec: RunSpec, bundle) -> torch.nn.Module:

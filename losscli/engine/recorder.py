@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
@@ -19,9 +19,21 @@ from losscli.engine.evaluate import selection_score
 from losscli.engine.runspec import RunSpec
 
 
+class RunHooks(Protocol):
+    """Someone following a run as it goes (an experiment tracker): told when it starts (or resumes
+    after ``start_epoch`` epochs), after each evaluated epoch (the metrics.jsonl row) and when it ends
+    (the report, after it is written). Hooks must not raise: the run is not theirs to stop."""
+
+    def started(self, resolved: dict, start_epoch: int) -> None: ...
+
+    def epoch(self, row: dict) -> None: ...
+
+    def finished(self, report: dict) -> None: ...
+
+
 class RunRecorder:
     def __init__(self, spec: RunSpec, run_dir: Path | None, env: dict, bundle, model_name: str,
-                 render_markdown: Callable[[dict], str] | None = None):
+                 render_markdown: Callable[[dict], str] | None = None, hooks: RunHooks | None = None):
         self.spec = spec
         self.run_dir = Path(run_dir) if run_dir is not None else None  # None: in memory only (tuning trials)
         self.env = env
@@ -39,11 +51,38 @@ class RunRecorder:
         self._compile_seconds = 0.0
         self._samples = 0
         self._good_state: dict[str, torch.Tensor] | None = None  # last finite weights (kept on failure)
+        self._good_epoch = 0
+        self.hooks = hooks
 
     # -- progress ------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, start_epoch: int = 0) -> None:
         if self.run_dir is not None:
             rundir.write_config(self.run_dir, self.resolved())
+            if start_epoch:  # resumed: metrics.jsonl holds exactly the checkpoint's epochs (a killed run may
+                rundir.rewrite_metrics(self.run_dir, self.history)  # have appended one it never checkpointed)
+        if self.hooks is not None:
+            self.hooks.started(self.resolved(), start_epoch)
+
+    # -- checkpoints (engine/checkpoint.py) ---------------------------------------------------
+    def state(self, epoch: int) -> dict[str, Any]:
+        """What a resumed run needs to go on recording as if it had never stopped (after ``epoch``)."""
+        out: dict[str, Any] = {"history": self.history, "best": self.best, "train_seconds": self._train_seconds,
+                               "eval_seconds": self._eval_seconds, "compile_seconds": self._compile_seconds,
+                               "samples": self._samples, "good_epoch": self._good_epoch}
+        if self._good_state is not None and self._good_epoch != epoch:  # else: the checkpoint's own weights
+            out["good_state"] = self._good_state
+        return out
+
+    def load_state(self, state: dict[str, Any], epoch: int, current: dict[str, torch.Tensor]) -> None:
+        self.history = list(state["history"])
+        self.best = state["best"]
+        self._train_seconds, self._eval_seconds = float(state["train_seconds"]), float(state["eval_seconds"])
+        self._compile_seconds, self._samples = float(state["compile_seconds"]), int(state["samples"])
+        self._good_epoch = int(state["good_epoch"])
+        if "good_state" in state:
+            self._good_state = state["good_state"]
+        elif self._good_epoch:
+            self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in current.items()}
 
     def resolved(self) -> dict:
         data = self.spec.resolved()
@@ -87,10 +126,13 @@ class RunRecorder:
         self.history.append(row)
         if self.run_dir is not None:
             rundir.append_metrics(self.run_dir, row)
+        if self.hooks is not None:
+            self.hooks.epoch(row)
         best = None if self.best is None else self.best[val_key]
         if best is None or (val_score > best if self.higher_is_better else val_score < best):
             self.best = {"epoch": epoch, val_key: val_score, test_key: test_score}
         self._good_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        self._good_epoch = epoch
 
     def fail(self, message: str) -> None:
         self.failed = message
@@ -136,6 +178,8 @@ class RunRecorder:
         }
         if self.run_dir is not None:
             rundir.write_report(self.run_dir, report, self.render_markdown(report) if self.render_markdown else None)
+        if self.hooks is not None:
+            self.hooks.finished(report)
         return report
 
 

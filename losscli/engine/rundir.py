@@ -6,6 +6,8 @@
     RUN_DIR/logits.pt       {val_logits, val_labels, test_logits, test_labels}
     RUN_DIR/report.md       the report for people
     RUN_DIR/report.yaml     schema losscli/run/v1; written last: a valid one marks a finished run
+    RUN_DIR/checkpoint.pt   while ``train`` runs: the state after the last epoch, for ``--resume``
+                            (``engine/checkpoint.py``); removed when the run finishes
 
 Every file is written atomically (temp + rename). Readers validate what they read: a run
 whose report is missing, unreadable or incomplete is *pending* (``compare`` reruns it), and a
@@ -33,8 +35,9 @@ _FIX = "retrain the run (or delete its directory)"
 # --------------------------------------------------------------------------- writing
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
-    """Refuse to replace a finished run unless ``overwrite``; clear a previous attempt's partial files."""
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> Path:
+    """Refuse to replace a finished run unless ``overwrite``; clear a previous attempt's partial files
+    (``resume``: keep them for the checkpoint to continue from)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"{run_dir} exists and is not a directory; choose another --out")
@@ -42,7 +45,7 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
         raise UsageError(f"{run_dir} already holds a completed run; pass --overwrite to replace it or choose another --out")
     # no mkdir here: the directory appears with the first file (config.yaml), so input that
     # fails while data or model are built leaves no empty run directory behind
-    for stale in (METRICS, REPORT, REPORT_MD):
+    for stale in (REPORT, REPORT_MD) if resume else (METRICS, REPORT, REPORT_MD, "checkpoint.pt"):
         (run_dir / stale).unlink(missing_ok=True)
     return run_dir
 
@@ -61,6 +64,11 @@ def append_metrics(run_dir: Path, record: dict) -> None:
         if exc.filename:
             raise
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
+def rewrite_metrics(run_dir: Path, rows: list[dict]) -> None:
+    """metrics.jsonl holding exactly ``rows`` (a resumed run drops epochs its checkpoint does not have)."""
+    atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
 
 
 def save_model(run_dir: Path, state_dict: dict) -> None:

@@ -14,11 +14,12 @@ import torch
 
 from losscli.config.validate import validate_train
 from losscli.device import autocast_dtype, cpu_threads, resolve_device, seeded_generator, should_compile
-from losscli.engine import rundir
+from losscli.engine import checkpoint, rundir
 from losscli.engine.build import STREAM_ORDER, DeviceData, build_run_loss, build_run_model, load_run_data, model_name
 from losscli.engine.evaluate import epoch_score, finalize_metrics
 from losscli.engine.optim import build_optimizer, build_schedule
-from losscli.engine.recorder import RunRecorder, Stopwatch
+from losscli.engine.progress import EpochProgress
+from losscli.engine.recorder import RunHooks, RunRecorder, Stopwatch
 from losscli.engine.runspec import RunSpec
 from losscli.engine.steps import make_steps
 from losscli.engine.teacher import teacher_logits
@@ -50,22 +51,31 @@ class RunContext:
     teacher: torch.Tensor | None = None  # [N_train, C] teacher logits for distillation losses
     progress: bool = False
     on_epoch: EpochFn | None = None
+    log_every: int | None = None  # progress lines every N epochs (None: a bar on a terminal, lines elsewhere)
+    log: ProgressFn | None = None
+    checkpoint: bool = False  # write RUN_DIR/checkpoint.pt after every epoch (train --resume)
+    resume_state: dict | None = None  # a checkpoint to continue from
 
 
 def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress: bool = True,
               data_cache: dict | None = None, log: ProgressFn | None = None,
-              render_markdown: Callable[[dict], str] | None = None) -> dict[str, Any]:
+              render_markdown: Callable[[dict], str] | None = None, resume: bool = False,
+              checkpoints: bool = False, log_every: int | None = None,
+              hooks: RunHooks | None = None) -> dict[str, Any]:
     """Train one model with one loss; write the run directory; return the report.
 
     A non-finite loss stops the run: the report says at which epoch and step, status is
     ``failed``, and everything written so far stays on disk. ``render_markdown`` turns the
-    report into the run's report.md (None: no report.md).
+    report into the run's report.md (None: no report.md). ``checkpoints`` writes a checkpoint
+    after every epoch; ``resume`` continues from the one in ``run_dir`` (starts afresh without one).
+    ``hooks`` (an experiment tracker) follow the run.
     """
     validate_train(spec.train)
     device = resolve_device(spec.device)
     amp = autocast_dtype(spec.precision, device)
     compiled = should_compile(spec.compile, device)
-    run_dir = rundir.prepare_run_dir(Path(run_dir), overwrite)
+    state = checkpoint.load(Path(run_dir), spec.key()) if resume else None
+    run_dir = rundir.prepare_run_dir(Path(run_dir), overwrite, resume=state is not None)
 
     bundle = load_run_data(spec, data_cache)
     loss_fn = build_run_loss(spec, bundle)
@@ -75,10 +85,12 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
     loss_fn.to(device)
     with cpu_threads(spec.threads, device, model) as threads:
         env = environment(device, compiled=compiled, amp_dtype=amp, threads=threads)
-        rec = RunRecorder(spec, run_dir, env, bundle, model_name(spec, bundle), render_markdown)
-        rec.start()
+        rec = RunRecorder(spec, run_dir, env, bundle, model_name(spec, bundle), render_markdown, hooks)
+        if log and progress:
+            log(describe_run(spec, bundle, rec.model_name, device))
         ctx = RunContext(spec, model, loss_fn, DeviceData.from_bundle(bundle, device), bundle, rec, device, amp,
-                         compiled, teacher, progress)
+                         compiled, teacher, progress, log_every=log_every, log=log if progress else None,
+                         checkpoint=checkpoints or resume, resume_state=state)
         report = _fit(ctx)
     if log and report["status"] == "ok":
         name = rec.score
@@ -123,10 +135,19 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
     scheduler, spe = build_schedule(optimizer, steps.units, cfg, batch_size=steps.units_per_step)
     forward = _compiled_forward(steps.module(), rec) if ctx.compiled else steps.module()
     order = seeded_generator(ctx.spec.seed, STREAM_ORDER)
+    generators = {"order": order, **({"sets": steps.sets} if hasattr(steps, "sets") else {})}
+    start = 0
+    if ctx.resume_state is not None:
+        start = checkpoint.restore(ctx.resume_state, model=model, loss_fn=loss_fn, optimizer=optimizer,
+                                   scheduler=scheduler, generators=generators)
+        rec.load_state(ctx.resume_state["recorder"], start, _state(model, loss_fn))
+    rec.start(start)
     higher = 1.0 if rec.higher_is_better else -1.0  # the epoch callback's score: higher is better
-    bar = _progress_bar(cfg.epochs, ctx.spec.loss_label, ctx.progress)
+    bar = EpochProgress(cfg.epochs, ctx.spec.loss_label, ctx.progress, ctx.log_every, ctx.log, start, rec.score)
+    if start:
+        bar.note(f"{ctx.spec.loss_label}: resuming after epoch {start} of {cfg.epochs} ({checkpoint.path(rec.run_dir)})")
 
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start + 1, cfg.epochs + 1):
         step_losses = torch.empty(spe, device=ctx.device)
         model.train()
         with Stopwatch(ctx.device) as sw:
@@ -142,6 +163,7 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
         rec.add_train_time(sw.seconds - (rec.compile_seconds if epoch == 1 else 0.0), spe * steps.examples_per_step)
         if not rec.check_finite(step_losses, epoch):
             bar.close()
+            _drop_checkpoint(ctx)
             return rec.finish_failed()
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             with Stopwatch(ctx.device) as ew:
@@ -152,14 +174,39 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
             rec.record_epoch(epoch, train_loss, val, test, optimizer.param_groups[0]["lr"], _state(model, loss_fn))
             if not ctx.bundle.is_regression:  # the hook's contract is a validation accuracy
                 loss_fn.on_epoch_end(epoch - 1, val)  # stateful losses (ASLP) adapt to validation accuracy
-            bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val:.3f}")
+            bar.epoch(epoch, train_loss, val, optimizer.param_groups[0]["lr"])
             if ctx.on_epoch is not None:
                 ctx.on_epoch(epoch, higher * val)
-        bar.update(1)
+        else:
+            bar.epoch(epoch)
+        if ctx.checkpoint and rec.run_dir is not None and epoch < cfg.epochs:
+            checkpoint.save(rec.run_dir, key=ctx.spec.key(), epoch=epoch, model=model, loss_fn=loss_fn,
+                            optimizer=optimizer, scheduler=scheduler, generators=generators,
+                            recorder=rec.state(epoch))
     bar.close()
 
     metrics, logits = finalize_metrics(model, loss_fn, data, ctx.bundle, ctx.amp)
-    return rec.finish(_state(model, loss_fn), logits, metrics)
+    report = rec.finish(_state(model, loss_fn), logits, metrics)
+    _drop_checkpoint(ctx)  # after the report: a kill before it still resumes
+    return report
+
+
+def _drop_checkpoint(ctx: RunContext) -> None:
+    if ctx.checkpoint and ctx.rec.run_dir is not None:
+        checkpoint.remove(ctx.rec.run_dir)
+
+
+def describe_run(spec: RunSpec, bundle, model: str, device: torch.device) -> str:
+    """One line saying what is about to train (the resolved data, model and budget)."""
+    t = spec.train
+    sizes = bundle.sizes()
+    what = "regression" if bundle.is_regression else f"{bundle.num_classes} classes"
+    norm = (bundle.info.get("normalization") or {}).get("method")
+    data = (f"{bundle.name} ({bundle.kind}, {what}, {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test"
+            + (", standardised" if norm == "standardize" else "") + ")")
+    auto = " (auto)" if spec.model.name == "auto" else ""
+    return (f"{spec.loss_label}: {data}, model {model}{auto}, {t.epochs} epochs, batch {t.batch_size}, "
+            f"{t.optimizer} lr {t.lr:g} ({t.schedule}), noise {spec.noise}, seed {spec.seed}, {device.type}")
 
 
 def _state(model, loss_fn) -> dict[str, torch.Tensor]:
@@ -185,12 +232,3 @@ def _compiled_forward(model, rec: RunRecorder):
         return compiled(x)
 
     return forward
-
-
-def _progress_bar(total: int, desc: str, enabled: bool):
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="epoch", leave=False, file=sys.stderr,
-                disable=not (enabled and sys.stderr.isatty()))

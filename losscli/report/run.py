@@ -26,6 +26,7 @@ def render_run_markdown(report: dict[str, Any]) -> str:
         f"- dataset: `{s.get('dataset')}`, noise `{s.get('noise')}`, imbalance `{s.get('imbalance')}`",
         f"- model: `{cfg.get('model', {}).get('resolved_name')}`; {train.get('epochs')} epochs, batch {train.get('batch_size')}, "
         f"{train.get('optimizer')} lr {train.get('lr')}, {train.get('schedule')} schedule",
+        *data_lines(report.get("data") or {}),
         f"- device: {env.get('device')} ({env.get('device_name')}), {env.get('dtype')}, compiled: {env.get('compiled')}",
         f"- train time: {report.get('timing', {}).get('train_seconds')} s",
         "",
@@ -54,6 +55,23 @@ def render_run_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def data_lines(data: dict[str, Any]) -> list[str]:
+    """How the inputs were scaled and, for real-world label noise, what it measured to be."""
+    out = []
+    norm = data.get("normalization") or {}
+    if norm.get("method") == "standardize":
+        out.append(f"- inputs: standardised per {norm.get('per', 'feature')} with {norm.get('statistics', 'training-split')} "
+                   "statistics")
+    elif norm:
+        out.append(f"- inputs: as stored ({norm.get('why', 'no normalisation')})")
+    noise = data.get("noise") or {}
+    if noise.get("kind") in ("file", "cifar10n", "cifar100n"):
+        out.append(f"- label noise: {noise.get('method')}, `{noise.get('file')}` (sha256 {noise.get('sha256')}): "
+                   f"{noise.get('num_flipped')} training labels differ from the clean ones (rate "
+                   f"{noise.get('rate', 0):.3f}); validation {noise.get('validation')}; transition matrix in report.yaml")
+    return out
+
+
 _REGRESSION_KEYS = ("mse", "mae", "r2")
 
 
@@ -72,6 +90,7 @@ def _regression_markdown(report: dict[str, Any]) -> str:
         f"[{target.get('min', float('nan')):.4g}, {target.get('max', float('nan')):.4g}])",
         f"- model: `{cfg.get('model', {}).get('resolved_name')}`; {train.get('epochs')} epochs, batch "
         f"{train.get('batch_size')}, {train.get('optimizer')} lr {train.get('lr')}, {train.get('schedule')} schedule",
+        *data_lines(data),
         f"- train time: {report.get('timing', {}).get('train_seconds')} s",
         "",
     ]

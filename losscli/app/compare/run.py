@@ -22,23 +22,33 @@ from losscli.errors import Interrupted, RunFailedError, UsageError
 
 
 def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: Callable[[str], None] | None = None,
-                progress: bool = True, wait: bool = False) -> dict[str, Any]:
+                progress: bool = True, wait: bool = False, tracker: str | None = None,
+                tracking_uri: str | None = None) -> dict[str, Any]:
     """Run the pending runs of ``cfg``'s grid in ``out_dir``, then write report.yaml, report.md and plots.
+    Before the first run, the resolved configuration is logged and recorded in ``OUT/config.yaml``;
+    with ``tracker`` (tensorboard, mlflow) every training run is also one tracker run.
 
     Raises :class:`Interrupted` on Ctrl-C (finished runs kept) and :class:`RunFailedError` when
     runs had to be left pending (an I/O error, a worker that kept dying): the report is written
     first with what finished.
     """
+    from losscli.app.trackers import check_tracker
     from losscli.engine import rundir
 
     validate(cfg, "compare")
-    expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
+    kind = check_tracker(tracker)
+    grid = expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
     baseline = resolve_baseline(cfg)
     out_dir = _usable_dir(Path(out_dir))
     with CompareLock(out_dir, wait=wait, log=log):
         t0 = time.perf_counter()
         tuning, run_dirs = None, []
         try:
+            cache: dict = {}
+            if cfg.tune.trials or any(rundir.run_status(out_dir / "runs" / s.key()) != "ok" for s in grid):
+                from losscli.app.compare.announce import announce
+
+                announce(cfg, out_dir, grid, log, cache)
             if cfg.tune.trials:
                 tuning = _tune(cfg, out_dir, log)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
@@ -49,7 +59,8 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
             if log:
                 log(f"compare: {len(specs)} runs ({len(specs) - len(todo)} already done, {len(todo)} to run) "
                     f"-> {out_dir}")
-            errors = _run_pending(cfg, todo, log, progress) if todo else []
+            track = _tracker(kind, tracking_uri, out_dir, log) if kind and todo else None
+            errors = _run_pending(cfg, todo, log, progress, cache, track) if todo else []
         except KeyboardInterrupt:
             kept = sum(rundir.run_status(d) == "ok" for d in run_dirs)
             raise Interrupted(f"interrupted; {kept} finished run(s) are kept in {out_dir}"
@@ -108,13 +119,25 @@ def _tune(cfg: Config, out_dir: Path, log) -> dict:
         executor.close()
 
 
-def _run_pending(cfg: Config, todo: list, log, progress: bool) -> list[str]:
+def _tracker(kind: str, uri: str | None, out_dir: Path, log):
+    """The tracker every run of this compare reports to, tagged with the compare directory."""
+    from losscli.app.trackers import TrackerConfig, prepare
+
+    where = str(Path(out_dir).resolve())
+    root = uri if uri else str(Path(out_dir) / "tensorboard")
+    return prepare(TrackerConfig(kind, uri, experiment=f"losscli compare {Path(where).name}",
+                                 tags={"losscli.compare_dir": where}, root=root if kind == "tensorboard" else None), log)
+
+
+def _run_pending(cfg: Config, todo: list, log, progress: bool, cache: dict | None = None, tracker=None) -> list[str]:
     """Train the pending runs through the configured executor; returns why runs stayed pending."""
     from losscli.engine.build import load_base_data
 
     specs, dirs = [s for s, _ in todo], [d for _, d in todo]
-    load_base_data(specs[0])  # a dataset that cannot load is one line here, not a failure in every run
+    load_base_data(specs[0], cache)  # a dataset that cannot load is one line here, not a failure in every run
     tasks = plan_tasks(specs, dirs, use_batching(cfg.batch_runs, cfg.device, log), log)
+    for task in tasks:
+        task.tracker = tracker
     executor, jobs = _executor(cfg, len(tasks), log)
     bar = GridProgress(len(todo), jobs * max(len(t.specs) for t in tasks), progress, log)
     errors: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from losscli.engine.runspec import RunSpec
 
@@ -22,6 +22,7 @@ class Task:
 
     specs: list[RunSpec]
     run_dirs: list[Path]
+    tracker: Any = None  # an app.trackers.TrackerConfig: each run is one tracker run (plain data: pickles to workers)
 
     @property
     def batched(self) -> bool:
@@ -66,10 +67,10 @@ def execute_task(task: Task, data_cache: dict | None = None, log: Callable[[str]
 
     todo = [(s, d) for s, d in zip(task.specs, task.run_dirs) if rundir.run_status(d) != "ok"]
     try:
-        if len(todo) > 1 and _train_together(todo, data_cache, log):
+        if len(todo) > 1 and _train_together(todo, data_cache, log, task.tracker):
             return _outcome(task)
         for spec, run_dir in todo:
-            _train_one(spec, run_dir, data_cache, log)
+            _train_one(spec, run_dir, data_cache, log, task.tracker)
     except OSError as exc:
         return _outcome(task, _io_message(exc))
     return _outcome(task)
@@ -87,12 +88,15 @@ def _render(report: dict) -> str:
     return render_run_markdown(report)
 
 
-def _train_together(todo, data_cache, log) -> bool:
+def _train_together(todo, data_cache, log, tracker=None) -> bool:
     """Train the runs stacked; False (after logging why) when that fails for a non-I/O reason."""
+    from losscli.app.trackers import open_run
     from losscli.engine.batched import train_group
 
     try:
-        train_group([s for s, _ in todo], [d for _, d in todo], data_cache=data_cache, log=log, render_markdown=_render)
+        hooks = [open_run(tracker, s, d, log) for s, d in todo] if tracker else None
+        train_group([s for s, _ in todo], [d for _, d in todo], data_cache=data_cache, log=log, render_markdown=_render,
+                    hooks=hooks)
         return True
     except OSError:
         raise
@@ -102,11 +106,13 @@ def _train_together(todo, data_cache, log) -> bool:
         return False
 
 
-def _train_one(spec: RunSpec, run_dir: Path, data_cache, log) -> None:
+def _train_one(spec: RunSpec, run_dir: Path, data_cache, log, tracker=None) -> None:
+    from losscli.app.trackers import open_run
     from losscli.engine.trainer import train_run
 
     try:
-        train_run(spec, run_dir, overwrite=True, progress=False, data_cache=data_cache, log=log, render_markdown=_render)
+        train_run(spec, run_dir, overwrite=True, progress=False, data_cache=data_cache, log=log, render_markdown=_render,
+                  hooks=open_run(tracker, spec, run_dir, log))
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - the run's own failure: record it, keep going with the others
