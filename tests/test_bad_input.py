@@ -15,20 +15,12 @@ import pytest
 import torch
 
 import losscli.cli as cli
+from tests.cli_helpers import invoke as _invoke
 
 cli._register_commands()
 SYN = ["--dataset", "synthetic", "--set", "dataset.options={classes: 3, dim: 4, n_train: 60, n_test: 30}",
        "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet"]
 
-
-def _invoke(args, capsys):
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _one_line_exit_2(args, capsys, needle=None):

@@ -12,21 +12,12 @@ import yaml
 from typer.testing import CliRunner
 
 import losscli.cli as cli
+from tests.cli_helpers import invoke as _invoke
 
 cli._register_commands()
 runner = CliRunner()
 COMMANDS = ["losses", "check-loss", "train", "eval", "compare", "profile", "calibrate", "presets"]
 
-
-def _invoke(args, capsys):
-    """Run the real entry point in-process (with its error handling); returns (code, out, err)."""
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _run(*args, env=None):

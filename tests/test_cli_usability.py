@@ -14,18 +14,10 @@ import time
 import pytest
 
 import losscli.cli as cli
+from tests.cli_helpers import invoke as _invoke
 
 cli._register_commands()
 
-
-def _invoke(args, capsys):
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _csv(text):

@@ -9,19 +9,11 @@ import re
 import pytest
 
 import losscli.cli as cli
+from tests.cli_helpers import invoke as _invoke
 
 cli._register_commands()
 TINY = ["--dataset", "synthetic", "--set", "dataset.options.n_train=200", "--device", "cpu"]
 
-
-def _invoke(args, capsys):
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_one_line_per_epoch_off_a_terminal(tmp_path, capsys):

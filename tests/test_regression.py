@@ -15,19 +15,11 @@ import yaml
 import losscli.cli as cli
 from losscli.data import apply_imbalance, apply_noise, load_dataset
 from losscli.errors import UsageError
+from tests.cli_helpers import invoke as _invoke
 
 cli._register_commands()
 HL = "hl_gauss(vmin=-3,vmax=4,num_bins=32)"  # the support covers standardised targets
 
-
-def _invoke(args, capsys):
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _linear_regression_npz(path, n=300, d=5, noise=0.3, seed=0):

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import losscli.cli as cli
+from tests.cli_helpers import invoke as _invoke
 
 cli._register_commands()
 
@@ -65,15 +66,6 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert [r["epoch"] for r in lines] == list(range(1, 9))  # no epoch twice, none missing
     assert not (cut / "checkpoint.pt").exists()  # removed once the run finished
 
-
-def _invoke(args, capsys):
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 SMALL = ["train", "--dataset", "synthetic", "--set", "dataset.options.n_train=200", "--epochs", "3",

@@ -5,6 +5,7 @@ NaN stops the run cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,21 +71,10 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
     after every epoch; ``resume`` continues from the one in ``run_dir`` (starts afresh without one).
     ``hooks`` (an experiment tracker) follow the run.
     """
-    validate_train(spec.train)
-    device = resolve_device(spec.device)
-    amp = autocast_dtype(spec.precision, device)
-    compiled = should_compile(spec.compile, device)
     state = checkpoint.load(Path(run_dir), spec.key()) if resume else None
     run_dir = rundir.prepare_run_dir(Path(run_dir), overwrite, resume=state is not None)
-
-    bundle = load_run_data(spec, data_cache)
-    loss_fn = build_run_loss(spec, bundle)
-    model = build_run_model(spec, bundle, loss_fn)
-    teacher = teacher_logits(spec, bundle, device)
-    model.to(device)
-    loss_fn.to(device)
-    with cpu_threads(spec.threads, device, model) as threads:
-        env = environment(device, compiled=compiled, amp_dtype=amp, threads=threads)
+    with _built(spec, data_cache, without_test=False) as (bundle, loss_fn, model, teacher, device, amp, compiled,
+                                                            env):
         rec = RunRecorder(spec, run_dir, env, bundle, model_name(spec, bundle), render_markdown, hooks)
         if log and progress:
             log(describe_run(spec, bundle, rec.model_name, device))
@@ -106,18 +96,8 @@ def train_trial(spec: RunSpec, *, data_cache: dict | None = None, on_epoch: Epoc
     validation accuracy (-MSE on regression data). Returns ``{status: ok|failed|pruned, error,
     history: [{epoch, val_accuracy (val_mse), ...}], metrics: {val: ...}}``.
     """
-    validate_train(spec.train)
-    device = resolve_device(spec.device)
-    amp = autocast_dtype(spec.precision, device)
-    compiled = should_compile(spec.compile, device)
-    bundle = load_run_data(spec, data_cache).without_test()
-    loss_fn = build_run_loss(spec, bundle)
-    model = build_run_model(spec, bundle, loss_fn)
-    teacher = teacher_logits(spec, bundle, device)
-    model.to(device)
-    loss_fn.to(device)
-    with cpu_threads(spec.threads, device, model) as threads:
-        env = environment(device, compiled=compiled, amp_dtype=amp, threads=threads)
+    with _built(spec, data_cache, without_test=True) as (bundle, loss_fn, model, teacher, device, amp, compiled,
+                                                           env):
         rec = RunRecorder(spec, None, env, bundle, model_name(spec, bundle))
         ctx = RunContext(spec, model, loss_fn, DeviceData.from_bundle(bundle, device), bundle, rec, device, amp,
                          compiled, teacher, False, on_epoch)
@@ -125,6 +105,27 @@ def train_trial(spec: RunSpec, *, data_cache: dict | None = None, on_epoch: Epoc
             return _fit(ctx)
         except StopRun:
             return {"status": "pruned", "error": None, "history": rec.history, "metrics": {}}
+
+
+@contextlib.contextmanager
+def _built(spec: RunSpec, data_cache: dict | None, without_test: bool):
+    """Everything one run trains with, built the same way for a run and for a tuning trial (which
+    gets the data without its test split), inside the run's CPU-thread setting."""
+    validate_train(spec.train)
+    device = resolve_device(spec.device)
+    amp = autocast_dtype(spec.precision, device)
+    compiled = should_compile(spec.compile, device)
+    bundle = load_run_data(spec, data_cache)
+    if without_test:
+        bundle = bundle.without_test()
+    loss_fn = build_run_loss(spec, bundle)
+    model = build_run_model(spec, bundle, loss_fn)
+    teacher = teacher_logits(spec, bundle, device)
+    model.to(device)
+    loss_fn.to(device)
+    with cpu_threads(spec.threads, device, model) as threads:
+        env = environment(device, compiled=compiled, amp_dtype=amp, threads=threads)
+        yield bundle, loss_fn, model, teacher, device, amp, compiled, env
 
 
 def _fit(ctx: RunContext) -> dict[str, Any]:
