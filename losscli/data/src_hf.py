@@ -27,12 +27,12 @@ from losscli.data.bundle import carve_split, make_bundle
 from losscli.data.cache import cache_dir
 from losscli.data.images import normalise_images
 from losscli.data.registry import positive_int, register_dataset
+from losscli.data.tabular import LABEL_COLUMNS, pick_column
 from losscli.data.tokenize import DEFAULT_MAX_LEN, DEFAULT_VOCAB_SIZE, hash_tokenize
 from losscli.errors import UsageError
 
 IMAGE_COLUMNS = ("image", "img", "pixel_values", "picture")
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "sms", "question")
-LABEL_COLUMNS = ("label", "labels", "target", "class", "fine_label", "y", "category")
 VAL_NAMES = ("validation", "valid", "val", "dev")
 FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".tsv": "csv"}
 
@@ -168,15 +168,7 @@ def _assign_splits(splits: dict[str, Any], spec: str) -> dict[str, Any]:
 
 
 def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, spec: str) -> str | None:
-    if wanted is not None:
-        if wanted not in columns:
-            raise UsageError(f"hf:{spec}: no {what} column {wanted!r}; columns: {', '.join(columns)}")
-        return wanted
-    lower = {c.lower(): c for c in columns}
-    for c in candidates:
-        if c in lower:
-            return lower[c]
-    return None
+    return pick_column(columns, wanted, candidates, what, f"hf:{spec}")
 
 
 # --------------------------------------------------------------------------- conversion

@@ -45,15 +45,22 @@ def parse_feature_option(value: Any, where: str) -> list[str] | None:
     return items
 
 
-def pick_label(columns: list[str], wanted: str | None, where: str) -> str:
+def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str,
+                where: str) -> str | None:
+    """``wanted`` (which must exist), else the first of ``candidates`` present (any case), else None."""
     if wanted is not None:
         if wanted not in columns:
-            raise UsageError(f"{where}: no label column {wanted!r} (columns: {_names(columns)}); pass --label-column NAME")
+            raise UsageError(f"{where}: no {what} column {wanted!r} (columns: {_names(columns)}); "
+                             f"pass --{what}-column NAME")
         return wanted
     lower = {c.lower(): c for c in columns}
-    for c in LABEL_COLUMNS:
-        if c in lower:
-            return lower[c]
+    return next((lower[c] for c in candidates if c in lower), None)
+
+
+def pick_label(columns: list[str], wanted: str | None, where: str) -> str:
+    found = pick_column(columns, wanted, LABEL_COLUMNS, "label", where)
+    if found is not None:
+        return found
     raise UsageError(f"{where}: no label column found (looked for {', '.join(LABEL_COLUMNS)}; columns: "
                      f"{_names(columns)}); pass --label-column NAME")
 
