@@ -75,22 +75,27 @@ def _done(out: Path) -> dict[Path, int]:
     return found
 
 
-def _wait_for(cond, timeout=120.0, step=0.05):
+def _wait_for(cond, timeout=120.0, step=0.05, proc: subprocess.Popen | None = None):
+    """Poll ``cond`` until it is truthy; with ``proc``, fail at once (showing its stderr) if it exits first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = cond()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            _, err = proc.communicate()
+            raise AssertionError(f"compare exited ({proc.returncode}) before the condition held: {err[-2000:]}")
         time.sleep(step)
-    raise AssertionError("timed out")
+    detail = f"; compare still running, children {_children(proc.pid)}" if proc is not None else ""
+    raise AssertionError(f"timed out{detail}")
 
 
 def test_killed_worker_leaves_runs_pending_and_the_grid_completes(tmp_path):
     out = tmp_path / "c"
     proc = _compare(out, "--jobs", "2")
-    _wait_for(lambda: len(_done(out)) >= 1 and len(_workers(proc.pid)) == 2)
+    # any live worker will do: with one run finished, the grid is mid-way whichever worker dies
+    victim = _wait_for(lambda: len(_done(out)) >= 1 and next(iter(_workers(proc.pid)), None), proc=proc)
     before = _done(out)
-    victim = _workers(proc.pid)[0]
     os.kill(victim, signal.SIGKILL)  # what the OOM killer does
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
@@ -106,7 +111,7 @@ def test_killed_worker_leaves_runs_pending_and_the_grid_completes(tmp_path):
 def test_workers_die_with_the_compare_process(tmp_path):
     out = tmp_path / "c"
     proc = _compare(out, "--jobs", "2", "--quiet")
-    workers = _wait_for(lambda: _workers(proc.pid) if len(_workers(proc.pid)) == 2 else None)
+    workers = _wait_for(lambda: _workers(proc.pid) if len(_workers(proc.pid)) == 2 else None, proc=proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     _wait_for(lambda: not any(_alive(w) for w in workers), timeout=15)
@@ -115,7 +120,7 @@ def test_workers_die_with_the_compare_process(tmp_path):
 def test_ctrl_c_cancels_pending_work_and_says_what_is_kept(tmp_path):
     out = tmp_path / "c"
     proc = _compare(out, "--jobs", "2", start_new_session=True)
-    _wait_for(lambda: len(_done(out)) >= 1 and len(_workers(proc.pid)) == 2)
+    _wait_for(lambda: len(_done(out)) >= 1 and len(_workers(proc.pid)) == 2, proc=proc)
     workers = _workers(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
     stdout, stderr = proc.communicate(timeout=60)
