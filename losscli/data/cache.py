@@ -31,3 +31,13 @@ def save_npz_atomic(path: str, **arrays: Any) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def try_save_cache(path: str, **arrays: Any) -> bool:
+    """:func:`save_npz_atomic`, but a cache that cannot be written (read-only, full) is not fatal:
+    the data was made in memory and the next run makes it again. True when it was saved."""
+    try:
+        save_npz_atomic(path, **arrays)
+        return True
+    except OSError:
+        return False

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from losscli.data.bundle import carve_split, make_bundle
-from losscli.data.cache import cache_dir, save_npz_atomic
+from losscli.data.cache import cache_dir, try_save_cache
 from losscli.data.images import normalise_images
 from losscli.data.registry import register_dataset
 from losscli.errors import UsageError
@@ -141,10 +141,7 @@ def _pixels(root: str, splits: dict[str, list], size, mode: str, where: str) -> 
         except Exception:  # noqa: BLE001 - a corrupt cache file is decoded again
             pass
     pixels = {k: _decode(v, size, mode, where) for k, v in splits.items()}
-    try:
-        save_npz_atomic(path, **pixels)
-    except OSError:  # a read-only cache is not fatal
-        pass
+    try_save_cache(path, **pixels)
     return pixels, path, False
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from losscli.data.bundle import make_bundle
-from losscli.data.cache import cache_dir, save_npz_atomic
+from losscli.data.cache import cache_dir, try_save_cache
 from losscli.data.registry import positive_int, register_dataset
 
 _OPTIONS = {
@@ -72,10 +72,7 @@ def load_arrays(args: dict[str, Any]) -> tuple[dict[str, np.ndarray], str, bool]
     arrays = _generate(args)
     arrays = {"x": arrays["x"].astype(np.float32), "y": arrays["y"].astype(np.int64),
               "x_test": arrays["x_test"].astype(np.float32), "y_test": arrays["y_test"].astype(np.int64)}
-    try:
-        save_npz_atomic(path, **arrays)
-    except OSError:  # a read-only cache is not fatal
-        pass
+    try_save_cache(path, **arrays)
     return arrays, path, False
 
 

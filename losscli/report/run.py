@@ -21,21 +21,15 @@ def render_run_markdown(report: dict[str, Any]) -> str:
     if report.get("status") != "ok":
         lines += [f"**Run failed:** {report.get('error')}", ""]
     s = report.get("setting", {})
-    train = cfg.get("train", {})
     lines += [
         f"- dataset: `{s.get('dataset')}`, noise `{s.get('noise')}`, imbalance `{s.get('imbalance')}`",
-        f"- model: `{cfg.get('model', {}).get('resolved_name')}`; {train.get('epochs')} epochs, batch {train.get('batch_size')}, "
-        f"{train.get('optimizer')} lr {train.get('lr')}, {train.get('schedule')} schedule",
+        _model_line(cfg),
         *data_lines(report.get("data") or {}),
         f"- device: {env.get('device')} ({env.get('device_name')}), {env.get('dtype')}, compiled: {env.get('compiled')}",
         f"- train time: {report.get('timing', {}).get('train_seconds')} s",
         "",
     ]
-    best, last = m.get("best_epoch"), m.get("last_epoch")
-    if best:
-        lines.append(f"- best epoch (by validation accuracy): {best['epoch']}, test accuracy {best['test_accuracy']:.4f}")
-    if last:
-        lines.append(f"- last epoch: {last['epoch']}, test accuracy {last['test_accuracy']:.4f}")
+    lines += _epoch_lines(m, "validation accuracy", "test accuracy", "test_accuracy", ".4f")
     lines.append("")
     rows = []
     for split in ("test", "val"):
@@ -75,9 +69,24 @@ def data_lines(data: dict[str, Any]) -> list[str]:
 _REGRESSION_KEYS = ("mse", "mae", "r2")
 
 
+def _model_line(cfg: dict[str, Any]) -> str:
+    train = cfg.get("train", {})
+    return (f"- model: `{cfg.get('model', {}).get('resolved_name')}`; {train.get('epochs')} epochs, batch "
+            f"{train.get('batch_size')}, {train.get('optimizer')} lr {train.get('lr')}, {train.get('schedule')} schedule")
+
+
+def _epoch_lines(m: dict[str, Any], selected_by: str, title: str, key: str, fmt: str) -> list[str]:
+    """The best epoch (chosen on the validation split) and the last one, with their test score."""
+    out = []
+    if m.get("best_epoch"):
+        out.append(f"- best epoch (by {selected_by}): {m['best_epoch']['epoch']}, {title} {m['best_epoch'][key]:{fmt}}")
+    if m.get("last_epoch"):
+        out.append(f"- last epoch: {m['last_epoch']['epoch']}, {title} {m['last_epoch'][key]:{fmt}}")
+    return out
+
+
 def _regression_markdown(report: dict[str, Any]) -> str:
     cfg = report.get("config", {})
-    train = cfg.get("train", {})
     m = report.get("metrics") or {}
     data = report.get("data") or {}
     lines = [f"# losscli run: {report['loss']['label']} (seed {report['seed']}, regression)", ""]
@@ -88,17 +97,12 @@ def _regression_markdown(report: dict[str, Any]) -> str:
         f"- dataset: `{report.get('setting', {}).get('dataset')}` (regression; training targets: mean "
         f"{target.get('mean', float('nan')):.4g}, std {target.get('std', float('nan')):.4g}, range "
         f"[{target.get('min', float('nan')):.4g}, {target.get('max', float('nan')):.4g}])",
-        f"- model: `{cfg.get('model', {}).get('resolved_name')}`; {train.get('epochs')} epochs, batch "
-        f"{train.get('batch_size')}, {train.get('optimizer')} lr {train.get('lr')}, {train.get('schedule')} schedule",
+        _model_line(cfg),
         *data_lines(data),
         f"- train time: {report.get('timing', {}).get('train_seconds')} s",
         "",
     ]
-    best, last = m.get("best_epoch"), m.get("last_epoch")
-    if best:
-        lines.append(f"- best epoch (by validation MSE): {best['epoch']}, test MSE {best['test_mse']:.4g}")
-    if last:
-        lines.append(f"- last epoch: {last['epoch']}, test MSE {last['test_mse']:.4g}")
+    lines += _epoch_lines(m, "validation MSE", "test MSE", "test_mse", ".4g")
     rows = [{"split": split, **{k: m[split].get(k) for k in _REGRESSION_KEYS}}
             for split in ("test", "val", "train") if m.get(split)]
     if rows:
