@@ -23,6 +23,9 @@ GRID = ["--dataset", "synthetic", "--set", "dataset.options={classes: 3, dim: 8,
         "--model", "mlp", "--losses", "ce,gce,mae", "--seeds", "2", "--noise", "none", "--epochs", "12",
         "--batch-size", "16", "--device", "cpu", "--no-batch-runs", "--format", "json"]
 
+# for tests that need no time window to act in (the later --epochs wins)
+QUICK = ["--epochs", "2"]
+
 
 def _compare(out: Path, *extra: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "losscli", "compare", *GRID, "--out", str(out), *extra],
@@ -164,14 +167,14 @@ def _limit_file_size(limit: int):
 def test_io_error_leaves_runs_pending_and_names_the_path(tmp_path):
     """A disk that fills up (simulated with a file-size limit: writes past it fail with EFBIG)."""
     out = tmp_path / "c"
-    starved = _compare(out, "--jobs", "1", preexec_fn=_limit_file_size(4_000))
+    starved = _compare(out, "--jobs", "1", *QUICK, preexec_fn=_limit_file_size(4_000))
     _, err = starved.communicate(timeout=300)
     assert starved.returncode == 1
     last = err.strip().splitlines()[-1]
     assert "I/O error" in last and "File too large" in last and str(out) in last
     reports = [yaml.safe_load(p.read_text()) for p in out.glob("runs/*/report.yaml") if p.stat().st_size]
     assert not any(isinstance(r, dict) and r.get("status") == "failed" for r in reports)
-    healthy = _compare(out, "--jobs", "1")
+    healthy = _compare(out, "--jobs", "1", *QUICK)
     _, err = healthy.communicate(timeout=300)
     assert healthy.returncode == 0, err
     assert yaml.safe_load((out / "report.yaml").read_text())["n_runs"] == 6
@@ -179,7 +182,7 @@ def test_io_error_leaves_runs_pending_and_names_the_path(tmp_path):
 
 def test_truncated_or_incomplete_report_is_rerun_on_resume(tmp_path):
     out = tmp_path / "c"
-    first = _compare(out, "--jobs", "1", "--quiet")
+    first = _compare(out, "--jobs", "1", "--quiet", *QUICK)
     assert first.wait(timeout=300) == 0
     done = sorted(_done(out))
     truncated, stripped = done[0], done[1]
@@ -188,7 +191,7 @@ def test_truncated_or_incomplete_report_is_rerun_on_resume(tmp_path):
     data["metrics"].pop("test")
     stripped.write_text(yaml.safe_dump(data))
     untouched = {p: p.stat().st_mtime_ns for p in done[2:]}
-    resumed = _compare(out, "--jobs", "1")
+    resumed = _compare(out, "--jobs", "1", *QUICK)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and "4 already done, 2 to run" in err
     report = yaml.safe_load((out / "report.yaml").read_text())
