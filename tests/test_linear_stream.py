@@ -3,6 +3,8 @@ extra memory does not grow with the number of classes."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from losscli.errors import UsageError
 from losscli.losses import LOSSES, build_loss, linear_loss
 from losscli.losses.linear import rowwise_losses
 from losscli.losses.stream_terms import PLANS, streaming_support
+from tests.cli_helpers import invoke
 
 N, D, C = 23, 6, 11
 COUNTS = [50, 3, 20, 7, 1, 90, 12, 0, 5, 40, 9]  # one absent class
@@ -182,3 +185,11 @@ def test_streamed_extra_memory_does_not_grow_with_the_vocabulary():
     # the same check fails for row chunking, whose chunks hold [64, C] logits
     row_small, row_large = _extra_peak_bytes(1024, False), _extra_peak_bytes(16384, False)
     assert row_large > 4 * row_small, (row_small, row_large)
+
+
+def test_losses_command_says_whether_linear_loss_streams(capsys):
+    code, out, _ = invoke(["losses", "gce", "--format", "json"], capsys)
+    assert code == 0
+    assert json.loads(out)["linear_loss"] == {"supported": True, "streams": True, "how": streaming_support("gce")[1]}
+    code, out, _ = invoke(["losses", "nfl"], capsys)
+    assert code == 0 and "linear_loss: row chunking: " in out
