@@ -66,6 +66,11 @@ def rowwise_losses() -> list[str]:
     return [n for n in LOSSES.names() if unsupported_reason(LOSSES.get(n).info) is None]
 
 
+def streams(loss: Any = "ce", **params: Any) -> bool:
+    """Whether ``linear_loss`` streams this loss (with these parameters) over the vocabulary by default."""
+    return not isinstance(plan_for(_per_row_loss(loss, dict(params))), str)
+
+
 def _per_row_loss(loss: Any, params: dict[str, Any]):
     """A ``reduction="none"`` instance of the requested loss (it carries the weight/ignore settings)."""
     if isinstance(loss, Loss):
