@@ -20,7 +20,8 @@ from typing import Any, Callable
 import torch
 
 from losscli.profiling import memory as mem
-from losscli.profiling.harness import _free, _is_oom, dtype_name, summarise, time_callable
+from losscli.profiling.harness import _free, _is_oom, dtype_name
+from losscli.profiling.timing import summarise, time_callable
 
 METHODS = ("materialised", "chunked", "streamed")
 
@@ -30,6 +31,16 @@ def compare_linear(loss: str = "ce", *, n: int, c: int, d: int, dtype: torch.dty
                    chunk_size: int | None = None, memory: bool = True, check_grads: bool = True,
                    seed: int = 0, params: dict | None = None, vocab_block: int | None = None) -> dict[str, Any]:
     """One row: each method's time (ms), peak and extra memory (MB), and their ratios to materialised."""
+    row = _compare(loss, n=n, c=c, d=d, dtype=dtype, device=device, repeats=repeats, warmup=warmup,
+                   chunk_size=chunk_size, memory=memory, check_grads=check_grads, seed=seed, params=params,
+                   vocab_block=vocab_block)
+    gc.collect()  # the inputs and gradients died with _compare's frame: hand their memory back
+    _free(device)
+    return row
+
+
+def _compare(loss, *, n, c, d, dtype, device, repeats, warmup, chunk_size, memory, check_grads, seed, params,
+             vocab_block) -> dict[str, Any]:
     from losscli.losses.linear import default_chunk_size, linear_loss, materialised_linear_loss, streams
 
     params = dict(params or {})
@@ -99,9 +110,6 @@ def compare_linear(loss: str = "ce", *, n: int, c: int, d: int, dtype: torch.dty
         row[f"{tag}extra_ratio"] = (row[f"{name}_extra_mb"] / row["materialised_extra_mb"]
                                     if ok and row["materialised_extra_mb"] else None)
         row[f"{tag}grad_max_rel_err"] = _grad_err(grads, name)
-    del hidden, weight, target, grads
-    gc.collect()
-    _free(device)
     return row
 
 
