@@ -34,7 +34,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _block_logits(h, weight, bias, v0, v1, plan: StreamPlan, hit, local, shift_rows):
+def _block_logits(h, weight, bias, v0, v1, plan: StreamPlan, tgt, shift_rows):
     """The transformed logits of classes [v0, v1) for the rows ``h`` (a fresh tensor)."""
     z = F.linear(h, weight[v0:v1], None if bias is None else bias[v0:v1])
     x = z if z.dtype == _acc_dtype(z.dtype) else z.float()
@@ -42,16 +42,20 @@ def _block_logits(h, weight, bias, v0, v1, plan: StreamPlan, hit, local, shift_r
         x.mul_(plan.scale)
     if plan.offset is not None:
         x.add_(plan.offset[v0:v1])
-    if shift_rows is not None and hit.numel():
-        x[hit, local[hit]] += shift_rows[hit]
+    if shift_rows is not None:
+        x.scatter_add_(1, tgt.col, torch.where(tgt.inside, shift_rows, 0.0).unsqueeze(1))
     return x
 
 
-def _targets_in_block(y, v0, v1):
-    """Rows whose target lies in [v0, v1) and their column inside the block."""
-    local = y - v0
-    hit = ((local >= 0) & (local < v1 - v0)).nonzero().squeeze(1)
-    return hit, local
+class _Targets:
+    """Where each row's target falls in the block [v0, v1): ``inside`` [R] and its column ``col``
+    [R, 1] (clamped into the block for the other rows, whose entries are masked with ``inside``).
+    Masks instead of index lists: no host synchronisation per block on GPU."""
+
+    def __init__(self, y, v0, v1):
+        local = y - v0
+        self.inside = (local >= 0) & (local < v1 - v0)
+        self.col = local.clamp(0, v1 - v0 - 1).unsqueeze(1)
 
 
 def _vectors(plan: StreamPlan, dtype, device) -> StreamPlan:
@@ -71,11 +75,10 @@ def _row_stats(h, weight, bias, y, plan: StreamPlan, vocab_block: int) -> RowSta
     seen = 0.0  # sum of v over the classes seen so far (for rescaling vsum)
     for v0 in range(0, c, vocab_block):
         v1 = min(c, v0 + vocab_block)
-        hit, local = _targets_in_block(y, v0, v1)
-        x = _block_logits(h, weight, bias, v0, v1, plan, hit, local, shift_rows)
-        if xy is None:
-            xy = x.new_empty(x.shape[0])
-        xy[hit] = x[hit, local[hit]]
+        tgt = _Targets(y, v0, v1)
+        x = _block_logits(h, weight, bias, v0, v1, plan, tgt, shift_rows)
+        at_target = x.gather(1, tgt.col).squeeze(1)
+        xy = torch.where(tgt.inside, at_target, at_target if xy is None else xy)
         bmax = x.amax(dim=1)
         m_new = bmax if m is None else torch.maximum(m, bmax)
         x.sub_(m_new.unsqueeze(1))  # x - m <= 0 from here on
@@ -86,7 +89,8 @@ def _row_stats(h, weight, bias, y, plan: StreamPlan, vocab_block: int) -> RowSta
             vsum = part if vsum is None else vsum - seen * (m_new - m) + part
             seen += float(v1 - v0) if v is None else float(v.sum())
         x.exp_()
-        x[hit, local[hit]] = 0.0  # s sums the other classes: 1 - p_y = s / (e_y + s) exactly
+        # s sums the other classes, so that 1 - p_y = s / (e_y + s) exactly
+        x.scatter_(1, tgt.col, torch.where(tgt.inside, 0.0, x.gather(1, tgt.col).squeeze(1)).unsqueeze(1))
         part = x.sum(dim=1)
         s = part if s is None else s.mul_(torch.exp(m - m_new)).add_(part)
         m = m_new
@@ -152,14 +156,14 @@ class StreamedLinearLoss(torch.autograd.Function):
             shift_rows = None if plan.shift is None else plan.shift[y]
             for v0 in range(0, cls, ctx.vocab_block):
                 v1 = min(cls, v0 + ctx.vocab_block)
-                hit, local = _targets_in_block(y, v0, v1)
-                x = _block_logits(h, weight, bias, v0, v1, plan, hit, local, shift_rows)
+                tgt = _Targets(y, v0, v1)
+                x = _block_logits(h, weight, bias, v0, v1, plan, tgt, shift_rows)
                 dz = x.sub_(lse[r0:r1].unsqueeze(1)).exp_().mul_(ga[r0:r1].unsqueeze(1))  # a p
                 if use_c:
                     v = plan.class_vector
                     cv = gc[r0:r1].unsqueeze(1) if v is None else torch.outer(gc[r0:r1], v[v0:v1])
                     dz.add_(cv)
-                dz[hit, local[hit]] += gbv[r0:r1][hit]
+                dz.scatter_add_(1, tgt.col, torch.where(tgt.inside, gbv[r0:r1], 0.0).unsqueeze(1))
                 dz = dz.to(h.dtype)
                 # in place where the dtypes allow: no [rows, D] or [vocab_block, D] temporaries
                 if gh is not None:
