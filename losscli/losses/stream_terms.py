@@ -221,9 +221,8 @@ def _offset_ce(m: Loss) -> StreamPlan:
 
 
 def _ldam(m: Loss) -> StreamPlan:
-    if m.drw_weight is not None:
-        # the DRW phase depends on forward's `epoch`, which linear_loss does not take
-        raise LossInputError("linear_loss: ldam with drw_epoch needs forward's epoch; use ldam without DRW")
+    # DRW needs forward's `epoch`, which linear_loss never passes: without it ldam is unweighted
+    # (as the row-chunked path computes it too)
     return replace(_ce(m), scale=m.s, shift=-m.s * m.margins)  # CE(s z - s m_y e_y)
 
 
