@@ -1,31 +1,29 @@
-"""Each registered loss's forward+backward time as a ratio to F.cross_entropy, same shape.
+"""Each registered loss's forward+backward time as a ratio to cross-entropy, same shape, same run.
 
-    python benchmarks/bench_losses.py                  # N=4096, C=1000, float32, CPU
+    python benchmarks/bench_losses.py                  # N=4096, C=1000, float32, CPU, 1 thread
     python benchmarks/bench_losses.py --n 1024 --c 32000 --device cuda --dtype bfloat16
 
-Method: losscli.profiling (fresh inputs per loss, warm-up, median of --repeats timed
-forward+backward passes, grads cleared between passes; perf_counter on CPU, CUDA events
-on GPU). The baseline is torch's fused ``F.cross_entropy`` called directly, timed in the
-same run, interleaved pass by pass with each loss (ce, loss, ce, loss, ...): the ratio
-reported is the median of the per-pass ratios, with p20/p80, so background load on a
-shared machine cancels instead of biasing whichever loss ran during it.
+Method: exactly ``losscli profile``'s (``losscli.profiling.harness.profile_losses``, which times
+every loss paired with the ``ce`` baseline through ``losscli.profiling.paired.measure_paired``):
+fresh inputs per loss, ``--warmup`` untimed passes of both, then ``--repeats`` interleaved passes
+(ce, loss, ce, loss, ...), grads cleared between passes, perf_counter on CPU, CUDA events on GPU.
+The ratio is the median of the per-pass ratios, with p20/p80, so background load on a shared
+machine cancels instead of biasing whichever loss ran during it; rows whose p20-p80 spread is
+wider than ``SPREAD_LIMIT`` of the median are marked untrusted and a warning is printed. The
+baseline is the registry's ``ce`` (``F.cross_entropy`` behind the loss base class's input checks).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import torch
-import torch.nn.functional as F
 
 from losscli.cli.output import render_table
-from losscli.device import resolve_device
 from losscli.losses import LOSSES
-from losscli.profiling.cases import SkipLoss, make_case
-from losscli.environment import environment
-from losscli.profiling.harness import dtype_name, parse_dtype, summarise, time_fwd_bwd
-from losscli.profiling.memory import measure_peak, tensor_bytes
+from losscli.profiling.harness import dtype_name, parse_dtype, profile_losses
 
 
 def main(argv=None) -> int:
@@ -39,84 +37,41 @@ def main(argv=None) -> int:
     ap.add_argument("--losses", default=None, help="comma list (default: all registered)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--format", default="table", choices=["table", "md"])
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, as losscli profile)")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
 
-    dev = resolve_device(args.device)
-    dt = parse_dtype(args.dtype)
-    # Put the CPU math library in its steady state before timing anything: on some builds
-    # log1p/expm1/softplus run 10-20x slower until a vectorised pow has run (see
-    # losscli.profiling.harness._process_warmup), which made ratios depend on loss order.
-    torch.rand(64).pow(0.7)
     names = args.losses.split(",") if args.losses else LOSSES.names()
-    g = torch.Generator(device=dev).manual_seed(0)
-    base_logits = (torch.randn(args.n, args.c, generator=g, device=dev) * 3).to(dt).requires_grad_(True)
-    base_target = torch.randint(0, args.c, (args.n,), generator=g, device=dev)
-
-    def ce_fn(z, y):
-        return F.cross_entropy(z.float() if z.dtype in (torch.float16, torch.bfloat16) else z, y)
-
-    base_mem = None
-    if not args.no_memory:
-        def once():
-            base_logits.grad = None
-            ce_fn(base_logits, base_target).backward()
-        base_mem = measure_peak(once, dev, tensor_bytes(base_logits, base_target))["peak_mb"]
-        base_logits.grad = None
-
-    rows, skipped, baselines = [], [], []
-    for name in names:
-        try:
-            case = make_case(name, LOSSES.canonical(name), {}, args.n, args.c, dt, dev)
-        except SkipLoss as exc:
-            skipped.append((name, str(exc)))
-            continue
-        logits, target, ctx = case.make_inputs()
-        # Paired, interleaved passes (baseline, loss, baseline, loss, ...): both see the
-        # same machine state, so background load cancels in the per-pass ratio.
-        ce_t, loss_t, ratios = [], [], []
-        for _ in range(args.warmup):
-            for z, f in ((base_logits, lambda: ce_fn(base_logits, base_target)),
-                         (logits, lambda: case.loss(logits, target, **ctx))):
-                z.grad = None
-                f().backward()
-        for _ in range(args.repeats):
-            a = time_fwd_bwd(ce_fn, base_logits, base_target, {}, dev, 1, 0)
-            b = time_fwd_bwd(case.loss, logits, target, ctx, dev, 1, 0)
-            ce_t.append(a["total_ms"])
-            loss_t.append(b)
-            ratios.append(b["total_ms"] / a["total_ms"])
-        tot = summarise([t["total_ms"] for t in loss_t])
-        row = {"loss": case.spec, "forward_ms": summarise([t["forward_ms"] for t in loss_t])["median"],
-               "backward_ms": summarise([t["backward_ms"] for t in loss_t])["median"],
-               "total_ms": tot["median"], "p20": tot["p20"], "p80": tot["p80"],
-               "ce_ms": summarise(ce_t)["median"]}
-        r = summarise(ratios)
-        row.update({"ratio_vs_ce": r["median"], "ratio_p20": r["p20"], "ratio_p80": r["p80"]})
-        baselines.append(row["ce_ms"])
-        if base_mem:
-            def once():
-                logits.grad = None
-                case.loss(logits, target, **ctx).backward()
-            row["peak_mb"] = measure_peak(once, dev, tensor_bytes(logits, target, ctx))["peak_mb"]
-            row["mem_ratio_vs_ce"] = row["peak_mb"] / base_mem
-        rows.append(row)
-        print(f"  {name:22s} {row['total_ms']:9.3f} ms  x{row['ratio_vs_ce']:.2f}", file=sys.stderr, flush=True)
-        del case, logits, target, ctx
-
-    env = environment(dev)
-    print(f"# bench_losses: N={args.n} C={args.c} dtype={dtype_name(dt)} device={env['device_name']} "
-          f"threads={env['threads']} torch={env['torch']} repeats={args.repeats} warmup={args.warmup}")
-    if baselines:
-        print(f"# F.cross_entropy baseline (paired with each loss): median {summarise(baselines)['median']:.3f} ms "
-              f"(min {min(baselines):.3f}, max {max(baselines):.3f})" + (f"; peak {base_mem:.3g} MB" if base_mem else ""))
-    cols = ["loss", "forward_ms", "backward_ms", "total_ms", "p20", "p80", "ratio_vs_ce", "ratio_p20", "ratio_p80"] + (
-        ["peak_mb", "mem_ratio_vs_ce"] if base_mem else [])
-    print(render_table(sorted(rows, key=lambda r: r["ratio_vs_ce"]), args.format, headers=cols, floatfmt=".3g"))
-    for name, reason in skipped:
-        print(f"# skipped {name}: {reason}")
+    rep = profile_losses(names, batches=[args.n], classes=[args.c], dtypes=[args.dtype], device=args.device,
+                         repeats=args.repeats, warmup=args.warmup, memory=not args.no_memory,
+                         progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    rows = [r for r in rep["rows"] if r["loss"] != "ce" or "ce" in names]
+    ce = next(r for r in rep["rows"] if r["loss"] == "ce")
+    env = rep["env"]
+    print(f"# bench_losses: N={args.n} C={args.c} dtype={dtype_name(parse_dtype(args.dtype))} "
+          f"device={env['device_name']} threads={env['threads']} torch={env['torch']} repeats={args.repeats} "
+          f"warmup={args.warmup}")
+    paired = [r for r in rows if r["loss"] != "ce"]
+    if paired:
+        ratios = [r["overhead_vs_ce"] for r in paired]
+        gmean = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        worst = max(paired, key=lambda r: r["overhead_vs_ce"])
+        print(f"# ce alone: {ce['total_ms']:.3f} ms; paired ce medians {min(r['ce_ms'] for r in paired):.3f}-"
+              f"{max(r['ce_ms'] for r in paired):.3f} ms; geometric mean ratio {gmean:.3f}, worst {worst['loss']} "
+              f"{worst['overhead_vs_ce']:.2f}x, above 2x: {sum(x > 2 for x in ratios)}, above 1.5x: "
+              f"{sum(x > 1.5 for x in ratios)}; untrusted: {sum(not r['ratio_trusted'] for r in paired)}")
+    table = [{"loss": r["loss"], "forward_ms": r["forward_ms"], "backward_ms": r["backward_ms"],
+              "total_ms": r["total_ms"], "p20": r["total_ms_p20"], "p80": r["total_ms_p80"],
+              "ratio_vs_ce": r["overhead_vs_ce"], "ratio_p20": r.get("overhead_p20", 1.0),
+              "ratio_p80": r.get("overhead_p80", 1.0), "trusted": r["ratio_trusted"],
+              "peak_mb": r["peak_mb"], "mem_ratio_vs_ce": r["memory_vs_ce"]} for r in rows]
+    cols = ["loss", "forward_ms", "backward_ms", "total_ms", "p20", "p80", "ratio_vs_ce", "ratio_p20", "ratio_p80",
+            "trusted"] + ([] if args.no_memory else ["peak_mb", "mem_ratio_vs_ce"])
+    print(render_table(sorted(table, key=lambda r: r["ratio_vs_ce"]), args.format, headers=cols, floatfmt=".3g"))
+    for s in rep["skipped"]:
+        print(f"# skipped {s['loss']}: {s['reason']}")
+    for w in rep["warnings"]:
+        print(f"# {w}")
     return 0
 
 

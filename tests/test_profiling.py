@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from losscli.errors import UsageError
-from losscli.profiling.harness import SCHEMA, percentile, profile_losses
+from losscli.profiling.harness import SCHEMA, profile_losses
+from losscli.profiling.timing import percentile
 from losscli.profiling.memory import measure_peak
 
 ROW_KEYS = {"loss", "n", "c", "dtype", "device", "compiled", "forward_ms", "backward_ms", "total_ms", "total_ms_p20",
@@ -145,3 +146,91 @@ def test_trace_writes_file(tmp_path):
     rep = profile_losses(["ce"], batches=[8], classes=[4], device="cpu", repeats=1, warmup=0, trace_dir=str(tmp_path))
     row = rep["rows"][0]
     assert row["top_kernels"] and (tmp_path / row["trace"].split("/")[-1]).exists()
+
+
+def test_paired_rows_report_ratio_spread_and_trust():
+    rep = profile_losses(["focal"], batches=[32], classes=[7], device="cpu", repeats=4, warmup=1, memory=False)
+    ce, focal = rep["rows"]
+    assert ce["loss"] == "ce" and ce["overhead_vs_ce"] == 1.0 and ce["ratio_trusted"] is True
+    assert focal["overhead_p20"] <= focal["overhead_vs_ce"] <= focal["overhead_p80"]
+    assert focal["overhead_min"] <= focal["overhead_p20"]
+    assert focal["ratio_spread"] == pytest.approx((focal["overhead_p80"] - focal["overhead_p20"]) / focal["overhead_vs_ce"])
+    assert focal["ratio_trusted"] == (focal["ratio_spread"] <= 0.25) and focal["ce_ms"] > 0
+    assert isinstance(rep["warnings"], list)
+
+
+def test_ratio_summary_and_spread_warning():
+    from losscli.profiling.paired import ratio_summary, spread_warning
+
+    tight = ratio_summary([1.0, 1.02, 0.99, 1.01, 1.0])
+    assert tight["trusted"] and tight["ratio"] == 1.0 and tight["ratio_min"] == 0.99
+    wide = ratio_summary([0.5, 1.0, 1.5, 2.0, 0.7])
+    assert not wide["trusted"] and wide["ratio_spread"] > 0.25
+    rows = [{"loss": "focal", "n": 8, "c": 3, "overhead_p20": 0.6, "overhead_p80": 1.7, "ratio_trusted": False},
+            {"loss": "gce", "n": 8, "c": 3, "overhead_p20": 0.9, "overhead_p80": 0.95, "ratio_trusted": True}]
+    line = spread_warning(rows)
+    assert "\n" not in line and "1 of 2" in line and "focal n=8 c=3 (0.60-1.70x)" in line
+    assert spread_warning(rows[1:]) is None
+
+
+def test_measure_paired_interleaves_baseline_and_candidate():
+    from losscli.profiling.paired import Timed, measure_paired
+
+    order = []
+    x = torch.ones(3, requires_grad=True)
+
+    def side(tag):
+        def forward():
+            order.append(tag)
+            return (x * 2).sum()
+        return Timed(forward, lambda: setattr(x, "grad", None))
+
+    res = measure_paired(side("ce"), side("loss"), torch.device("cpu"), repeats=3, warmup=2)
+    assert order == ["ce", "loss"] * 5  # warm-up pairs, then timed pairs, alternating
+    assert res["ratio_p20"] <= res["ratio"] <= res["ratio_p80"] and res["baseline_ms"] > 0
+
+
+def test_cli_profile_defaults_to_one_thread_and_warns_in_json(capsys, monkeypatch):
+    from losscli.profiling import paired
+    from tests.cli_helpers import invoke
+
+    monkeypatch.setattr(paired, "SPREAD_LIMIT", -1.0)  # every ratio "too noisy": the warning path runs
+    code, out, err = invoke(["profile", "--losses", "focal", "--batch", "16", "--classes", "5", "--repeats", "3",
+                             "--warmup", "0", "--device", "cpu", "--no-memory", "--format", "json", "--quiet"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["env"]["threads"] == 1 and all(r["threads"] == 1 for r in data["rows"])
+    assert len(data["warnings"]) == 1 and "focal n=16 c=5" in data["warnings"][0]
+    assert [line for line in err.splitlines() if line.startswith("warning:")] == data["warnings"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--losses", ""], "--losses is empty"),
+    (["--losses", " , "], "--losses is empty"),
+    (["--plot", "{tmp}/missing/p.png"], "does not exist"),
+    (["--plot", "{tmp}/afile/p.png"], "does not exist"),
+    (["--plot", "{tmp}"], "is a directory"),
+    (["--trace", "{tmp}/missing/deeper"], "does not exist"),
+    (["--trace", "{tmp}/afile"], "not a directory"),
+])
+def test_cli_profile_bad_arguments_are_one_line_exit_2(args, message, tmp_path, capsys):
+    from tests.cli_helpers import invoke
+
+    (tmp_path / "afile").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, out, err = invoke(["profile", "--batch", "4", "--classes", "3", "--repeats", "1", "--device", "cpu", *args],
+                            capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], err
+    assert out == ""
+
+
+def test_cli_profile_trace_directory_is_created(tmp_path, capsys):
+    from tests.cli_helpers import invoke
+
+    code, _, err = invoke(["profile", "--losses", "ce", "--batch", "4", "--classes", "3", "--repeats", "1",
+                           "--warmup", "0", "--device", "cpu", "--no-memory", "--trace", str(tmp_path / "traces"),
+                           "--quiet"], capsys)
+    assert code == 0, err
+    assert list((tmp_path / "traces").glob("ce_*.json"))

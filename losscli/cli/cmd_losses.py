@@ -35,6 +35,7 @@ def losses_command(
                               "paper": f"{p.info().reference.authors} {p.info().reference.year}"} for w, p in spec.parts]
         else:
             data = LOSSES.get(name).info.to_dict()
+            data["linear_loss"] = _linear_support(data["name"])
         if fmt in (Format.table, Format.md):
             emit(data, fmt, text=_describe(data, md=fmt == Format.md))
         else:
@@ -51,6 +52,15 @@ def losses_command(
         log(f"warning: {' '.join(problem.split())}")
     infos = [LOSSES.get(n).info.to_dict() for n in LOSSES.names(family=family)]
     emit(infos, fmt, rows=[_row(d) for d in infos])
+
+
+def _linear_support(name: str) -> dict:
+    """How ``losscli.losses.linear_loss`` handles this loss: streamed over the vocabulary or not, and why."""
+    from losscli.losses.stream_terms import streaming_support, unsupported_reason
+    from losscli.losses import LOSSES
+
+    ok, how = streaming_support(name)
+    return {"supported": unsupported_reason(LOSSES.get(name).info) is None, "streams": ok, "how": how}
 
 
 def _row(d: dict) -> dict:
@@ -95,6 +105,8 @@ def _describe(d: dict, md: bool) -> str:
         lines.append(f"paper: {ref['authors']} ({ref['year']}). {ref['title']}. {ref.get('venue', '')}".rstrip(". ") + ".")
     else:  # a plugin without metadata: no paper, its docstring
         lines.append(f"paper: none declared ({ref['title']})")
+    if d.get("linear_loss"):
+        lines.append(f"linear_loss: {d['linear_loss']['how']}")
     if d.get("notes"):
         lines += ["", f"notes: {d['notes']}"]
     return "\n".join(lines)

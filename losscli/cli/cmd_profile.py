@@ -12,12 +12,38 @@ from losscli.cli.output import Format, emit, log
 from losscli.serialize import render_table
 
 _COST_COLUMNS = ["loss", "n", "c", "dtype", "forward_ms", "backward_ms", "total_ms", "total_ms_p20", "total_ms_p80",
-                 "peak_mb", "peak_delta_mb", "overhead_vs_ce"]
+                 "peak_mb", "peak_delta_mb", "overhead_vs_ce", "overhead_p20", "overhead_p80", "memory_vs_ce"]
 _GPU_COLUMNS = ["bandwidth_gbs", "bandwidth_frac"]
-_LINEAR_COLUMNS = ["loss", "n", "c", "d", "dtype", "chunk_size", "materialised_ms", "chunked_ms", "time_ratio",
-                   "materialised_peak_mb", "chunked_peak_mb", "memory_ratio", "grad_max_rel_err"]
+_LINEAR_COLUMNS = ["loss", "n", "c", "d", "dtype", "chunk_size", "materialised_ms", "chunked_ms", "streamed_ms",
+                   "time_ratio", "stream_time_ratio", "materialised_extra_mb", "chunked_extra_mb", "streamed_extra_mb",
+                   "extra_ratio", "stream_extra_ratio", "grad_max_rel_err", "stream_grad_max_rel_err"]
 _SHAPE_COLUMNS = ["loss", "bounded", "bounded_registry", "max_value", "symmetric", "symmetric_registry", "sum_spread",
                   "calibrated", "proper", "minimiser_max_error", "flag"]
+
+
+def _check_output_paths(plot: Optional[str], trace: Optional[str]) -> None:
+    """Refuse a --plot file or --trace directory that cannot be written, before minutes of measuring."""
+    import os
+
+    from losscli.errors import UsageError
+
+    if plot is not None:
+        parent = os.path.dirname(os.path.abspath(plot))
+        if os.path.isdir(plot):
+            raise UsageError(f"--plot {plot}: is a directory; give a file name such as {os.path.join(plot, 'profile.png')}")
+        if not os.path.isdir(parent):
+            raise UsageError(f"--plot {plot}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"--plot {plot}: directory {parent} is not writable")
+    if trace is not None:
+        target = os.path.abspath(trace)
+        if os.path.exists(target) and not os.path.isdir(target):
+            raise UsageError(f"--trace {trace}: exists and is not a directory")
+        parent = target if os.path.isdir(target) else os.path.dirname(target)
+        if not os.path.isdir(parent):
+            raise UsageError(f"--trace {trace}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"--trace {trace}: directory {parent} is not writable")
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -58,22 +84,27 @@ def profile_command(
     shape_classes: int = typer.Option(4, "--shape-classes", help="Number of classes for --shape (small keeps it fast)."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (separate untimed pass)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (torch.set_num_threads); recorded per row."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (torch.set_num_threads); default 1, as benchmarks/bench_losses.py; recorded per row."),
     fmt: Format = FORMAT_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Forward/backward time and peak memory per loss vs cross-entropy, scaling over N and C, dtype, compile;
-    chunked linear+loss; analytic loss shapes.
+    materialised vs chunked vs vocabulary-streamed linear+loss; analytic loss shapes.
 
-    CPU memory is measured from torch.profiler allocation events (exact allocator bytes);
-    CUDA memory from max_memory_allocated. ce is always measured as the baseline.
+    Each loss is timed paired with ce (warmed, interleaved passes, one thread unless --threads):
+    overhead_vs_ce is the median per-pass ratio with its p20/p80, and a warning says when they
+    are too far apart to trust. CPU memory is measured from torch.profiler allocation events
+    (exact allocator bytes); CUDA memory from max_memory_allocated.
     """
     from losscli.errors import RunFailedError, UsageError
 
     say = (lambda msg: None) if quiet else log
-    loss_list = parse_csv(losses) if losses else None
+    loss_list = parse_csv(losses) if losses is not None else None
+    if loss_list is not None and not loss_list:
+        raise UsageError("--losses is empty: give a comma list of losses (e.g. ce,focal), or leave it out for all")
     if repeats < 1 or warmup < 0:
         raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+    _check_output_paths(plot, None if shape else trace)
 
     if shape:
         from losscli.profiling.shape import analyse_losses, plot_shapes
@@ -92,10 +123,10 @@ def profile_command(
 
     import torch  # heavy: only once the command runs
 
-    if threads is not None:
-        if threads < 1:
-            raise UsageError("--threads must be >= 1")
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be >= 1")
+    # one thread unless asked: the same setting as benchmarks/bench_losses.py, so the numbers compare
+    torch.set_num_threads(threads or 1)
 
     from losscli.device import resolve_device
     from losscli.profiling.harness import SCHEMA, dtype_name, parse_dtype, profile_losses
@@ -124,7 +155,8 @@ def profile_command(
         if not lrows:
             _emit(report, fmt, [], say)
             raise RunFailedError("no loss could be compared (see skipped)")
-        _emit(report, fmt, [("linear layer + loss: materialised vs chunked", lrows, _LINEAR_COLUMNS)], say)
+        _emit(report, fmt, [("linear layer + loss: materialised vs row-chunked vs vocabulary-streamed", lrows,
+                             _LINEAR_COLUMNS)], say)
         return
 
     report = profile_losses(loss_list, batches=batches, classes=class_list, dtypes=dtypes, device=dev, compile=compile,
@@ -145,6 +177,8 @@ def profile_command(
     env = report["env"]
     title = f"loss cost on {env['device_name']} ({env['threads']} threads, torch {env['torch']})"
     _emit(report, fmt, [(title, report["rows"], cols)], say)
+    for warning in report.get("warnings") or []:
+        log(warning)  # even with --quiet: a ratio that cannot be trusted must not pass silently
 
 
 def _emit(report: dict, fmt: Format, tables: list[tuple[str, list[dict], list[str]]], say) -> None:

@@ -2,11 +2,17 @@
 
 ``linear_loss(hidden [N, D], weight [C, D], target [N], loss="ce")`` equals
 ``build_loss(loss)(hidden @ weight.T + bias, target)`` (value and gradients) but never
-holds the full ``[N, C]`` logits or their gradient: the batch is processed in row chunks
-of ``chunk_size`` rows, and only one chunk's ``[chunk, C]`` logits (plus the loss's own
-intermediates for that chunk) exist at any time.
+holds the full ``[N, C]`` logits or their gradient. Two ways:
 
-How (a ``torch.autograd.Function`` returning the per-row losses ``[N]``):
+- streamed over the vocabulary (:mod:`losscli.losses.linear_stream`), for the losses whose value
+  is a function of block-accumulable row statistics (:mod:`losscli.losses.stream_terms` says which
+  and why not): only one ``[row_block, vocab_block]`` block of logits exists at a time, so the
+  extra memory does not grow with C;
+- row chunking (here), for every other row-wise loss: rows are processed in chunks of
+  ``chunk_size``, and one chunk's full ``[chunk, C]`` logits (plus the loss's own intermediates
+  for that chunk) exist at a time.
+
+Row chunking (a ``torch.autograd.Function`` returning the per-row losses ``[N]``):
 
 - forward, per chunk: ``z = h_chunk @ W.T + b``; the registry loss with
   ``reduction="none"`` gives the chunk's per-row values. When gradients will be needed,
@@ -16,14 +22,17 @@ How (a ``torch.autograd.Function`` returning the per-row losses ``[N]``):
 - backward: the upstream gradient of the per-row values is, for ``sum`` and ``mean``
   reductions, the same scalar for every row, and the stored gradients are scaled by it.
   For any other upstream gradient (``reduction="none"`` used in a larger graph) the
-  chunks' logits are recomputed and the gradients accumulated with that row weighting;
-- the reduction is ordinary autograd on the ``[N]`` vector, with the base class's
-  semantics: ``mean`` = ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` over non-ignored rows
-  (``w`` = 1 without class weights), ``sum``, or ``none``.
+  chunks' logits are recomputed and the gradients accumulated with that row weighting.
+
+Both return per-row values; the reduction is ordinary autograd on the ``[N]`` vector, with the
+base class's semantics: ``mean`` = ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` over non-ignored rows
+(``w`` = 1 without class weights), ``sum``, or ``none``.
 
 Only row-wise losses qualify: a row's value must depend on that row's logits and target
-alone. Batch-coupled, multi-label, head-needing (cosine/distance) and context-needing
-(teacher logits, sample index) losses are rejected with a clear error.
+alone. Batch-coupled, multi-label, context-needing (teacher logits, sample index) losses and
+those with a distance or other non-linear head are rejected with a clear error. Losses with a
+cosine head (ldam) are accepted: a cosine head is a linear layer of L2-normalised rows, so pass
+normalised ``hidden`` and ``weight`` to get cosine logits.
 """
 
 from __future__ import annotations
@@ -33,6 +42,12 @@ from typing import Any
 import torch
 
 from losscli.errors import UsageError
+# the package's registry and base class, imported from their modules: importing the package
+# itself from here would make an import cycle (the package's ``linear_loss`` imports this module)
+from losscli.losses.base import LOSSES, Loss
+from losscli.losses.linear_stream import DEFAULT_ROW_BLOCK, DEFAULT_VOCAB_BLOCK, StreamedLinearLoss
+from losscli.losses.stream_terms import check_classes, plan_for, unsupported_reason
+from losscli.lossspec import parse_loss_spec
 
 #: bytes of float32 logits per chunk the default chunk size aims at
 DEFAULT_CHUNK_BYTES = 32 * 2**20
@@ -46,39 +61,24 @@ def default_chunk_size(n: int, c: int, target_bytes: int = DEFAULT_CHUNK_BYTES) 
     return int(max(1, min(n, rows)))
 
 
-def unsupported_reason(info) -> str | None:
-    """Why a registered loss cannot be used by ``linear_loss`` (None if it can)."""
-    if info.batch_coupled:
-        return "it is batch-coupled (a row's value depends on the other rows)"
-    if info.multilabel:
-        return "it is a multi-label loss ([N, C] targets would defeat the purpose)"
-    if info.input != "logits" or info.target != "class":
-        return f"it takes {info.input} with {info.target} targets, not logits of a linear layer with class labels"
-    if info.head is not None:
-        return f"it needs its own {info.head} head, not a plain linear layer"
-    if info.needs:
-        return f"it needs forward context ({', '.join(info.needs)})"
-    return None
-
-
 def rowwise_losses() -> list[str]:
     """Registered losses ``linear_loss`` accepts."""
-    from losscli.losses import LOSSES
-
     return [n for n in LOSSES.names() if unsupported_reason(LOSSES.get(n).info) is None]
 
 
-def _per_row_loss(loss: Any, params: dict[str, Any]):
-    """A ``reduction="none"`` instance of the requested loss, plus its weight/ignore settings."""
-    from losscli.losses import LOSSES, Loss, build_loss
-    from losscli.lossspec import parse_loss_spec
+def streams(loss: Any = "ce", **params: Any) -> bool:
+    """Whether ``linear_loss`` streams this loss (with these parameters) over the vocabulary by default."""
+    return not isinstance(plan_for(_per_row_loss(loss, dict(params))), str)
 
+
+def _per_row_loss(loss: Any, params: dict[str, Any]):
+    """A ``reduction="none"`` instance of the requested loss (it carries the weight/ignore settings)."""
     if isinstance(loss, Loss):
         if params:
             raise UsageError("linear_loss: pass hyperparameters either in the Loss instance or as keywords, not both")
         info = loss.info
         kwargs: dict[str, Any] = dict(loss.params)
-        if loss.weight is not None:
+        if loss.weight is not None and info.supports_weight:  # (class_balanced derives its weights from the counts)
             kwargs["weight"] = loss.weight
         if loss.class_counts is not None:
             kwargs["class_counts"] = loss.class_counts
@@ -97,8 +97,7 @@ def _per_row_loss(loss: Any, params: dict[str, Any]):
     if reason is not None:
         raise UsageError(f"linear_loss does not support {info.name!r}: {reason}. Supported: {', '.join(rowwise_losses())}")
     kwargs.pop("reduction", None)
-    module = build_loss(name, reduction="none", **kwargs)
-    return module
+    return LOSSES.get(name)(reduction="none", **kwargs)
 
 
 class _ChunkedLinearLoss(torch.autograd.Function):
@@ -197,6 +196,8 @@ def linear_loss(
     bias: torch.Tensor | None = None,
     chunk_size: int | None = None,
     reduction: str = "mean",
+    vocab_block: int | None = None,
+    stream: bool | None = None,
     **params: Any,
 ) -> torch.Tensor:
     """Loss of ``hidden @ weight.T + bias`` against ``target`` without materialising the logits.
@@ -204,7 +205,11 @@ def linear_loss(
     ``loss``: a row-wise registered loss name (or ``"name(p=v)"`` spec, or a ``Loss``
     instance). ``params``: its hyperparameters and ``ignore_index``, ``class_counts``;
     per-class weights as ``class_weight=[...]`` (``weight`` is the classifier matrix).
-    ``chunk_size``: rows per chunk (default: about 32 MB of float32 logits per chunk).
+    ``chunk_size``: rows per chunk (default: about 32 MB of float32 logits per chunk when row
+    chunking, ``DEFAULT_ROW_BLOCK`` rows when streaming). ``vocab_block``: classes per block when
+    streaming (default ``DEFAULT_VOCAB_BLOCK``). ``stream``: None (default) streams over the
+    vocabulary when the loss can (``stream_terms.streaming_support``) and chunks rows otherwise;
+    True requires streaming (an error for a loss that cannot); False always chunks rows.
     ``reduction``: ``mean`` (weighted mean over non-ignored rows, torch semantics), ``sum``
     or ``none`` (``[N]``).
     """
@@ -221,12 +226,13 @@ def linear_loss(
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
         raise UsageError(f"linear_loss: bias must be [C] with C={weight.shape[0]}")
     n, c = hidden.shape[0], weight.shape[0]
-    if chunk_size is None:
-        chunk_size = default_chunk_size(n, c)
-    chunk_size = int(chunk_size)
-    if chunk_size < 1:
-        raise UsageError("linear_loss: chunk_size must be >= 1")
+    for what, value in (("chunk_size", chunk_size), ("vocab_block", vocab_block)):
+        if value is not None and int(value) < 1:
+            raise UsageError(f"linear_loss: {what} must be >= 1")
     loss_fn = _per_row_loss(loss, params).to(hidden.device)
+    plan = plan_for(loss_fn) if stream is not False else None
+    if stream and isinstance(plan, str):
+        raise UsageError(f"linear_loss cannot stream {loss_fn.info.name!r} over the vocabulary: {plan}")
     target = target.long()
     ignore_index = loss_fn.ignore_index
     valid = target != ignore_index
@@ -234,7 +240,15 @@ def linear_loss(
         bad = valid & ((target < 0) | (target >= c))
         if bad.any():
             raise UsageError(f"linear_loss: target values must be in [0, {c - 1}] (or ignore_index={ignore_index})")
-    per = _ChunkedLinearLoss.apply(hidden, weight, bias, target, loss_fn, chunk_size)
+    if plan is not None and not isinstance(plan, str):
+        check_classes(plan, loss_fn, c)
+        rows = int(chunk_size) if chunk_size is not None else min(max(n, 1), DEFAULT_ROW_BLOCK)
+        cols = int(vocab_block) if vocab_block is not None else DEFAULT_VOCAB_BLOCK
+        safe_target = torch.where(valid, target, 0)  # ignored rows: any class in range; their values are masked
+        per = StreamedLinearLoss.apply(hidden, weight, bias, safe_target, plan, valid, rows, cols)
+    else:
+        rows = int(chunk_size) if chunk_size is not None else default_chunk_size(n, c)
+        per = _ChunkedLinearLoss.apply(hidden, weight, bias, target, loss_fn, rows)
     if reduction == "none":
         return per
     if reduction == "sum":
@@ -257,12 +271,11 @@ def materialised_linear_loss(
     **params: Any,
 ) -> torch.Tensor:
     """The reference: full ``[N, C]`` logits, then the registry loss (same arguments)."""
-    from losscli.losses import Loss, build_loss
-
     logits = torch.nn.functional.linear(hidden, weight, bias)
     if isinstance(loss, Loss):
         return loss(logits, target)
-    kwargs = dict(params)
+    name, spec_params = parse_loss_spec(loss) if "(" in loss else (loss, {})
+    kwargs = {**spec_params, **params}
     if "class_weight" in kwargs:
         kwargs["weight"] = kwargs.pop("class_weight")
-    return build_loss(loss, reduction=reduction, **kwargs).to(hidden.device)(logits, target)
+    return LOSSES.get(name)(reduction=reduction, **kwargs).to(hidden.device)(logits, target)

@@ -1,8 +1,10 @@
-"""What a loss costs: timing + memory harness, scaling sweeps, chunked linear+loss
-comparison, and the analytic shape of each loss.
+"""What a loss costs: timing + memory harness, scaling sweeps, linear+loss comparison, and the
+analytic shape of each loss.
 
-- ``profile_losses(...)`` -> ``losscli/profile/v1`` report (``harness.py``);
-- ``compare_linear(...)`` materialised vs chunked final layer + loss (``linear_bench.py``);
+- ``profile_losses(...)`` -> ``losscli/profile/v1`` report (``harness.py``), every loss timed
+  paired with ce (``paired.py``; timing primitives in ``timing.py``);
+- ``compare_linear(...)`` materialised vs row-chunked vs vocabulary-streamed final layer + loss
+  (``linear_bench.py``);
 - ``analyse_losses(...)`` -> ``losscli/shape/v1`` property checks (``shape.py``);
 - ``plot_scaling`` / ``plot_shapes``: PNGs (matplotlib imported inside the functions).
 

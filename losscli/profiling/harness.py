@@ -5,14 +5,17 @@ Method (see also ``memory.py``):
 - every configuration gets fresh inputs (logits as a leaf requiring grad, targets and
   any context the loss needs) and, with ``compile=True``, a fresh ``torch.compile`` of the
   loss (``dynamic=False``, dynamo reset first) whose first forward+backward is timed
-  separately as ``compile_s``; every shape is then warmed up ``warmup`` times;
-- one repeat = ``logits.grad = None``; forward; backward. Forward, backward and total are
-  timed with CUDA events (read after one ``synchronize``) on GPU, ``time.perf_counter``
-  around synchronous CPU work on CPU (``threads = torch.get_num_threads()`` recorded);
-- reported: median and p20/p80 over ``repeats``;
-- peak memory in a separate, untimed pass (``memory.measure_peak``);
-- ``ce`` is always measured at every shape, in the same run, and ``overhead_vs_ce`` is
-  ``total_ms / ce total_ms`` at the same (N, C, dtype, compiled);
+  separately as ``compile_s``;
+- one pass = ``logits.grad = None``; forward; backward. Forward, backward and total are
+  timed with CUDA events on GPU, ``time.perf_counter`` around synchronous CPU work on CPU
+  (``threads = torch.get_num_threads()`` recorded: the CLI and the benchmark use 1 unless told);
+- ``ce`` is measured at every shape as the baseline, and every other loss is timed *paired*
+  with it (``paired.measure_paired``: both warmed up, then ce, loss, ce, loss, ... passes):
+  ``overhead_vs_ce`` is the median of the per-pass ratios, with ``overhead_p20``/``_p80``,
+  ``ratio_spread`` and ``ratio_trusted`` (False when the machine was too noisy to trust it);
+- reported times: median and p20/p80 over ``repeats``;
+- peak memory in a separate, untimed pass (``memory.measure_peak``); ``memory_vs_ce`` is the
+  peak over ce's at the same shape;
 - on GPU, ``bandwidth_gbs`` is the memory-bound lower bound on traffic (read the logits
   once, write their gradient once: ``2 * N * C * itemsize`` bytes) over the median total
   time, and ``bandwidth_frac`` its fraction of the device's peak DRAM bandwidth.
@@ -21,16 +24,17 @@ Method (see also ``memory.py``):
 from __future__ import annotations
 
 import gc
-import math
 import os
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import torch
 
 from losscli.errors import UsageError
 from losscli.profiling import memory as mem
 from losscli.profiling.cases import ProfileCase, SkipLoss, make_case, resolve_loss_names
+from losscli.profiling.paired import Timed, measure_paired, spread_warning
+from losscli.profiling.timing import sync as _sync, time_callable
 from losscli.environment import environment, peak_bandwidth_gbs
 
 SCHEMA = "losscli/profile/v1"
@@ -53,86 +57,6 @@ def parse_dtype(name: str) -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 100]) of a non-empty sequence."""
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    pos = (len(xs) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def summarise(values: Sequence[float]) -> dict[str, float]:
-    return {"median": percentile(values, 50), "p20": percentile(values, 20), "p80": percentile(values, 80)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_callable(forward: Callable[[], torch.Tensor], clear: Callable[[], None], device: torch.device,
-                  repeats: int, warmup: int) -> dict[str, Any]:
-    """Median/p20/p80 of forward, backward and total ms of ``forward().backward()``.
-
-    ``clear()`` runs before every pass (set the inputs' ``.grad`` to None), outside the timed region.
-    """
-    for _ in range(warmup):
-        clear()
-        forward().backward()
-    _sync(device)
-    fwd, bwd, tot = [], [], []
-    if device.type == "cuda":
-        events = []
-        for _ in range(repeats):
-            e0, e1, e2 = (torch.cuda.Event(enable_timing=True) for _ in range(3))
-            clear()
-            e0.record()
-            out = forward()
-            e1.record()
-            out.backward()
-            e2.record()
-            events.append((e0, e1, e2))
-            del out
-        torch.cuda.synchronize(device)
-        for e0, e1, e2 in events:
-            fwd.append(e0.elapsed_time(e1))
-            bwd.append(e1.elapsed_time(e2))
-            tot.append(e0.elapsed_time(e2))
-    else:
-        clock = time.perf_counter
-        for _ in range(repeats):
-            clear()
-            t0 = clock()
-            out = forward()
-            t1 = clock()
-            out.backward()
-            t2 = clock()
-            del out
-            fwd.append((t1 - t0) * 1e3)
-            bwd.append((t2 - t1) * 1e3)
-            tot.append((t2 - t0) * 1e3)
-    clear()
-    f, b, t = summarise(fwd), summarise(bwd), summarise(tot)
-    return {
-        "forward_ms": f["median"], "backward_ms": b["median"], "total_ms": t["median"],
-        "forward_ms_p20": f["p20"], "forward_ms_p80": f["p80"],
-        "backward_ms_p20": b["p20"], "backward_ms_p80": b["p80"],
-        "total_ms_p20": t["p20"], "total_ms_p80": t["p80"],
-    }
-
-
-def time_fwd_bwd(fn: Callable, logits: torch.Tensor, target: torch.Tensor, ctx: dict, device: torch.device,
-                 repeats: int, warmup: int) -> dict[str, Any]:
-    """``time_callable`` for ``fn(logits, target, **ctx)`` with ``logits.grad`` cleared between repeats."""
-
-    def clear():
-        logits.grad = None
-
-    return time_callable(lambda: fn(logits, target, **ctx), clear, device, repeats, warmup)
 
 
 def compile_loss(loss: torch.nn.Module) -> Callable:
@@ -190,48 +114,75 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+class _Prepared:
+    """A case's inputs and the callable to time (compiled when asked; ``compile_s`` = first pass)."""
+
+    def __init__(self, case: ProfileCase, compiled: bool):
+        self.logits, self.target, self.ctx = case.make_inputs()
+        self.fn: Callable = case.loss
+        self.compile_s = None
+        if compiled:
+            try:
+                self.fn = compile_loss(case.loss)
+                t0 = time.perf_counter()
+                self.pass_once()
+                _sync(case.device)
+                self.compile_s = time.perf_counter() - t0
+            except Exception as exc:  # noqa: BLE001
+                if _is_oom(exc):
+                    raise
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise SkipLoss(f"torch.compile failed: {type(exc).__name__}: {first}") from None
+
+    def clear(self) -> None:
+        self.logits.grad = None
+
+    def forward(self) -> torch.Tensor:
+        return self.fn(self.logits, self.target, **self.ctx)
+
+    def pass_once(self) -> None:
+        self.clear()
+        self.forward().backward()
+
+    def timed(self) -> Timed:
+        return Timed(self.forward, self.clear)
+
+
 def measure_case(case: ProfileCase, *, repeats: int, warmup: int, compiled: bool, measure_memory: bool = True,
-                 trace_dir: str | None = None) -> dict[str, Any]:
-    """Time (and measure) one built case; returns one report row (without ``overhead_vs_ce``)."""
+                 trace_dir: str | None = None, baseline: Timed | None = None,
+                 prepared: _Prepared | None = None) -> dict[str, Any]:
+    """Time (and measure) one built case; returns one report row.
+
+    With a ``baseline``, the case is timed paired against it (``paired.measure_paired``) and the
+    row has the ratio fields; without, it is timed alone and ``overhead_vs_ce`` is None.
+    """
     device = case.device
-    logits, target, ctx = case.make_inputs()
-    fn: Callable = case.loss
+    prep = prepared or _Prepared(case, compiled)
     row: dict[str, Any] = {
         "loss": case.spec, "n": case.n, "c": case.c, "dtype": dtype_name(case.dtype), "device": device.type,
         "compiled": bool(compiled),
     }
-    compile_s = None
-    if compiled:
-        try:
-            fn = compile_loss(case.loss)
-            t0 = time.perf_counter()
-            logits.grad = None
-            fn(logits, target, **ctx).backward()
-            _sync(device)
-            compile_s = time.perf_counter() - t0
-        except Exception as exc:  # noqa: BLE001
-            if _is_oom(exc):
-                raise
-            raise SkipLoss(f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    timing = time_fwd_bwd(fn, logits, target, ctx, device, repeats, warmup)
-    row.update(timing)
-    row["compile_s"] = compile_s
+    if baseline is not None:
+        timing = measure_paired(baseline, prep.timed(), device, repeats, warmup)
+        row.update({k: timing[k] for k in ("forward_ms", "backward_ms", "total_ms", "total_ms_p20", "total_ms_p80")})
+        row.update({"ce_ms": timing["baseline_ms"], "overhead_vs_ce": timing["ratio"],
+                    "overhead_p20": timing["ratio_p20"], "overhead_p80": timing["ratio_p80"],
+                    "overhead_min": timing["ratio_min"], "ratio_spread": timing["ratio_spread"],
+                    "ratio_trusted": timing["trusted"]})
+    else:
+        row.update(time_callable(prep.forward, prep.clear, device, repeats, warmup))
+        row["overhead_vs_ce"] = None
+    row["compile_s"] = prep.compile_s
     if measure_memory:
-        base = mem.tensor_bytes(logits, target, ctx, case.loss)
-
-        def once():
-            logits.grad = None
-            fn(logits, target, **ctx).backward()
-
-        logits.grad = None
-        m = mem.measure_peak(once, device, base_bytes=base)
+        base = mem.tensor_bytes(prep.logits, prep.target, prep.ctx, case.loss)
+        prep.clear()
+        m = mem.measure_peak(prep.pass_once, device, base_bytes=base)
         row["peak_mb"] = m["peak_mb"]
         row["peak_delta_mb"] = m["peak_delta_mb"]
     else:
         row["peak_mb"] = row["peak_delta_mb"] = None
-    row["overhead_vs_ce"] = None
     row["threads"] = torch.get_num_threads()
-    min_bytes = 2 * logits.numel() * logits.element_size()
+    min_bytes = 2 * prep.logits.numel() * prep.logits.element_size()
     row["min_bytes_mb"] = min_bytes / mem.MB
     if device.type == "cuda" and row["total_ms"] > 0:
         gbs = min_bytes / (row["total_ms"] / 1e3) / 1e9
@@ -245,29 +196,9 @@ def measure_case(case: ProfileCase, *, repeats: int, warmup: int, compiled: bool
         safe = case.spec.replace("(", "_").replace(")", "").replace(",", "_").replace("=", "").replace(" ", "")
         path = os.path.join(trace_dir, f"{safe}_n{case.n}_c{case.c}_{row['dtype']}{'_compiled' if compiled else ''}.json")
         row["trace"] = path
-        row["top_kernels"] = trace_case(fn, logits, target, ctx, device, path)
-    logits.grad = None
+        row["top_kernels"] = trace_case(prep.fn, prep.logits, prep.target, prep.ctx, device, path)
+    prep.clear()
     return row
-
-
-def _process_warmup(device: torch.device, n: int, c: int, dtype: torch.dtype, seed: int) -> None:
-    """Untimed passes before anything is measured: thread pools, kernels and caches start
-    lazily, and the first configuration of a run must not pay for that.
-
-    The fractional ``pow`` matters on some CPU builds: until a vectorised ``pow`` has run in
-    the process, ``log1p``/``expm1``/``softplus``/``logsigmoid`` over large tensors were
-    measured 10-20x slower (same kernel; cause unknown). Running one first puts every loss in
-    the same state, so ratios do not depend on which losses ran earlier."""
-    torch.rand(64).pow(0.7)
-    try:
-        case = make_case(BASELINE, BASELINE, {}, n, c, dtype, device, seed=seed, check=False)
-        logits, target, ctx = case.make_inputs()
-        for _ in range(5):
-            logits.grad = None
-            case.loss(logits, target, **ctx).backward()
-        _sync(device)
-    except Exception:  # noqa: BLE001 - the real pass reports any problem
-        pass
 
 
 def _as_list(x: Any) -> list:
@@ -315,7 +246,6 @@ def profile_losses(
     plan = [(BASELINE, BASELINE, {})] + [r for r in requested if r[0] != BASELINE]
     say = progress or (lambda msg: None)
 
-    _process_warmup(dev, batches[0], classes[0], dts[0], seed)
     rows: list[dict] = []
     skipped: list[dict] = []
     total = len(plan) * len(batches) * len(classes) * len(dts)
@@ -323,14 +253,23 @@ def profile_losses(
     for dt in dts:
         for n in batches:
             for c in classes:
-                baseline_ms = None
+                base: _Prepared | None = None
+                base_row: dict | None = None
                 for spec, name, params in plan:
                     k += 1
                     say(f"[{k}/{total}] {spec} n={n} c={c} {dtype_name(dt)}{' compiled' if compile else ''}")
                     try:
                         case = make_case(spec, name, params, n, c, dt, dev, seed=seed)
-                        row = measure_case(case, repeats=repeats, warmup=warmup, compiled=compile,
-                                           measure_memory=memory, trace_dir=trace_dir)
+                        if spec == BASELINE:
+                            base = _Prepared(case, compile)  # kept: every other loss is timed paired with it
+                            row = measure_case(case, repeats=repeats, warmup=warmup, compiled=compile,
+                                               measure_memory=memory, trace_dir=trace_dir, prepared=base)
+                            base_row = row
+                        elif base is None:
+                            raise SkipLoss("the ce baseline failed at this configuration, so no ratio can be measured")
+                        else:
+                            row = measure_case(case, repeats=repeats, warmup=warmup, compiled=compile,
+                                               measure_memory=memory, trace_dir=trace_dir, baseline=base.timed())
                     except SkipLoss as exc:
                         skipped.append({"loss": spec, "n": n, "c": c, "dtype": dtype_name(dt), "reason": str(exc)})
                         say(f"  skipped: {exc}")
@@ -346,8 +285,9 @@ def profile_losses(
                     finally:
                         case = None  # noqa: F841 - release the inputs before the next configuration
                     if spec == BASELINE:
-                        baseline_ms = row["total_ms"]
-                    row["overhead_vs_ce"] = (row["total_ms"] / baseline_ms) if baseline_ms else None
+                        row.update({"overhead_vs_ce": 1.0, "ce_ms": row["total_ms"], "ratio_trusted": True})
+                    ce_peak = base_row.get("peak_mb") if base_row else None
+                    row["memory_vs_ce"] = row["peak_mb"] / ce_peak if (ce_peak and row.get("peak_mb")) else None
                     row["baseline"] = spec == BASELINE and BASELINE not in specs
                     if row.get("top_kernels"):
                         say(f"  top kernels ({row['trace']}):")
@@ -355,6 +295,7 @@ def profile_losses(
                             say(f"    {kr['self_ms']:10.3f} ms  x{kr['calls']:<4d} {kr['name']}")
                     rows.append(row)
                     _free(dev)
+                base = None
     env = environment(dev)
     env.update({"compiled": bool(compile), "memory_method": mem.method_for(dev),
                 "timer": "cuda events" if dev.type == "cuda" else "time.perf_counter"})
@@ -368,4 +309,5 @@ def profile_losses(
         "env": env,
         "rows": rows,
         "skipped": skipped,
+        "warnings": [w for w in [spread_warning([r for r in rows if r["loss"] != BASELINE])] if w],
     }

@@ -1,9 +1,15 @@
-"""Materialised vs chunked final linear layer + loss: time and peak memory.
+"""Materialised vs row-chunked vs vocabulary-streamed final linear layer + loss: time and peak memory.
 
 Materialised: ``logits = hidden @ W.T`` then the registry loss (full ``[N, C]`` logits and
-gradient). Chunked: ``losscli.losses.linear.linear_loss``. Both run forward + backward
-with gradients for ``hidden`` and ``W``; memory is measured as in ``memory.py`` with the
-inputs (hidden, W, target) as the base.
+gradient). Row-chunked: ``linear_loss(..., stream=False)``. Streamed: ``linear_loss`` over
+vocabulary blocks (only for the losses that stream; ``stream_terms.streaming_support``).
+All run forward + backward with gradients for ``hidden`` and ``W``, timed interleaved pass by
+pass (materialised, chunked, streamed, materialised, ...) so background load hits every method
+alike; times are medians with p20/p80 and ratios are against the materialised path of the same run.
+
+Memory is measured as in ``memory.py`` with the inputs (hidden, W, target) as the base; ``extra``
+is the peak beyond the inputs and their gradients (hidden, W, grad_hidden, grad_W: what every
+method must hold), the memory a method actually adds.
 """
 
 from __future__ import annotations
@@ -14,15 +20,28 @@ from typing import Any, Callable
 import torch
 
 from losscli.profiling import memory as mem
-from losscli.profiling.harness import _free, _is_oom, dtype_name, time_callable
+from losscli.profiling.harness import _free, _is_oom, dtype_name
+from losscli.profiling.timing import summarise, time_callable
+
+METHODS = ("materialised", "chunked", "streamed")
 
 
 def compare_linear(loss: str = "ce", *, n: int, c: int, d: int, dtype: torch.dtype = torch.float32,
                    device: torch.device = torch.device("cpu"), repeats: int = 5, warmup: int = 1,
                    chunk_size: int | None = None, memory: bool = True, check_grads: bool = True,
-                   seed: int = 0, params: dict | None = None) -> dict[str, Any]:
-    """One row: materialised and chunked times (ms), peaks (MB) and their ratios."""
-    from losscli.losses.linear import default_chunk_size, linear_loss, materialised_linear_loss
+                   seed: int = 0, params: dict | None = None, vocab_block: int | None = None) -> dict[str, Any]:
+    """One row: each method's time (ms), peak and extra memory (MB), and their ratios to materialised."""
+    row = _compare(loss, n=n, c=c, d=d, dtype=dtype, device=device, repeats=repeats, warmup=warmup,
+                   chunk_size=chunk_size, memory=memory, check_grads=check_grads, seed=seed, params=params,
+                   vocab_block=vocab_block)
+    gc.collect()  # the inputs and gradients died with _compare's frame: hand their memory back
+    _free(device)
+    return row
+
+
+def _compare(loss, *, n, c, d, dtype, device, repeats, warmup, chunk_size, memory, check_grads, seed, params,
+             vocab_block) -> dict[str, Any]:
+    from losscli.losses.linear import default_chunk_size, linear_loss, materialised_linear_loss, streams
 
     params = dict(params or {})
     g = torch.Generator(device=device).manual_seed(seed + 5)
@@ -31,6 +50,7 @@ def compare_linear(loss: str = "ce", *, n: int, c: int, d: int, dtype: torch.dty
     target = torch.randint(0, c, (n,), generator=g, device=device)
     cs = chunk_size or default_chunk_size(n, c)
     base = mem.tensor_bytes(hidden, weight, target)
+    grad_bytes = base - mem.tensor_bytes(target)  # grad_hidden and grad_W are as large as hidden and W
 
     def clear():
         hidden.grad = None
@@ -38,22 +58,27 @@ def compare_linear(loss: str = "ce", *, n: int, c: int, d: int, dtype: torch.dty
 
     variants: dict[str, Callable[[], torch.Tensor]] = {
         "materialised": lambda: materialised_linear_loss(hidden, weight, target, loss, **params),
-        "chunked": lambda: linear_loss(hidden, weight, target, loss, chunk_size=cs, **params),
+        "chunked": lambda: linear_loss(hidden, weight, target, loss, chunk_size=cs, stream=False, **params),
     }
+    streamed = streams(loss, **params)
+    if streamed:
+        variants["streamed"] = lambda: linear_loss(hidden, weight, target, loss, chunk_size=chunk_size,
+                                                   vocab_block=vocab_block, stream=True, **params)
     row: dict[str, Any] = {"loss": loss, "n": n, "c": c, "d": d, "dtype": dtype_name(dtype), "device": device.type,
-                           "chunk_size": cs, "threads": torch.get_num_threads()}
+                           "chunk_size": cs, "streams": streamed, "threads": torch.get_num_threads()}
+    times: dict[str, list[float]] = {k: [] for k in variants}
     grads = {}
-    for name, fwd in variants.items():
+    for name, fwd in list(variants.items()):  # warm-up, memory and gradients, one method at a time
         try:
-            t = time_callable(fwd, clear, device, repeats, warmup)
-            row[f"{name}_ms"] = t["total_ms"]
-            row[f"{name}_ms_p20"] = t["total_ms_p20"]
-            row[f"{name}_ms_p80"] = t["total_ms_p80"]
+            for _ in range(warmup):
+                clear()
+                fwd().backward()
             if memory:
                 clear()
                 m = mem.measure_peak(lambda: fwd().backward(), device, base_bytes=base)
                 row[f"{name}_peak_mb"] = m["peak_mb"]
                 row[f"{name}_peak_delta_mb"] = m["peak_delta_mb"]
+                row[f"{name}_extra_mb"] = max(0.0, m["peak_delta_mb"] - grad_bytes / mem.MB)
             if check_grads:
                 clear()
                 fwd().backward()
@@ -62,32 +87,41 @@ def compare_linear(loss: str = "ce", *, n: int, c: int, d: int, dtype: torch.dty
         except Exception as exc:  # noqa: BLE001
             if not _is_oom(exc):
                 raise
-            row[f"{name}_ms"] = None
             row[f"{name}_error"] = "out of memory"
+            del variants[name]
             clear()
             _free(device)
-    if row.get("materialised_ms") and row.get("chunked_ms"):
-        row["time_ratio"] = row["chunked_ms"] / row["materialised_ms"]
-    else:
-        row["time_ratio"] = None
-    if memory and row.get("materialised_peak_mb") and row.get("chunked_peak_mb"):
-        row["memory_ratio"] = row["chunked_peak_mb"] / row["materialised_peak_mb"]
-        row["memory_delta_ratio"] = (row["chunked_peak_delta_mb"] / row["materialised_peak_delta_mb"]
-                                     if row["materialised_peak_delta_mb"] else None)
-    else:
-        row["memory_ratio"] = row["memory_delta_ratio"] = None
-    if len(grads) == 2:
-        errs = []
-        for a, b in zip(grads["materialised"], grads["chunked"]):
-            scale = b.abs().max().clamp_min(1e-30)
-            errs.append(float(((a.float() - b.float()).abs().max() / scale.float())))
-        row["grad_max_rel_err"] = max(errs)
-    else:
-        row["grad_max_rel_err"] = None
-    del hidden, weight, target, grads
-    gc.collect()
-    _free(device)
+    for _ in range(repeats):  # interleaved timed passes
+        for name, fwd in variants.items():
+            times[name].append(time_callable(fwd, clear, device, 1, 0)["total_ms"])
+    for name in METHODS:
+        t = summarise(times[name]) if times.get(name) else None
+        row[f"{name}_ms"] = t["median"] if t else None
+        row[f"{name}_ms_p20"] = t["p20"] if t else None
+        row[f"{name}_ms_p80"] = t["p80"] if t else None
+    ref_ms = row["materialised_ms"]
+    for name, tag in (("chunked", ""), ("streamed", "stream_")):
+        ms = row.get(f"{name}_ms")
+        row[f"{tag}time_ratio"] = ms / ref_ms if (ms and ref_ms) else None
+        ok = memory and row.get("materialised_peak_mb") and row.get(f"{name}_peak_mb")
+        row[f"{tag}memory_ratio"] = row[f"{name}_peak_mb"] / row["materialised_peak_mb"] if ok else None
+        row[f"{tag}memory_delta_ratio"] = (row[f"{name}_peak_delta_mb"] / row["materialised_peak_delta_mb"]
+                                           if ok and row["materialised_peak_delta_mb"] else None)
+        row[f"{tag}extra_ratio"] = (row[f"{name}_extra_mb"] / row["materialised_extra_mb"]
+                                    if ok and row["materialised_extra_mb"] else None)
+        row[f"{tag}grad_max_rel_err"] = _grad_err(grads, name)
     return row
+
+
+def _grad_err(grads: dict, name: str) -> float | None:
+    """Largest |difference| of a method's gradients from the materialised ones, relative to their max."""
+    if "materialised" not in grads or name not in grads:
+        return None
+    errs = []
+    for a, b in zip(grads["materialised"], grads[name]):
+        scale = b.abs().max().clamp_min(1e-30)
+        errs.append(float(((a.float() - b.float()).abs().max() / scale.float())))
+    return max(errs)
 
 
 def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, device: torch.device,
@@ -95,7 +129,7 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
                           progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
     """``compare_linear`` for every (loss, dtype, N, C, D); unsupported losses go to ``skipped``."""
     from losscli.losses import LOSSES
-    from losscli.losses.linear import unsupported_reason
+    from losscli.losses.stream_terms import unsupported_reason
     from losscli.lossspec import parse_loss_spec
 
     say = progress or (lambda msg: None)
