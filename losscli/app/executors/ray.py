@@ -58,17 +58,21 @@ def _run_remote(task) -> dict:
     """The body of every Ray task. Returns plain data; anything raised here would be a bug, not the
     run's failure (``execute`` records those), so it comes back as an error that leaves runs pending."""
     import socket
+    import sys
 
+    ray = sys.modules.get("ray")  # imported in a Ray worker; absent when called directly (tests)
     where = socket.gethostname()
+    node = ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else None
+    where = {"where": where, "node": node}
     try:
         if isinstance(task, Task):
-            return {"where": where, **_train_remote(task)}
+            return {**where, **_train_remote(task)}
         problem = _storage_problem(task)
         if problem:
-            return {"where": where, "storage_error": problem}
-        return {"where": where, "trial": task.execute(_WORKER_CACHE, None)}
+            return {**where, "storage_error": problem}
+        return {**where, "trial": task.execute(_WORKER_CACHE, None)}
     except Exception as exc:  # noqa: BLE001 - reported to the driver, which keeps the runs pending
-        return {"where": where, "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+        return {**where, "error": f"{type(exc).__name__}: {_first_line(exc)}"}
 
 
 def _train_remote(task: Task) -> dict:
@@ -141,6 +145,8 @@ class RayExecutor:
         self._refs: dict = {}
         self._fn = None
         self._warned = False  # said once that the cluster has no GPU yet
+        self.submitted = 0  # tasks sent to Ray
+        self._nodes: dict[str, int] = {}  # Ray node id -> tasks that came back from it
         self._connected = False  # we called ray.init: ray.shutdown on close (stops an instance we started)
         self.started = False  # we started the instance (as opposed to joining a cluster)
         if not ray.is_initialized():
@@ -231,6 +237,7 @@ class RayExecutor:
             else:
                 shipped = replace(task, storage=_absolute_sqlite(task.storage))  # the worker's cwd is not ours
             refs[self._fn.options(**self._options(shipped)).remote(shipped)] = (task, shipped)
+            self.submitted += 1
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)  # wake up now and then for Ctrl-C
             for ref in done:
@@ -250,6 +257,8 @@ class RayExecutor:
         except RayError as exc:  # the worker or node died MAX_RETRIES + 1 times, or Ray could not place it
             return task.lost(f"its Ray worker or node was lost ({type(exc).__name__}, tried {MAX_RETRIES + 1} "
                              "times); it stays pending")
+        if result.get("node"):
+            self._nodes[result["node"]] = self._nodes.get(result["node"], 0) + 1
         if "storage_error" in result:
             from losscli.app.tuning.run import _redact
 
@@ -270,6 +279,9 @@ class RayExecutor:
                 self.ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001 - already finished, or the cluster is gone: nothing left to stop
                 pass
+        if self.log and self._nodes:
+            self.log(f"Ray: {sum(self._nodes.values())} task(s) ran on {len(self._nodes)} node(s)")
+            self._nodes = {}
         if self._connected:
             self._connected = False
             self.ray.shutdown()
