@@ -277,6 +277,22 @@ def test_tuning_runs_its_trials_on_ray(tmp_path, local_ray):
     assert (tmp_path / "tuning.db").is_file()  # the default SQLite storage, reached by workers on this node
 
 
+def test_a_storage_workers_cannot_open_stops_tuning_with_one_line(tmp_path, local_ray):
+    from losscli.app.compare.grid import expand_grid
+    from losscli.app.executors.ray import RayExecutor
+    from losscli.app.tuning.trial import TrialTask
+    from losscli.errors import UsageError
+
+    spec = expand_grid(_cfg(losses=["ce"], seeds=1))[0]
+    storage = f"sqlite:///{tmp_path}/not-on-this-node/tuning.db"  # as a remote node sees the driver's file
+    executor = RayExecutor()
+    try:
+        with pytest.raises(UsageError, match=r"cannot open the tuning storage .*not-on-this-node.*--storage"):
+            list(executor.run([TrialTask(spec, storage, "study", 1, 0, "none", "ce", "noise none")]))
+    finally:
+        executor.close()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="follows the driver's child processes in /proc (Linux)")
 def test_ctrl_c_stops_ray_and_exits_130_with_one_line(tmp_path):

@@ -1,7 +1,8 @@
 """The ``ray`` executor: tasks as Ray remote tasks, on a local Ray instance or a running cluster.
 
 * ``address=None`` starts a local instance (loopback only, no dashboard) and shuts it down on
-  ``close``; ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` joins a cluster and only disconnects.
+  ``close``; ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (or ``RAY_ADDRESS``, which a Ray job
+  has) joins a cluster and only disconnects.
   A process that already called ``ray.init`` (a library user, the tests) is used as it is.
 * Each task declares what it needs: ``threads`` CPUs (1 by default) and ``gpus_per_run`` GPUs
   (1 when runs go to CUDA; fractions pack small runs on one GPU). A stacked group is one task.
@@ -149,6 +150,8 @@ class RayExecutor:
         self._nodes: dict[str, int] = {}  # Ray node id -> tasks that came back from it
         self._connected = False  # we called ray.init: ray.shutdown on close (stops an instance we started)
         self.started = False  # we started the instance (as opposed to joining a cluster)
+        # inside `ray job submit` (and KubeRay's RayJob) RAY_ADDRESS names the cluster the job belongs to
+        address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
             self._connect(address, requested_jobs)
         res = ray.cluster_resources()
