@@ -29,6 +29,9 @@ from pathlib import Path
 
 import yaml
 
+# the simulated cluster's nodes bind 127.0.0.1 only: Ray reads this when imported (and its node processes inherit it)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 GRID48 = ["--losses", "ce,label_smoothing,focal,gce", "--seeds", "6", "--noise", "none,sym:0.4"]
 
 
@@ -59,7 +62,6 @@ def overhead(preset_args: list[str], repeats: int) -> list[tuple[float, float]]:
 
 
 def cluster_throughput(grid_args: list[str]) -> tuple[float, float, int]:
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
     from ray.cluster_utils import Cluster
 

@@ -179,18 +179,16 @@ def _listening() -> set[tuple[str, int]]:
     return found
 
 
-LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1 and ::1 as /proc/net/tcp spells them
+# 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp{,6} spell them
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
 
 
 def test_grid_on_ray_equals_local_and_resumes(tmp_path, local_ray, reference):
-    before = _listening()
     logs: list[str] = []
     report = run_compare(_cfg(executor="ray"), tmp_path, progress=True, log=logs.append)
     assert report["n_failed"] == 0 and report.get("n_pending", 0) == 0
     _assert_same_runs(_runs(tmp_path), reference)
     assert any("done, " in line and "running" in line and "pending" in line and "failed" in line for line in logs)
-    if Path("/proc/net/tcp").exists():  # Ray listens on loopback only
-        assert {a for a, _ in _listening() - before} <= LOOPBACK
     runs = sorted((tmp_path / "runs").iterdir())
     stamps = {d: (d / "report.yaml").stat().st_mtime_ns for d in runs}
     (runs[0] / "report.yaml").unlink()  # one run interrupted: a rerun redoes it and only it
@@ -295,18 +293,24 @@ def test_a_storage_workers_cannot_open_stops_tuning_with_one_line(tmp_path, loca
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="follows the driver's child processes in /proc (Linux)")
-def test_ctrl_c_stops_ray_and_exits_130_with_one_line(tmp_path):
+def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopback(tmp_path):
     _ray()
     out = tmp_path / "c"
     args = [sys.executable, "-m", "losscli", "compare", "--dataset", "synthetic", "--set",
             "dataset.options={classes: 3, dim: 6, n_train: 1200, n_test: 60}", "--model", "mlp", "--losses",
             "ce,gce,mae", "--seeds", "3", "--epochs", "8", "--batch-size", "16", "--device", "cpu", "--executor", "ray",
             "--jobs", "2", "--out", str(out)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    before = _listening()
+    # as a user runs it: without the variable this module sets for its own Ray (losscli must set it)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=env)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("runs/*/report.yaml")) and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1]
+    opened = _listening() - before  # the local instance the command started listens on loopback only
+    assert opened and {address for address, _ in opened} <= LOOPBACK, opened
     family = _descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
     _, err = proc.communicate(timeout=90)

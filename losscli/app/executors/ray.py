@@ -43,8 +43,6 @@ _REACHED: set = set()  # tuning storages this worker process has opened
 
 def import_ray():
     """The ``ray`` module, or the one-line install hint (exit 2)."""
-    # Ray refuses multi-node setups on Windows/macOS unless asked; "0" keeps it to one local node
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -146,10 +144,12 @@ class RayExecutor:
         self._refs: dict = {}
         self._fn = None
         self._warned = False  # said once that the cluster has no GPU yet
+        self._pinned: dict = {}  # (cpus, gpus) -> the scheduling strategy that keeps SQLite trials on this node
         self.submitted = 0  # tasks sent to Ray
         self._nodes: dict[str, int] = {}  # Ray node id -> tasks that came back from it
         self._connected = False  # we called ray.init: ray.shutdown on close (stops an instance we started)
         self.started = False  # we started the instance (as opposed to joining a cluster)
+        self._restore: Callable[[], None] | None = None  # undoes _loopback_only after our instance stopped
         # inside `ray job submit` (and KubeRay's RayJob) RAY_ADDRESS names the cluster the job belongs to
         address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
@@ -167,6 +167,7 @@ class RayExecutor:
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # stderr is ours: progress, one-line errors
         try:
             if address is None:
+                self._restore = _loopback_only(ray)
                 ray.init(num_cpus=requested_jobs or os.cpu_count() or 1, include_dashboard=False,
                          _node_ip_address="127.0.0.1", **quiet)  # loopback: nothing outside can reach it
                 self.started = True
@@ -186,7 +187,10 @@ class RayExecutor:
         options: dict[str, Any] = {"num_cpus": spec.threads or 1, "num_gpus": gpus, "max_retries": MAX_RETRIES,
                                    "retry_exceptions": False}  # retry lost workers/nodes, never a run's own failure
         if not isinstance(task, Task) and task.storage.startswith("sqlite"):
-            options["scheduling_strategy"] = self._driver_node(options)
+            key = (options["num_cpus"], options["num_gpus"])
+            if key not in self._pinned:  # checked once per shape, not once per trial
+                self._pinned[key] = self._driver_node(options)
+            options["scheduling_strategy"] = self._pinned[key]
         return options
 
     def _gpus(self, device: str, runs: int) -> float:
@@ -288,6 +292,9 @@ class RayExecutor:
         if self._connected:
             self._connected = False
             self.ray.shutdown()
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
 
 
 def _write_back(task: Task, shipped: Task, result: dict) -> TaskOutcome:
@@ -302,6 +309,34 @@ def _write_back(task: Task, shipped: Task, result: dict) -> TaskOutcome:
     except OSError as exc:
         error = f"I/O error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return TaskOutcome(task, [run_status(d) for d in task.run_dirs], error)
+
+
+def _loopback_only(ray) -> Callable[[], None]:
+    """Make the local instance bind 127.0.0.1 only; returns how to undo it.
+
+    ``_node_ip_address`` alone is not enough: Ray's servers still listen on every interface unless
+    its "no cluster" mode (the Windows/macOS default) is on. That mode is read from
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when ``ray`` is imported (here possibly long before), and by
+    the processes Ray starts; set both. Undone afterwards: joining a real cluster later in this
+    process needs this machine's real address.
+    """
+    var = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    previous_env = os.environ.get(var)
+    os.environ[var] = "0"
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    previous = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if previous is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+    def restore() -> None:
+        if previous_env is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = previous_env
+        if previous is not None:
+            constants.ENABLE_RAY_CLUSTER = previous
+
+    return restore
 
 
 def _check_gpus(gpus_per_run: float | None) -> float | None:
