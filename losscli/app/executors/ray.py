@@ -259,11 +259,13 @@ class RayExecutor:
         except RayTaskError as exc:  # _run_remote returns its errors; this is the worker failing to start it
             cause = getattr(exc, "cause", None) or exc  # e.g. losscli missing on that node: unpickling fails
             hint = "; is losscli installed on every node?" if isinstance(cause, ImportError) else ""
-            return task.lost(f"its Ray task could not run ({type(cause).__name__}: {_first_line(cause)}{hint}); "
-                             "it stays pending")
-        except RayError as exc:  # the worker or node died MAX_RETRIES + 1 times, or Ray could not place it
-            return task.lost(f"its Ray worker or node was lost ({type(exc).__name__}, tried {MAX_RETRIES + 1} "
-                             "times); it stays pending")
+            why = f"{type(cause).__name__}: {_first_line(cause)}{hint}"
+            if not isinstance(task, Task):  # a lost trial is asked again next wave: this would never end
+                raise UsageError(f"a tuning trial could not run on Ray ({why})") from None
+            return task.lost(f"its Ray task could not run ({why}); it stays pending")
+        except RayError as exc:  # the worker or node died and Ray's retries are spent, or Ray could not place it
+            return task.lost(f"its Ray worker or node was lost ({type(exc).__name__}; Ray retried it up to "
+                             f"{MAX_RETRIES} times); it stays pending")
         if result.get("node"):
             self._nodes[result["node"]] = self._nodes.get(result["node"], 0) + 1
         if "storage_error" in result:
