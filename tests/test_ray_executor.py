@@ -163,9 +163,9 @@ def test_sqlite_paths_are_made_absolute_and_a_bad_storage_is_named(tmp_path, mon
 # --------------------------------------------------------------------------- on a local Ray instance
 
 
-def _listening() -> set[tuple[str, int]]:
-    """Listening TCP sockets (address hex, port) from /proc/net/tcp{,6}."""
-    found = set()
+def _listening() -> dict[str, str]:
+    """Listening TCP sockets: inode -> local address (hex, as /proc/net/tcp{,6} spell it)."""
+    found = {}
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(name).read_text().splitlines()[1:]
@@ -174,9 +174,20 @@ def _listening() -> set[tuple[str, int]]:
         for line in lines:
             fields = line.split()
             if fields[3] == "0A":  # LISTEN
-                addr, port = fields[1].split(":")
-                found.add((addr, int(port, 16)))
+                found[fields[9]] = fields[1].split(":")[0]
     return found
+
+
+def _sockets_of(pids: list[int]) -> set[str]:
+    """Inodes of the sockets these processes hold open."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        inodes.update(link[8:-1] for link in links if link.startswith("socket:["))
+    return inodes
 
 
 # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp{,6} spell them
@@ -300,7 +311,6 @@ def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopbac
             "dataset.options={classes: 3, dim: 6, n_train: 1200, n_test: 60}", "--model", "mlp", "--losses",
             "ce,gce,mae", "--seeds", "3", "--epochs", "8", "--batch-size", "16", "--device", "cpu", "--executor", "ray",
             "--jobs", "2", "--out", str(out)]
-    before = _listening()
     # as a user runs it: without the variable this module sets for its own Ray (losscli must set it)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -309,9 +319,9 @@ def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopbac
     while time.time() < deadline and not list(out.glob("runs/*/report.yaml")) and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1]
-    opened = _listening() - before  # the local instance the command started listens on loopback only
-    assert opened and {address for address, _ in opened} <= LOOPBACK, opened
     family = _descendants(proc.pid)
+    ours = {inode: address for inode, address in _listening().items() if inode in _sockets_of([proc.pid, *family])}
+    assert ours and set(ours.values()) <= LOOPBACK, ours  # the instance the command started: loopback only
     os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, err
