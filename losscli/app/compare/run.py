@@ -32,10 +32,12 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     runs had to be left pending (an I/O error, a worker that kept dying): the report is written
     first with what finished.
     """
+    from losscli.app.executors import check_executor
     from losscli.app.trackers import check_tracker
     from losscli.engine import rundir
 
     validate(cfg, "compare")
+    check_executor(cfg.executor)  # a missing backend (pip install "losscli[ray]") is one line before any work
     kind = check_tracker(tracker)
     grid = expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
     baseline = resolve_baseline(cfg)
@@ -103,9 +105,11 @@ def _executor(cfg: Config, n_tasks: int, log):
     from losscli.app.executors import make_executor
 
     jobs = resolve_jobs(cfg.jobs, cfg.device, n_tasks)
-    if log and jobs > 1:
+    if log and jobs > 1 and cfg.executor in (None, "pool"):
         log(f"running {n_tasks} tasks in {jobs} worker processes")
-    return make_executor(cfg.executor, jobs, log, address=cfg.address, gpus_per_run=cfg.gpus_per_run), jobs
+    executor = make_executor(cfg.executor, jobs, log, address=cfg.address, gpus_per_run=cfg.gpus_per_run,
+                             requested_jobs=cfg.jobs)
+    return executor, getattr(executor, "slots", jobs)  # a cluster runs as many tasks at once as it has room for
 
 
 def _tune(cfg: Config, out_dir: Path, log) -> dict:

@@ -12,11 +12,24 @@ from typing import Any, Callable
 from losscli.app.executors.base import EXECUTORS, Executor, register_executor  # noqa: F401
 from losscli.app.executors.task import InfrastructureError, Task, TaskOutcome, execute_task  # noqa: F401
 
+__all__ = ["EXECUTORS", "Executor", "register_executor", "InfrastructureError", "Task", "TaskOutcome", "execute_task",
+           "check_executor", "make_executor"]
+
 
 def _import_backends() -> None:
     for mod in pkgutil.iter_modules(__path__):
         if mod.name not in ("base", "task") and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def check_executor(name: str | None) -> None:
+    """Raise the one-line UsageError for an unknown backend or one whose extra is not installed."""
+    if name is None:
+        return
+    _import_backends()
+    check = getattr(EXECUTORS.get(name), "check", None)
+    if check is not None:
+        check()
 
 
 def make_executor(name: str | None, jobs: int, log: Callable[[str], None] | None = None, **options: Any) -> Executor:
