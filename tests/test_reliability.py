@@ -33,6 +33,20 @@ def _compare(out: Path, *extra: str, **kw) -> subprocess.Popen:
 
 
 def _children(pid: int) -> list[int]:
+    """Direct children of ``pid``: the kernel's list when it has one (one read, however many
+    processes exist), else a scan of /proc."""
+    listing = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(x) for x in listing.read_text().split()]
+    except FileNotFoundError:
+        if Path(f"/proc/{pid}").exists():
+            return _scan_children(pid)
+        return []
+    except OSError:
+        return []
+
+
+def _scan_children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -45,14 +59,14 @@ def _children(pid: int) -> list[int]:
 
 
 def _workers(pid: int) -> list[int]:
-    """The pool's worker processes (not multiprocessing's resource tracker)."""
+    """The pool's worker processes: spawned multiprocessing children, not its resource tracker."""
     found = []
     for child in _children(pid):
         try:
             cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if b"resource_tracker" not in cmd:
+        if b"multiprocessing" in cmd and b"resource_tracker" not in cmd:
             found.append(child)
     return found
 
@@ -96,9 +110,9 @@ def _wait_for(cond, timeout=120.0, step=0.05, proc: subprocess.Popen | None = No
 def test_killed_worker_leaves_runs_pending_and_the_grid_completes(tmp_path):
     out = tmp_path / "c"
     proc = _compare(out, "--jobs", "2")
-    # any live worker will do: with one run finished, the grid is mid-way whichever worker dies
-    victim = _wait_for(lambda: len(_done(out)) >= 1 and next(iter(_workers(proc.pid)), None), proc=proc)
+    _wait_for(lambda: len(_done(out)) >= 1 and len(_workers(proc.pid)) == 2, proc=proc)
     before = _done(out)
+    victim = _workers(proc.pid)[0]
     os.kill(victim, signal.SIGKILL)  # what the OOM killer does
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
