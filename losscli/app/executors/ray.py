@@ -283,7 +283,10 @@ class RayExecutor:
     def close(self) -> None:
         """Cancel what is queued or running (Ctrl-C, an error); disconnect, stopping an instance we started."""
         refs, self._refs = list(self._refs), {}
-        for ref in refs:
+        # An instance we started goes down whole with ray.shutdown (its workers with it). Force-
+        # cancelling there first races the replies of tasks finishing at that moment, which Ray 2.x
+        # can answer with a fatal check and a C++ stack trace on stderr (seen on Ctrl-C): skip it.
+        for ref in ([] if self.started and self._connected else refs):
             try:
                 self.ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001 - already finished, or the cluster is gone: nothing left to stop
