@@ -7,24 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from losscli.config import build_config
 from losscli.app.compare.grid import expand_grid, resolve_baseline
 from losscli.app.compare.run import run_compare
+from losscli.config import build_config
 from losscli.errors import UsageError
+from tests.grids import tiny_config
 
-SYNTH = {"name": "synthetic", "options": {"classes": 3, "dim": 6, "n_train": 150, "n_test": 60, "separation": 2.5}}
-
-
-def _cfg(**over):
-    data = {"losses": ["ce", "gce"], "seeds": 2, "noise": ["none"], "imbalance": ["none"], "dataset": SYNTH,
-            "model": {"name": "mlp"}, "train": {"epochs": 2, "batch_size": 32, "lr": 0.01}, "device": "cpu"}
-    data.update(over)
-    return build_config(None, data)
+_cfg = tiny_config
 
 
 def test_grid_expansion_counts_and_unique_dirs():

@@ -22,19 +22,12 @@ import yaml
 
 from losscli.app.compare.run import run_compare
 from losscli.app.executors.runfiles import pack_run, unpack_run
-from losscli.config import build_config
 from losscli.engine import rundir
 from tests.cli_helpers import invoke
+from tests.grids import SYNTH, tiny_config
 
-SYNTH = {"name": "synthetic", "options": {"classes": 3, "dim": 6, "n_train": 150, "n_test": 60, "separation": 2.5}}
+_cfg = tiny_config
 QUIET = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
-
-
-def _cfg(**over):
-    data = {"losses": ["ce", "gce"], "seeds": 2, "noise": ["none"], "imbalance": ["none"], "dataset": SYNTH,
-            "model": {"name": "mlp"}, "train": {"epochs": 2, "batch_size": 32, "lr": 0.01}, "device": "cpu"}
-    data.update(over)
-    return build_config(None, data)
 
 
 def _ray():

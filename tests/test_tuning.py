@@ -11,22 +11,17 @@ import sys
 import time
 
 import pytest
-import torch
 
 from losscli.app.tuning.space import LR, search_space
-from losscli.config import build_config
 from losscli.losses import LOSSES
 from losscli.losses.meta import LossInfo, Param, Reference
-
-SYNTH = {"name": "synthetic", "options": {"classes": 3, "dim": 6, "n_train": 150, "n_test": 60, "separation": 2.5}}
+from tests.grids import tiny_config
 
 
 def _cfg(**over):
-    data = {"losses": ["ce", "gce"], "seeds": 2, "noise": ["sym:0.2"], "imbalance": ["none"], "dataset": SYNTH,
-            "model": {"name": "mlp"}, "train": {"epochs": 3, "batch_size": 32, "lr": 0.01}, "device": "cpu",
-            "jobs": 1, "tune": {"trials": 3}}
-    data.update(over)
-    return build_config(None, data)
+    """The tiny grid with noise, 3 epochs, one job and 3 tuning trials per loss and setting."""
+    return tiny_config(**{"noise": ["sym:0.2"], "train": {"epochs": 3, "batch_size": 32, "lr": 0.01}, "jobs": 1,
+                          "tune": {"trials": 3}, **over})
 
 
 def _info(*params):

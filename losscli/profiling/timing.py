@@ -3,21 +3,16 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 100]) of a non-empty sequence."""
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    pos = (len(xs) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    """Linearly interpolated percentile (q in [0, 100]); NaN for an empty sequence."""
+    return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
 def summarise(values: Sequence[float]) -> dict[str, float]:

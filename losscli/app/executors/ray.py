@@ -269,10 +269,10 @@ class RayExecutor:
         if result.get("node"):
             self._nodes[result["node"]] = self._nodes.get(result["node"], 0) + 1
         if "storage_error" in result:
-            from losscli.app.tuning.run import _redact
+            from losscli.app.tuning.run import redact_storage
 
             raise UsageError(f"a Ray worker on {result['where']} cannot open the tuning storage "
-                             f"{_redact(task.storage)} ({result['storage_error']}); give --storage a database that "
+                             f"{redact_storage(task.storage)} ({result['storage_error']}); give --storage a database that "
                              "every node reaches (postgresql://..., mysql://...)")
         if "error" in result and "files" not in result:
             return task.lost(f"its Ray task failed on {result['where']}: {result['error']}; it stays pending")

@@ -202,7 +202,7 @@ def _summary(plans: list[StudyPlan], storage: str, budget: int) -> dict[str, Any
     for plan in plans:
         trials = [t for t in plan.study.get_trials(deepcopy=False) if not t.user_attrs.get("lost")]
         complete = [t for t in trials if t.state.name == "COMPLETE"]
-        entry = report.setdefault(plan.label, {"storage": _redact(storage), "n_trials": budget, "best_params": {},
+        entry = report.setdefault(plan.label, {"storage": redact_storage(storage), "n_trials": budget, "best_params": {},
                                                "best_value": {}, "n_complete": {}, "n_pruned": {}, "n_failed": {},
                                                "history": {}, "search_space": {}})
         s = plan.setting
@@ -222,7 +222,7 @@ def _summary(plans: list[StudyPlan], storage: str, budget: int) -> dict[str, Any
     return {"best": best, "report": report}
 
 
-def _redact(url: str) -> str:
+def redact_storage(url: str) -> str:
     """Storage URLs can carry passwords (postgresql://user:secret@host/db): never write them down."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
