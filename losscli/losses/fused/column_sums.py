@@ -3,9 +3,21 @@ all that batch-level metric surrogates (Jaccard, AnyLoss) need."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from losscli.losses.fused.softmax_core import saturated_target
+
+
+def _normal_range_scale(g: torch.Tensor) -> float:
+    """A power of two (so multiplying by it and dividing again is exact) that brings ``max |g|``
+    to about 2^90: far from overflow for any realistic class count, while products of ``g`` with
+    probabilities' tiny derivatives stay in float's normal range."""
+    biggest = float(g.abs().amax()) if g.numel() else 0.0
+    if not math.isfinite(biggest) or biggest == 0.0:
+        return 1.0
+    return math.ldexp(1.0, 90 - math.frexp(biggest)[1])
 
 
 class _SoftmaxColumnSums(torch.autograd.Function):
@@ -34,12 +46,21 @@ class _SoftmaxColumnSums(torch.autograd.Function):
             g_y = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
         pd = torch.ops.aten.sigmoid_backward(p, a)  # p a (1 - a) = p D / slope, one pass
         pd_y = pd.gather(1, idx).squeeze(1)
-        s = (rows * torch.mv(pd, g_col) + g_y * pd_y) * slope
-        grad = pd.mul_((g_col * slope).unsqueeze(0))
+        # Work in a power-of-two rescaled domain (exact): near p = 0, a ~ 1e-16 and p a (1 - a) g
+        # falls below float's smallest normal number for most entries of a confident batch, and on
+        # Intel CPUs every subnormal operand or result costs a microcode assist (one [4096, 1000]
+        # multiply: 26 ms instead of 0.7 ms, which made this backward 5x CE's). Scaled so the largest
+        # |g| is 2^90, the intermediates stay normal; only the final unscaling can produce subnormals,
+        # and only where the gradient itself is subnormal.
+        scale = _normal_range_scale(torch.cat([g_col, g_y]).mul_(slope))
+        g_col, g_y = g_col * (slope * scale), g_y * (slope * scale)
+        s = rows * torch.mv(pd, g_col) + g_y * pd_y
+        grad = pd.mul_(g_col.unsqueeze(0))
         if p.device.type != "cpu" or not bool((rows == 1).all()):
             grad.mul_(rows.unsqueeze(1))
         grad.addcmul_(p, s.unsqueeze(1), value=-1.0)
-        return grad.scatter_add_(1, idx, (g_y * pd_y * slope).unsqueeze(1)), None, None, None
+        grad.scatter_add_(1, idx, (g_y * pd_y).unsqueeze(1))
+        return grad.div_(scale), None, None, None
 
 
 class _OffTargetColumnSums(torch.autograd.Function):
