@@ -16,7 +16,7 @@ from tests.loss_cases import make_context, make_loss
 
 BLOCKED = ["rce", "sce", "nce_rce", "nce_mae", "nfl", "ngce", "nfl_rce", "dice", "asl_single", "bce", "sigmoid_focal",
            "asl", "ovr", "ldr_kl", "aldr_kl", "kd", "mbls", "acls", "circle", "logitnorm", "logitclip", "squentropy",
-           "square", "logz_penalty", "spherical_z"]
+           "square", "logz_penalty", "spherical_z", "spectral_decoupling"]
 
 
 def _inputs(name, n=23, c=6, seed=0):
@@ -148,3 +148,63 @@ def test_saturated_rows_in_float32_match_float64(name, margin):
     torch.testing.assert_close(v32, v64, rtol=2e-5, atol=1e-30)
     # gradients: to a few float32 ulps of the row's largest terms (the combination G - p sum G rounds there)
     torch.testing.assert_close(g32, g64, rtol=1e-3, atol=1e-5 * float(g64.abs().max()))
+
+
+def _soft_targets(n, c, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.rand(n, c, generator=g, dtype=dtype) ** 4  # some near-zero entries
+    q[1] = 0.0
+    q[1, 2] = 1.0  # a one-hot row
+    return q / q.sum(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_soft_ce_node_matches_log_softmax_and_gradchecks(scale):
+    from losscli.losses.fused.row_linear import soft_ce
+
+    g = torch.Generator().manual_seed(1)
+    z = (torch.randn(9, 7, generator=g, dtype=torch.float64) * scale).requires_grad_(True)
+    q = _soft_targets(9, 7, 2) * 1.5  # a weighted target: rows need not sum to 1
+    expected = -(q * torch.log_softmax(z, dim=1)).sum(dim=1)
+    torch.testing.assert_close(soft_ce(z, q), expected, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: soft_ce(t, q), (z,))
+
+
+def test_soft_ce_node_is_finite_at_extreme_logits_in_float32():
+    from losscli.losses.fused.row_linear import soft_ce
+
+    z = torch.tensor([[1e4, -1e4, 0.0], [0.0, 1e4, -1e4]], requires_grad=True)
+    q = torch.tensor([[0.5, 0.25, 0.25], [0.0, 1.0, 0.0]])
+    v = soft_ce(z, q)
+    v.sum().backward()
+    # row 0: 0.25 * 2e4 + 0.25 * 1e4 exactly; row 1: the target is the maximum, loss 0
+    torch.testing.assert_close(v.detach(), torch.tensor([7500.0, 0.0]))
+    assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("norm", ["paper", "mean"])
+@pytest.mark.parametrize("gamma", [0.0, 1.5])
+def test_spectral_decoupling_node_matches_the_formula(norm, gamma):
+    g = torch.Generator().manual_seed(4)
+    z = (torch.randn(11, 5, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    y = torch.randint(0, 5, (11,), generator=g)
+    fn = build_loss("spectral_decoupling", lam=0.3, gamma=gamma, norm=norm, reduction="none")
+    coef = 0.15 if norm == "paper" else 0.3 / 5
+    expected = torch.stack([-torch.log_softmax(z[i], 0)[y[i]] + coef * sum((z[i, k] - gamma) ** 2 for k in range(5))
+                            for i in range(11)])
+    torch.testing.assert_close(fn(z, y), expected, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: fn(t, y), (z,))
+
+
+def test_sparse_soft_ce_equals_the_dense_node_with_repeated_columns():
+    from losscli.losses.fused.row_linear import soft_ce, sparse_soft_ce
+
+    g = torch.Generator().manual_seed(6)
+    z = (torch.randn(10, 8, generator=g, dtype=torch.float64) * 5).requires_grad_(True)
+    cols = torch.randint(0, 8, (10, 4), generator=g)
+    cols[:, 3] = cols[:, 2]  # a repeated column: its values add
+    vals = torch.rand(10, 4, generator=g, dtype=torch.float64)
+    dense = torch.zeros(10, 8, dtype=torch.float64).scatter_add_(1, cols, vals)
+    torch.testing.assert_close(sparse_soft_ce(z, lambda lo, hi: (cols[lo:hi], vals[lo:hi])), soft_ce(z, dense),
+                               rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: sparse_soft_ce(t, lambda lo, hi: (cols[lo:hi], vals[lo:hi])), (z,))

@@ -88,3 +88,14 @@ def test_validation():
     info = LOSSES.get("hl_gauss").info
     assert info.target == "regression" and info.defaults() == {"vmin": -10.0, "vmax": 10.0, "num_bins": 51,
                                                               "sigma_ratio": 0.75}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("num_bins,sigma_ratio", [(51, 0.75), (1000, 0.75), (400, 0.1), (51, 3.0), (7, 0.75)])
+def test_windowed_target_is_the_dense_target_bit_for_bit(dtype, num_bins, sigma_ratio):
+    # the loss builds the histogram only near each target; beyond erf's saturation every bin is exactly 0
+    fn = build_loss("hl_gauss", num_bins=num_bins, sigma_ratio=sigma_ratio)
+    g = torch.Generator().manual_seed(num_bins)
+    y = torch.cat([torch.randn(300, generator=g, dtype=dtype) * 6,
+                   torch.tensor([-10.0, 10.0, -50.0, 50.0, 0.0, 9.999, -9.999, 3.2], dtype=dtype)])
+    assert torch.equal(fn.windowed_target_distribution(y), fn.target_distribution(y))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.row_linear import soft_ce
 from losscli.losses.fused.softmax_core import log_softmax_y_and_sum
 
 _CE_REF = Reference("A Mathematical Theory of Communication (log loss); torch F.cross_entropy", "Shannon", 1948)
@@ -15,6 +16,8 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch
     """Per-sample ``-sum_k q_k log p_k`` for probability targets ``q`` (``-sum_k w_k q_k log p_k`` with a
     per-class ``weight``, as ``F.cross_entropy`` defines it for probability targets)."""
     q = target if weight is None else target * weight
+    if logits.dim() == 2 and not q.requires_grad:  # the fused node treats the target as a constant
+        return soft_ce(logits, q.to(logits.dtype))
     return -(q * F.log_softmax(logits, dim=-1)).sum(dim=-1)
 
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from losscli.errors import UsageError
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.row_linear import soft_ce, sparse_soft_ce
+
+
+#: |x| beyond which erf(x) rounds to exactly +-1 in float64 (1 - erf(6) = 2e-17, under half an ulp
+#: of 1) and so in float32 and the half-precision types too
+_ERF_SATURATES = 6.0
 
 
 @register_loss(
@@ -67,16 +72,61 @@ class HLGauss(Loss):
     def target_distribution(self, target: torch.Tensor) -> torch.Tensor:
         """``[N, m]`` truncated-Gaussian bin probabilities of the (clamped) targets; rows sum to 1."""
         dtype = target.dtype if target.dtype == torch.float64 else torch.float32
-        y = target.to(dtype).clamp(self.vmin, self.vmax).unsqueeze(1)
-        cdf = torch.erf((self.edges.to(device=y.device, dtype=dtype) - y) / (math.sqrt(2.0) * self.sigma))
+        # (edge - y) / (sqrt(2) sigma), with the division done on the two vectors, not the [N, m + 1] grid
+        inv_width = 1.0 / (math.sqrt(2.0) * self.sigma)
+        y = target.to(dtype).clamp(self.vmin, self.vmax).unsqueeze(1).mul_(inv_width)
+        cdf = torch.sub(self.edges.to(device=y.device, dtype=dtype) * inv_width, y).erf_()
         # the 1/2 (1 + erf) of Phi cancels in the ratio; the denominator is > 0 for y in the support
-        return (cdf[:, 1:] - cdf[:, :-1]) / (cdf[:, -1:] - cdf[:, :1])
+        return torch.sub(cdf[:, 1:], cdf[:, :-1]).div_(cdf[:, -1:] - cdf[:, :1])
+
+    def target_window(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(bins, mass)`` ``[N, K]``: the only bins where ``target_distribution`` can be non-zero, and
+        its values there, bit for bit; None when the window would cover the whole support.
+
+        ``erf`` rounds to exactly +-1 beyond ``_ERF_SATURATES`` (in float32 and float64), so every bin
+        whose two edges lie farther than that from ``y`` has mass exactly 0 in the dense form too;
+        only ``2 w + 1`` edges around ``y`` are evaluated (about 15 bins at the default sigma ratio,
+        whatever ``num_bins`` is). Where the window is clamped at the support's ends, repeated bins
+        carry mass 0.
+        """
+        m = self.num_bins
+        width = (self.vmax - self.vmin) / m
+        half = math.ceil(_ERF_SATURATES * math.sqrt(2.0) * self.sigma / width) + 1
+        if 2 * half + 2 >= m + 1:
+            return None
+        dtype = target.dtype if target.dtype == torch.float64 else torch.float32
+        inv_width = 1.0 / (math.sqrt(2.0) * self.sigma)
+        y = target.to(dtype).clamp(self.vmin, self.vmax).unsqueeze(1)
+        edges = self.edges.to(device=y.device, dtype=dtype)
+        centre = ((y - self.vmin) / width).floor_().long()
+        idx = (centre + torch.arange(-half, half + 2, device=y.device)).clamp_(0, m)
+        y = y * inv_width  # the same operations, in the same order, as target_distribution
+        cdf = torch.sub(edges[idx] * inv_width, y).erf_()
+        ends = torch.sub(edges[[0, m]] * inv_width, y).erf_()
+        mass = torch.sub(cdf[:, 1:], cdf[:, :-1]).div_(ends[:, 1:] - ends[:, :1])
+        return idx[:, :-1].clamp_(max=m - 1), mass
+
+    def windowed_target_distribution(self, target: torch.Tensor) -> torch.Tensor:
+        """``target_distribution`` from ``target_window`` (equal bit for bit)."""
+        window = self.target_window(target)
+        if window is None:
+            return self.target_distribution(target)
+        bins, mass = window
+        return torch.zeros((bins.shape[0], self.num_bins), dtype=mass.dtype, device=mass.device).scatter_add_(1, bins, mass)
 
     def per_sample(self, logits, target, **context):
         if logits.shape[1] != self.num_bins:
             raise LossInputError(f"hl_gauss: logits have {logits.shape[1]} columns but num_bins={self.num_bins}")
-        p = self.target_distribution(target).to(logits.dtype)
-        return -(p * F.log_softmax(logits, dim=1)).sum(dim=1)
+        # the histogram target is built block by block inside the fused CE (never held whole), and only
+        # where it is non-zero when that is a small window
+        if self.target_window(target[:1]) is None:
+            return soft_ce(logits, lambda lo, hi: self.target_distribution(target[lo:hi]).to(logits.dtype))
+
+        def window(lo, hi):
+            bins, mass = self.target_window(target[lo:hi])
+            return bins, mass.to(logits.dtype)
+
+        return sparse_soft_ce(logits, window)
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """``[N]`` predictions: the expectation of the bin centres under ``softmax(logits)``."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
+from losscli.losses.fused.row_linear import logit_l2_ce
 
 
 @register_loss(
@@ -39,7 +38,8 @@ from losscli.losses.ce import soft_cross_entropy
 )
 class SpectralDecoupling(Loss):
     def per_sample(self, logits, target, **context):
-        ce = F.cross_entropy(logits, target, reduction="none") if target.dim() == 1 else soft_cross_entropy(logits, target)
-        sq = (logits - self.gamma).square()
-        penalty = 0.5 * self.lam * sq.sum(dim=1) if self.norm == "paper" else self.lam * sq.mean(dim=1)
-        return ce + penalty
+        # the penalty as coef * sum_c (z_c - gamma)^2: 'paper' lam/2, 'mean' lam/C
+        coef = 0.5 * self.lam if self.norm == "paper" else self.lam / logits.shape[1]
+        if target.dim() == 1:  # one fused node: CE and the penalty share a pass over the logits
+            return logit_l2_ce(logits, target, coef, float(self.gamma))
+        return soft_cross_entropy(logits, target) + coef * (logits - self.gamma).square().sum(dim=1)

@@ -249,3 +249,64 @@ def _standardised_block(z, idx, h, eps):
 
 def standardised_target(z, target, eps):
     return blocked(z, lambda zb, lo, hi, hb: _standardised_block(zb, target[lo:hi].unsqueeze(1), hb, eps))
+
+
+def _logit_l2_ce_block(z, idx, h, coef, gamma):
+    """Spectral decoupling per row: ``CE + coef sum_k (z_k - gamma)^2``; gradient ``p - e_y + 2 coef (z - gamma)``."""
+    shifted = z if gamma == 0.0 else torch.sub(z, gamma)
+    sq = torch.linalg.vector_norm(shifted, dim=1, keepdim=True).square_()
+    p, ce = _softmax_ce(z, idx)
+    if h is not None:
+        torch.add(p, shifted, alpha=2.0 * coef, out=h)
+        h.scatter_add_(1, idx, torch.full_like(ce, -1.0))
+    return (ce + coef * sq).squeeze(1)
+
+
+def logit_l2_ce(z, target, coef, gamma):
+    """``CE(z, y) + coef * sum_k (z_k - gamma)^2`` per row, one node."""
+    return blocked(z, lambda zb, lo, hi, hb: _logit_l2_ce_block(zb, target[lo:hi].unsqueeze(1), hb, coef, gamma))
+
+
+def _soft_ce_block(z, q, h):
+    """``-sum_k q_k log p_k`` per row; gradient ``p sum_k q_k - q``.
+
+    ``log p_k = (z_k - max z) - log S`` with ``log S = -log p_max``: both parts are <= 0, so for
+    ``q >= 0`` the loss is a sum of non-negative terms (no cancellation) and one softmax is the only
+    transcendental pass.
+    """
+    p = torch.softmax(z, dim=1)
+    log_s = p.amax(dim=1, keepdim=True).log_().neg_()
+    mass = q.sum(dim=1, keepdim=True)
+    below_max = torch.sub(z, z.amax(dim=1, keepdim=True)).mul_(q).sum(dim=1, keepdim=True)
+    if h is not None:
+        torch.mul(p, mass, out=h).sub_(q)
+    return (mass * log_s - below_max).squeeze(1)
+
+
+def soft_ce(z: torch.Tensor, q) -> torch.Tensor:
+    """Cross-entropy against probability (or weighted probability) targets, per row, one node.
+
+    ``q`` is the ``[N, C]`` target, or a function ``q(lo, hi)`` returning rows ``lo:hi`` of it: a target
+    computed from per-row data (HL-Gauss's histogram) is then built block by block while the block's
+    logits are in cache, and never held whole.
+    """
+    rows = q if callable(q) else (lambda lo, hi: q[lo:hi])
+    return blocked(z, lambda zb, lo, hi, hb: _soft_ce_block(zb, rows(lo, hi), hb))
+
+
+def _sparse_soft_ce_block(z, cols, q, h):
+    """``_soft_ce_block`` for a target that is zero outside ``cols`` ``[B, K]`` (values ``q`` ``[B, K]``;
+    repeated columns allowed, their values add): the target's terms touch only ``K`` entries per row."""
+    p = torch.softmax(z, dim=1)
+    log_s = p.amax(dim=1, keepdim=True).log_().neg_()
+    mass = q.sum(dim=1, keepdim=True)
+    below_max = z.gather(1, cols).sub_(z.amax(dim=1, keepdim=True)).mul_(q).sum(dim=1, keepdim=True)
+    if h is not None:
+        torch.mul(p, mass, out=h).scatter_add_(1, cols, q.neg())
+    return (mass * log_s - below_max).squeeze(1)
+
+
+def sparse_soft_ce(z: torch.Tensor, rows) -> torch.Tensor:
+    """``soft_ce`` for targets with few non-zero entries per row: ``rows(lo, hi)`` returns ``(cols, values)``
+    ``[hi - lo, K]`` for rows ``lo:hi``. Costs a softmax and two passes whatever ``K``."""
+    return blocked(z, lambda zb, lo, hi, hb: _sparse_soft_ce_block(zb, *rows(lo, hi), hb))
