@@ -69,3 +69,25 @@ def test_selection_gets_no_gradient_and_ignored_rows_are_dropped():
 def test_batch_level_only():
     with pytest.raises(LossInputError, match="batch-level"):
         build_loss("sovr", reduction="none")(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+
+
+def test_margins_when_the_target_holds_or_ties_the_maximum():
+    from losscli.losses.sovr import logit_margins
+
+    z = torch.tensor([[3.0, 1.0, 2.0], [3.0, 3.0, 0.0], [0.0, 5.0, 1.0], [1.0, 1.0, 1.0]])
+    y = torch.tensor([0, 1, 0, 2])
+    torch.testing.assert_close(logit_margins(z, y), torch.tensor([1.0, 0.0, -5.0, 0.0]))
+
+
+def test_rows_split_over_blocks_and_gradcheck(monkeypatch):
+    from losscli.losses.fused import softmax_core
+
+    g = torch.Generator().manual_seed(2)
+    z = (torch.randn(13, 5, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    y = torch.randint(0, 5, (13,), generator=g)
+    fn = build_loss("sovr", fraction=0.5)
+    whole = fn(z, y)
+    monkeypatch.setattr(softmax_core, "_BLOCK_ELEMENTS", 3 * 5)  # blocks of 3 rows mix OvR and CE rows
+    assert fn(z, y).item() == pytest.approx(whole.item(), rel=1e-13)
+    assert fn(z, y).item() == pytest.approx(sovr_loop(z.detach(), y, 0.5), rel=1e-12)
+    assert torch.autograd.gradcheck(lambda t: fn(t, y), (z,))

@@ -7,7 +7,7 @@ from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
 from losscli.losses.fused.softmax_core import blocked
 
 
-def _ovr_block(z, idx, h):
+def ovr_block(z, idx, h):
     """``sum_k softplus(u_k)`` with ``u = z`` off the target and ``u_y = -z_y``: BCE with one-hot labels.
     ``softplus(u) = relu(u) - log(max(q, 1 - q))``, ``q = sigmoid(u)`` (one sigmoid and one log per entry,
     ``sigmoid_terms``); the gradient is ``q`` off the target and ``-q_y`` at it."""
@@ -38,4 +38,4 @@ class OneVsRest(Loss):
 def ovr_per_sample(logits, target):
     """The per-sample OvR loss as one row-blocked node (same value, hand-derived gradient); shared
     with ``sovr``, which switches to it for its smallest-margin samples."""
-    return blocked(logits, lambda zb, lo, hi, hb: _ovr_block(zb, target[lo:hi].unsqueeze(1), hb))
+    return blocked(logits, lambda zb, lo, hi, hb: ovr_block(zb, target[lo:hi].unsqueeze(1), hb))

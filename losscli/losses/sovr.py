@@ -3,7 +3,8 @@
 In each mini-batch the ``floor(fraction * B)`` samples with the smallest logit margin
 ``z_y - max_{j != y} z_j`` (the "important" ones) take the one-vs-the-rest loss, the others CE:
 ``SOVR = (1/B) [sum_{i in M} OVR_i + sum_{i not in M} CE_i]``. The selection is a batch-level
-decision made without gradients; the per-sample terms are exact (OVR's fused node from ``ovr``).
+decision made without gradients; the per-sample terms are exact (OVR's fused kernel from ``ovr``,
+CE from ``-log p_y``), and each row computes only the loss it takes.
 """
 
 from __future__ import annotations
@@ -11,18 +12,27 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.ovr import ovr_per_sample
+from losscli.losses.fused.row_linear import ce_block
+from losscli.losses.fused.softmax_core import blocked
+from losscli.losses.ovr import ovr_block
 
 
 def logit_margins(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``z_y - max_{j != y} z_j`` per row (no gradient: it only selects samples)."""
+    """``z_y - max_{j != y} z_j`` per row (no gradient: it only selects samples).
+
+    ``max_{j != y} z = max z`` unless the target holds the maximum; only those rows (usually the
+    well-classified minority early on, the majority late) are searched again without their target.
+    """
     with torch.no_grad():
         idx = target.unsqueeze(1)
         z_y = logits.gather(1, idx).squeeze(1)
-        return z_y - logits.scatter(1, idx, float("-inf")).amax(dim=1)
+        zmax = logits.amax(dim=1)
+        rows = (z_y >= zmax).nonzero().squeeze(1)
+        if rows.numel():
+            others = logits[rows].scatter_(1, idx[rows], float("-inf")).amax(dim=1)
+            zmax = zmax.index_copy(0, rows, others)
+        return z_y - zmax
 
 
 def switch_mask(margins: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -68,6 +78,24 @@ class SwitchingOVR(Loss):
         if target.numel() == 0:
             return logits.sum() * 0.0  # no valid rows: zero, still attached to the graph
         mask = switch_mask(logit_margins(logits, target), self.fraction)
-        ovr = ovr_per_sample(logits, target)
-        ce = F.cross_entropy(logits, target, reduction="none")
-        return torch.where(mask, ovr, ce).mean()
+        return switched_per_sample(logits, target, mask).mean()
+
+
+def _switched_block(z, idx, h, use_ovr):
+    """One row block: OvR on the rows where ``use_ovr``, CE on the others, each computed only where used."""
+    if bool(use_ovr.all()):
+        return ovr_block(z, idx, h)
+    if not bool(use_ovr.any()):
+        return ce_block(z, idx, h)
+    out = z.new_empty(z.shape[0])
+    for rows, kernel in ((use_ovr.nonzero().squeeze(1), ovr_block), ((~use_ovr).nonzero().squeeze(1), ce_block)):
+        sub_h = None if h is None else z.new_empty((rows.numel(), z.shape[1]))
+        out.index_copy_(0, rows, kernel(z[rows], idx[rows], sub_h))
+        if h is not None:
+            h.index_copy_(0, rows, sub_h)
+    return out
+
+
+def switched_per_sample(logits, target, use_ovr):
+    """``OVR_i`` where ``use_ovr[i]``, ``CE_i`` elsewhere, as one row-blocked node (each row pays for one loss)."""
+    return blocked(logits, lambda zb, lo, hi, hb: _switched_block(zb, target[lo:hi].unsqueeze(1), hb, use_ovr[lo:hi]))

@@ -310,3 +310,11 @@ def sparse_soft_ce(z: torch.Tensor, rows) -> torch.Tensor:
     """``soft_ce`` for targets with few non-zero entries per row: ``rows(lo, hi)`` returns ``(cols, values)``
     ``[hi - lo, K]`` for rows ``lo:hi``. Costs a softmax and two passes whatever ``K``."""
     return blocked(z, lambda zb, lo, hi, hb: _sparse_soft_ce_block(zb, *rows(lo, hi), hb))
+
+
+def ce_block(z, idx, h):
+    """Plain cross-entropy as a ``blocked`` kernel: ``-log p_y``, gradient ``p - e_y``."""
+    p, ce = _softmax_ce(z, idx)
+    if h is not None:
+        h.copy_(p).scatter_add_(1, idx, torch.full_like(ce, -1.0))
+    return ce.squeeze(1)
