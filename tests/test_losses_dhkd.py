@@ -86,3 +86,27 @@ def test_shape_checks():
         fn(torch.randn(3, 6), torch.tensor([0, 1, 2]), teacher_logits=torch.randn(3, 6))
     with pytest.raises(LossInputError, match="target values"):
         fn(torch.randn(3, 6), torch.tensor([0, 1, 4]), teacher_logits=torch.randn(3, 3))
+
+
+def test_binary_kl_norm_is_exact_near_zero_and_far_out_in_float32():
+    # log cosh(x/2) is ~x^2/8 near 0: the former logsigmoid sum minus log 2 cancelled to ~1e-7 absolute there
+    x64 = torch.tensor([[0.0, 1e-6, 3e-4, 0.05, 1.9, 2.1, 7.0, 40.0, 300.0, -3e-4, -300.0]], dtype=torch.float64)
+    u = x64.abs() / 2
+    exact = torch.where(u < 1, torch.log1p(2 * torch.sinh(u / 2) ** 2), u - math.log(2) + torch.log1p(torch.exp(-2 * u)))
+    got = torch.stack([binary_kl_norm(x64[:, i:i + 1].float(), torch.zeros(1, 1), 1.0) for i in range(x64.shape[1])], 1)
+    torch.testing.assert_close(got.double(), exact, rtol=3e-6, atol=0)
+
+
+def test_fused_dhkd_gradcheck_and_row_blocks(monkeypatch):
+    from losscli.losses.fused import softmax_core
+
+    g = torch.Generator().manual_seed(8)
+    out = (torch.randn(7, 8, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    t = torch.randn(7, 4, generator=g, dtype=torch.float64) * 3
+    t[0, 0] = out[0, 4].item()  # x = 0 exactly
+    y = torch.randint(0, 4, (7,), generator=g)
+    fn = build_loss("dhkd", temperature=1.5, alpha=0.6, gamma=0.8, reduction="none")
+    assert torch.autograd.gradcheck(lambda z: fn(z, y, teacher_logits=t), (out,))
+    whole = fn(out, y, teacher_logits=t)
+    monkeypatch.setattr(softmax_core, "_BLOCK_ELEMENTS", 2 * 8)
+    torch.testing.assert_close(fn(out, y, teacher_logits=t), whole, rtol=1e-14, atol=0)

@@ -7,7 +7,8 @@ predictions; the auxiliary head ``z1`` takes ``alpha * BinaryKL-Norm`` against t
     BinaryKLNorm(z1, t) = T^2 sum_c KL(Bern(1/2) || Bern(d_c)),  d_c = sigmoid((z1_c - t_c) / T)
                         = T^2 sum_c [-log d_c / 2 - log(1 - d_c) / 2 - log 2]
 
-with ``log d = logsigmoid(x)``, ``log(1 - d) = logsigmoid(-x)`` (exact, no clamp).
+which is ``T^2 sum_c log cosh(x_c / 2)`` (``x = z1 - t`` over T), computed exactly (no clamp) in one
+row-blocked node with the main head's CE.
 """
 
 from __future__ import annotations
@@ -15,17 +16,53 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.row_linear import ce_block
+from losscli.losses.fused.softmax_core import blocked
 from losscli.losses.heads import DualHead
 
 
+def _log_cosh_and_tanh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log cosh a, tanh a)`` for ``a >= 0``, exact to float rounding, with two transcendental passes.
+
+    ``m = expm1(-2a)`` gives ``tanh a = -m / (2 + m)``. Below 1, ``log cosh a = -log1p(-tanh^2 a) / 2``
+    (no cancellation near 0, where it is ~a^2/2); from 1 on, ``a - log 2 + log1p(e^{-2a})`` (every
+    term positive after ``a - log 2 >= 0.3``; ``e^{-2a} = 1 + m`` loses only digits that ``a`` swamps).
+    """
+    m = torch.expm1(a * -2.0)
+    t = torch.div(m, m + 2.0).neg_()
+    small = a < 1.0
+    ln = torch.where(small, t.square().neg_(), m.add(1.0)).log1p_()
+    return torch.where(small, ln * -0.5, ln.add_(a).sub_(math.log(2.0))), t
+
+
 def binary_kl_norm(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Per-sample ``T^2 sum_c KL(Bern(1/2) || Bern(sigmoid((s_c - t_c)/T)))`` (>= 0, 0 iff s = t)."""
+    """``T^2 sum_c KL(Bern(1/2) || Bern(sigmoid(x_c)))`` with ``x = (s - t) / T``; the KL is ``log cosh(x/2)``
+    (``-(log sigmoid(x) + log sigmoid(-x))/2 - log 2``), computed without the cancellation near ``x = 0``."""
     x = (student - teacher) / temperature
-    kl = -0.5 * (F.logsigmoid(x) + F.logsigmoid(-x)) - math.log(2.0)
-    return temperature**2 * kl.sum(dim=1)
+    return temperature**2 * _log_cosh_and_tanh(x.abs() * 0.5)[0].sum(dim=1)
+
+
+def _dhkd_block(z, teacher, idx, h, c, temperature, alpha, gamma):
+    """One row block of ``gamma CE(z0, y) + alpha BinaryKL-Norm(z1, t)`` on ``z = [z0, z1]``.
+
+    Gradient: ``gamma (p - e_y)`` on the main head, ``alpha (T/2) tanh(x/2)`` on the auxiliary one.
+    """
+    ce = ce_block(z[:, :c], idx, None if h is None else h[:, :c])
+    x = torch.sub(z[:, c:], teacher).div_(temperature)
+    half = x.abs().mul_(0.5)
+    kl, t = _log_cosh_and_tanh(half)
+    if h is not None:
+        if gamma != 1.0:
+            h[:, :c].mul_(gamma)
+        torch.mul(t.copysign_(x), alpha * temperature / 2.0, out=h[:, c:])
+    return gamma * ce + (alpha * temperature**2) * kl.sum(dim=1)
+
+
+def dhkd_per_sample(logits, teacher, target, temperature, alpha, gamma):
+    c = teacher.shape[1]
+    return blocked(logits, lambda zb, lo, hi, hb: _dhkd_block(zb, teacher[lo:hi], target[lo:hi].unsqueeze(1), hb, c,
+                                                             temperature, alpha, gamma))
 
 
 @register_loss(
@@ -70,9 +107,7 @@ class DHKD(Loss):
         if target.device.type == "cpu" and n and bool((target >= c).any()):
             raise LossInputError(f"dhkd: target values must be in [0, {c - 1}] (C = half the dual head's width)")
         teacher = teacher_logits.detach().to(device=logits.device, dtype=logits.dtype)
-        main, aux = logits[:, :c], logits[:, c:]
-        ce = F.cross_entropy(main, target, reduction="none")
-        return self.gamma * ce + self.alpha * binary_kl_norm(aux, teacher, self.temperature)
+        return dhkd_per_sample(logits, teacher, target, self.temperature, self.alpha, self.gamma)
 
     def make_head(self, in_features, num_classes):
         return DualHead(in_features, num_classes, aux=self.aux_head)
