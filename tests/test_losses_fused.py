@@ -208,3 +208,14 @@ def test_sparse_soft_ce_equals_the_dense_node_with_repeated_columns():
     torch.testing.assert_close(sparse_soft_ce(z, lambda lo, hi: (cols[lo:hi], vals[lo:hi])), soft_ce(z, dense),
                                rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda t: sparse_soft_ce(t, lambda lo, hi: (cols[lo:hi], vals[lo:hi])), (z,))
+
+
+def test_branch_free_select_is_exact():
+    from losscli.losses.fused.select import float_mask, select
+
+    g = torch.Generator().manual_seed(9)
+    a = torch.randn(50, 7, generator=g) * torch.logspace(-30, 30, 7)
+    b = torch.randn(50, 7, generator=g) * 1e-38  # subnormal and tiny values survive unchanged
+    m = float_mask(a, torch.lt, 0.0)
+    assert m.dtype == a.dtype and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(select(m, a, b), torch.where(a < 0, a, b))

@@ -18,22 +18,24 @@ import math
 import torch
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.fused.row_linear import ce_block
+from losscli.losses.fused.select import float_mask, select
 from losscli.losses.fused.softmax_core import blocked
 from losscli.losses.heads import DualHead
 
 
 def _log_cosh_and_tanh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log cosh a, tanh a)`` for ``a >= 0``, exact to float rounding, with two transcendental passes.
+    """``(log cosh a, tanh a)`` for ``a >= 0``, exact to float rounding, with three transcendental passes.
 
-    ``m = expm1(-2a)`` gives ``tanh a = -m / (2 + m)``. Below 1, ``log cosh a = -log1p(-tanh^2 a) / 2``
-    (no cancellation near 0, where it is ~a^2/2); from 1 on, ``a - log 2 + log1p(e^{-2a})`` (every
-    term positive after ``a - log 2 >= 0.3``; ``e^{-2a} = 1 + m`` loses only digits that ``a`` swamps).
+    Below 1, ``log cosh a = -log1p(-tanh^2 a) / 2`` (no cancellation near 0, where it is ~a^2/2);
+    from 1 on, ``a - log 2 + log1p(e^{-2a})`` (every term positive after ``a - log 2 >= 0.3``). One
+    ``log1p`` serves both, its argument chosen per entry with a branch-free select (each branch's
+    input is clamped into its own range, so the unused one stays finite).
     """
-    m = torch.expm1(a * -2.0)
-    t = torch.div(m, m + 2.0).neg_()
-    small = a < 1.0
-    ln = torch.where(small, t.square().neg_(), m.add(1.0)).log1p_()
-    return torch.where(small, ln * -0.5, ln.add_(a).sub_(math.log(2.0))), t
+    t = torch.tanh(a)
+    small = float_mask(a, torch.lt, 1.0)
+    big_a = a.clamp_min(1.0)
+    ln = select(small, t.square().neg_(), torch.exp(big_a * -2.0)).log1p_()
+    return select(small, ln * -0.5, big_a.sub_(math.log(2.0)).add_(ln)), t
 
 
 def binary_kl_norm(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
