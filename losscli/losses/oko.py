@@ -15,9 +15,26 @@ At inference the same head scores single examples (``prediction_logits`` is the 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.row_linear import sparse_soft_ce
+from losscli.losses.fused.softmax_core import log_softmax_y
+
+
+def pair_class(members: torch.Tensor) -> torch.Tensor:
+    """``[B]`` the label that appears twice in each set of member labels ``[B, m]``.
+
+    A valid set has exactly one pair of equal labels among its ``m (m - 1) / 2`` member pairs (one
+    label twice, the others once): checked with an ``[B, m, m]`` comparison (on CPU, where it does
+    not synchronise a device), not a ``[B, C]`` label histogram.
+    """
+    same = members.unsqueeze(2) == members.unsqueeze(1)
+    upper = torch.ones(same.shape[1:], dtype=torch.bool, device=members.device).triu_(1)
+    pairs = same & upper  # each unordered pair of members once
+    if members.device.type == "cpu" and members.numel() and not bool((pairs.sum(dim=(1, 2)) == 1).all()):
+        raise LossInputError("oko: every set needs exactly one label twice (the pair class) and the others once")
+    first = pairs.any(dim=2).to(torch.uint8).argmax(dim=1, keepdim=True)  # the pair's first member
+    return members.gather(1, first).squeeze(1)
 
 
 @register_loss(
@@ -65,16 +82,14 @@ class OKO(Loss):
         b, m, c = logits.shape
         if m != self.k + 2:
             raise LossInputError(f"oko: sets must have k + 2 = {self.k + 2} members, got {m}")
-        counts = F.one_hot(target, c).sum(dim=1)  # [B, C] label histogram of each set
-        if target.device.type == "cpu" and b and not bool(
-            (((counts == 2).sum(dim=1) == 1) & (counts.amax(dim=1) == 2)).all()
-        ):
-            raise LossInputError("oko: every set needs exactly one label twice (the pair class) and the others once")
+        pair = pair_class(target)  # validated on CPU; member labels only, no [B, C] histogram
         z = logits.sum(dim=1)  # summed member logits
-        log_p = F.log_softmax(z, dim=1)
         if self.targets == "hard":
-            return -log_p.gather(1, counts.argmax(dim=1, keepdim=True)).squeeze(1)
-        return -(counts.to(log_p.dtype) * log_p).sum(dim=1) / m
+            return -log_softmax_y(z, pair)
+        # CE against the label histogram counts / m: a sparse target on the members' own labels
+        # (the pair class's two entries add)
+        weights = torch.full(target.shape, 1.0 / m, dtype=z.dtype, device=z.device)
+        return sparse_soft_ce(z, lambda lo, hi: (target[lo:hi], weights[lo:hi]))
 
     # -- the official set sampler ---------------------------------------------------------
     def sample_sets(self, labels: torch.Tensor, generator: torch.Generator | None = None,
