@@ -210,6 +210,25 @@ def log_softmax_y_and_sum(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.
     return _LogSoftmaxAtAndSum.apply(z, target)
 
 
+def _graph_is_freed_after_this_pass() -> bool:
+    """True inside a backward pass that frees the graph afterwards (no ``retain_graph``/``create_graph``).
+
+    Then a node's saved gradient template is read once, and backward can scale it in place instead
+    of writing a fresh ``[N, C]`` tensor: on CPU the out-of-place multiply costs 2.5-3x the in-place
+    one (a [4096, 1000] float32 template: ~4.5 ms against ~1.7 ms, about a third of CE's whole
+    step), since every line of the new tensor is first read into cache. PyTorch's own AOT autograd
+    asks the same question the same way; if the private hook is missing or there is no current
+    graph task, the answer is the safe one (no).
+    """
+    keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    if keep_graph is None:
+        return False
+    try:
+        return not keep_graph()
+    except RuntimeError:
+        return False
+
+
 class _Blocked(torch.autograd.Function):
     """A per-row loss computed block by block by ``kernel(z_block, lo, hi, h_block)``.
 
@@ -239,6 +258,8 @@ class _Blocked(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, *_):
         (h,) = ctx.saved_tensors
+        if _graph_is_freed_after_this_pass():  # h has no other reader: scale it in place
+            return h.mul_(g.unsqueeze(1)), None, None
         return torch.mul(h, g.unsqueeze(1)), None, None
 
 
