@@ -163,7 +163,7 @@ class _LogSoftmaxAt(torch.autograd.Function):
     def backward(ctx, g):
         p, idx, om_y = ctx.saved_tensors
         gs = (g if ctx.scale is None else g * ctx.scale).unsqueeze(1)
-        grad = torch.mul(p, gs.neg())
+        grad = p.mul_(gs.neg()) if _graph_is_freed_after_this_pass() else torch.mul(p, gs.neg())
         if om_y is None:
             return grad.scatter_add_(1, idx, gs), None, None, None, None
         # the target's entry g (1 - p_y), from the exact 1 - p_y
