@@ -103,6 +103,38 @@ def test_importing_the_backends_does_not_import_ray():
     assert done.stdout.strip() == "False"
 
 
+def test_tuning_and_the_grid_share_one_ray_executor_closed_once_at_the_end(tmp_path, monkeypatch):
+    """Each RayExecutor that finds no Ray running starts (and on close stops) a local instance, seconds
+    each: a tuned compare makes one. A stand-in that runs tasks here, so no Ray is needed."""
+    import losscli.app.executors as executors
+    from losscli.app.executors.local import LocalExecutor
+
+    made, events = [], []
+
+    class Stand(LocalExecutor):
+        slots = 2
+
+        def run(self, tasks):
+            events.extend(["run"] * len(tasks))
+            return super().run(tasks)
+
+        def close(self):
+            events.append("close")
+            super().close()
+
+    def make(name, jobs, log=None, **options):
+        assert name == "ray"
+        made.append(Stand())
+        return made[-1]
+
+    monkeypatch.setattr(executors, "check_executor", lambda name: None)
+    monkeypatch.setattr(executors, "make_executor", make)
+    report = run_compare(_cfg(executor="ray", losses=["ce"], seeds=1, tune={"trials": 2}), tmp_path, progress=False)
+    assert report["n_failed"] == 0 and report.get("n_pending", 0) == 0
+    assert len(made) == 1
+    assert events == ["run"] * 3 + ["close"]  # 2 trials, then the grid's run; closed once, at the end
+
+
 def test_run_files_travel_as_data_and_never_overwrite_a_finished_run(tmp_path, reference):
     from losscli.app.executors.ray import _run_remote
     from losscli.app.executors.task import Task

@@ -61,8 +61,8 @@ def _scan_children(pid: int) -> list[int]:
 
 def _workers(pid: int) -> list[int]:
     """The pool's worker processes (spawned by multiprocessing), not its resource tracker. Match the
-    code they run: their command line can also carry ``-W...resource_tracker`` (the pool's
-    PYTHONWARNINGS), so the word alone does not tell a worker from the tracker."""
+    code they run: their command line can also carry ``-W...resource_tracker`` (a PYTHONWARNINGS
+    filter naming the tracker), so the word alone does not tell a worker from the tracker."""
     found = []
     for child in _children(pid):
         try:

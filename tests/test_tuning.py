@@ -15,7 +15,7 @@ import pytest
 from losscli.app.tuning.space import LR, search_space
 from losscli.losses import LOSSES
 from losscli.losses.meta import LossInfo, Param, Reference
-from tests.grids import tiny_config
+from tests.grids import SYNTH, tiny_config
 
 
 def _cfg(**over):
@@ -106,6 +106,50 @@ def test_tuning_never_touches_the_test_split(monkeypatch):
         out = run_tuning(_cfg(), d, LocalExecutor())
     assert seen and all(n_test == 0 and n_val > 0 for n_test, n_val in seen)
     assert out["best"]
+
+
+class _DyingOn:
+    """An executor whose worker always dies on ``doomed``'s trials (a configuration that runs out of
+    memory every time) and trains the others here; it stops the test if a study is asked unboundedly."""
+
+    def __init__(self, doomed: str):
+        from collections import Counter
+
+        self.doomed, self.asked = doomed, Counter()
+
+    def run(self, tasks):
+        for task in tasks:
+            self.asked[task.label] += 1
+            assert self.asked[task.label] <= 10, f"{task.label} asked unboundedly"
+            if task.label == self.doomed:
+                yield task.lost("its worker process died 3 times (out of memory?); it stays pending")
+            else:
+                yield task.execute()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_study_whose_workers_keep_dying_stops_tuning_with_one_line_after_the_others(tmp_path, monkeypatch, capsys):
+    import losscli.app.executors
+    from losscli.app.tuning.run import MAX_LOST_IN_A_ROW
+    from tests.cli_helpers import invoke
+
+    executor = _DyingOn("gce")
+    monkeypatch.setattr(losscli.app.executors, "make_executor", lambda *a, **k: executor)
+    options = ", ".join(f"{k}: {v}" for k, v in SYNTH["options"].items())
+    code, _, err = invoke(["compare", "--dataset", "synthetic", "--set", f"dataset.options={{{options}}}", "--model",
+                           "mlp", "--losses", "ce,gce", "--seeds", "1", "--noise", "none", "--epochs", "2",
+                           "--device", "cpu", "--jobs", "1", "--tune", "3", "--out", str(tmp_path / "c")], capsys)
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: tuning gce (noise none, imbalance none) stopped: its worker process kept dying")
+    assert "out of memory?" in last and "kept in the study storage" in last and "rerun the same command" in last
+    assert "Traceback" not in err
+    assert executor.asked == {"gce": MAX_LOST_IN_A_ROW, "ce": 3}  # bounded, and the other study used its budget
+    with sqlite3.connect(tmp_path / "c" / "tuning.db") as con:
+        states = [s for (s,) in con.execute("select state from trials")]
+    assert len(states) == 3 + MAX_LOST_IN_A_ROW and "RUNNING" not in states  # every trial recorded, none left open
 
 
 def _finished_trials(db):

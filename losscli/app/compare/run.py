@@ -45,6 +45,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     with CompareLock(out_dir, wait=wait, log=log):
         t0 = time.perf_counter()
         tuning, run_dirs = None, []
+        executors = _Executors(cfg, log)
         try:
             cache: dict = {}
             if cfg.tune.trials or any(rundir.run_status(out_dir / "runs" / s.key()) != "ok" for s in grid):
@@ -52,7 +53,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
 
                 announce(cfg, out_dir, grid, log, cache)
             if cfg.tune.trials:
-                tuning = _tune(cfg, out_dir, log)
+                tuning = _tune(cfg, out_dir, executors, log)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
             run_dirs = [out_dir / "runs" / s.key() for s in specs]
             statuses = [rundir.run_status(d) for d in run_dirs]
@@ -62,12 +63,14 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
                 log(f"compare: {len(specs)} runs ({len(specs) - len(todo)} already done, {len(todo)} to run) "
                     f"-> {out_dir}")
             track = _tracker(kind, tracking_uri, out_dir, log) if kind and todo else None
-            errors = _run_pending(cfg, todo, log, progress, cache, track) if todo else []
+            errors = _run_pending(cfg, todo, executors, log, progress, cache, track) if todo else []
         except KeyboardInterrupt:
             kept = sum(rundir.run_status(d) == "ok" for d in run_dirs)
             raise Interrupted(f"interrupted; {kept} finished run(s) are kept in {out_dir}"
                               + (" and the tuning trials in its study" if cfg.tune.trials else "")
                               + " (rerun the same command to resume)") from None
+        finally:
+            executors.close()
         wall = time.perf_counter() - t0
         from losscli.app.compare.grid import row_labels
         from losscli.app.compare.writer import write_compare_report
@@ -112,15 +115,43 @@ def _executor(cfg: Config, n_tasks: int, log):
     return executor, getattr(executor, "slots", jobs)  # a cluster runs as many tasks at once as it has room for
 
 
-def _tune(cfg: Config, out_dir: Path, log) -> dict:
+class _Executors:
+    """Hands each phase (tuning, then the grid) its executor. A Ray one is made once and shared, and
+    ``close`` stops it at the end: each phase would otherwise start and stop its own local Ray
+    instance (seconds each). Others are made per phase (a pool sizes its workers to the phase)."""
+
+    def __init__(self, cfg: Config, log):
+        self.cfg, self.log = cfg, log
+        self._shared = None
+
+    def get(self, n_tasks: int):
+        """``(executor, tasks it runs at once)``; pass the executor to ``done`` when the phase ends."""
+        if self._shared is not None:
+            return self._shared, self._shared.slots
+        executor, slots = _executor(self.cfg, n_tasks, self.log)
+        if self.cfg.executor == "ray":
+            self._shared = executor
+        return executor, slots
+
+    def done(self, executor) -> None:
+        """The phase ended (also on Ctrl-C or an error): stop its executor, unless it is the shared one."""
+        if executor is not self._shared:
+            executor.close()
+
+    def close(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.close()
+
+
+def _tune(cfg: Config, out_dir: Path, executors: _Executors, log) -> dict:
     from losscli.app.tuning import run_tuning
 
-    executor, _ = _executor(cfg, len(cfg.loss_specs()) * len(cfg.noise_settings()) * len(cfg.imbalance_settings()),
-                            log)
+    executor, _ = executors.get(len(cfg.loss_specs()) * len(cfg.noise_settings()) * len(cfg.imbalance_settings()))
     try:
         return run_tuning(cfg, out_dir, executor, log)
     finally:
-        executor.close()
+        executors.done(executor)
 
 
 def _tracker(kind: str, uri: str | None, out_dir: Path, log):
@@ -133,7 +164,8 @@ def _tracker(kind: str, uri: str | None, out_dir: Path, log):
                                  tags={"losscli.compare_dir": where}, root=root if kind == "tensorboard" else None), log)
 
 
-def _run_pending(cfg: Config, todo: list, log, progress: bool, cache: dict | None = None, tracker=None) -> list[str]:
+def _run_pending(cfg: Config, todo: list, executors: _Executors, log, progress: bool, cache: dict | None = None,
+                 tracker=None) -> list[str]:
     """Train the pending runs through the configured executor; returns why runs stayed pending."""
     from losscli.engine.build import load_base_data
 
@@ -142,7 +174,7 @@ def _run_pending(cfg: Config, todo: list, log, progress: bool, cache: dict | Non
     tasks = plan_tasks(specs, dirs, use_batching(cfg.batch_runs, cfg.device, log), log)
     for task in tasks:
         task.tracker = tracker
-    executor, jobs = _executor(cfg, len(tasks), log)
+    executor, jobs = executors.get(len(tasks))
     bar = GridProgress(len(todo), jobs * max(len(t.specs) for t in tasks), progress, log)
     errors: list[str] = []
     try:
@@ -153,6 +185,6 @@ def _run_pending(cfg: Config, todo: list, log, progress: bool, cache: dict | Non
                 errors.append(outcome.error)
             bar.finished(n_ok, n_failed, outcome.task.describe(), outcome.error)
     finally:  # also on Ctrl-C: cancel what has not started and stop the workers (runs in flight stay pending)
-        executor.close()
+        executors.done(executor)
         bar.close()
     return errors

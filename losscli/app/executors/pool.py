@@ -18,6 +18,7 @@ from losscli.app.executors.base import register_executor
 
 #: a task whose worker died this many times is given up (its runs stay pending)
 MAX_ATTEMPTS = 3
+_QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 _WORKER_CACHE: dict = {}  # datasets loaded by this worker process, reused across its tasks
 
 
@@ -54,6 +55,30 @@ def _die_with_parent() -> None:
         pass
 
 
+def _start_quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (if not running yet) with its warnings off.
+
+    Stopping workers on Ctrl-C can leave the pool's queue semaphores to the tracker, which cleans
+    them up and warns in several lines: keep the promised one-line exit. The tracker is a separate
+    process that reads PYTHONWARNINGS when it starts (otherwise lazily, at the pool's first
+    semaphore; one already running is left as it is), so the variable is set only while we start
+    it here: this process's environment, and the subprocesses it starts later, stay as they were.
+    """
+    if os.name != "posix":
+        return  # no resource tracker there (its semaphores are unnamed)
+    from multiprocessing import resource_tracker
+
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(x for x in (previous, _QUIET_TRACKER) if x)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if previous is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
+
+
 def _worker(task):
     return task.execute(_WORKER_CACHE, None)
 
@@ -71,12 +96,7 @@ class PoolExecutor:
     def _new_pool(self) -> ProcessPoolExecutor:
         import multiprocessing as mp
 
-        # stopping workers on Ctrl-C leaves the pool's queue semaphores to multiprocessing's resource
-        # tracker, which cleans them up and warns in several lines: keep the promised one-line exit
-        quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
-        if quiet not in os.environ.get("PYTHONWARNINGS", ""):
-            os.environ["PYTHONWARNINGS"] = ",".join(x for x in (os.environ.get("PYTHONWARNINGS"), quiet) if x)
-
+        _start_quiet_resource_tracker()
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                    initializer=_worker_init, initargs=(threads, os.getpid()))

@@ -260,7 +260,9 @@ class RayExecutor:
             cause = getattr(exc, "cause", None) or exc  # e.g. losscli missing on that node: unpickling fails
             hint = "; is losscli installed on every node?" if isinstance(cause, ImportError) else ""
             why = f"{type(cause).__name__}: {_first_line(cause)}{hint}"
-            if not isinstance(task, Task):  # a lost trial is asked again next wave: this would never end
+            # a trial that cannot even start would be lost wave after wave until tuning gives up on its
+            # study (MAX_LOST_IN_A_ROW), blaming dying workers: say the real reason now
+            if not isinstance(task, Task):
                 raise UsageError(f"a tuning trial could not run on Ray ({why})") from None
             return task.lost(f"its Ray task could not run ({why}); it stays pending")
         except RayError as exc:  # the worker or node died and Ray's retries are spent, or Ray could not place it

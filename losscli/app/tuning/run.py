@@ -23,10 +23,15 @@ from losscli.app.tuning.space import LR, Dim, search_space, suggest
 from losscli.app.tuning.trial import TrialTask, make_pruner
 from losscli.config.schema import Config
 from losscli.engine.runspec import RunSpec
-from losscli.errors import UsageError
+from losscli.errors import RunFailedError, UsageError
 
 TRIAL_SEED_OFFSET = 10_000  # trials train with seeds the final comparison never uses
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+#: a study whose trials are lost (their worker died) this many times in a row is given up. Lost trials
+#: do not use the budget, so a configuration that always kills its worker (out of memory) would be asked
+#: again forever; each lost trial already had its executor's retries (pool MAX_ATTEMPTS, Ray MAX_RETRIES),
+#: so a few in a row are a pattern, not bad luck.
+MAX_LOST_IN_A_ROW = 3
 
 
 @dataclass
@@ -36,6 +41,7 @@ class StudyPlan:
     dims: list[Dim]
     study: Any
     history: list = field(default_factory=list)
+    lost_in_a_row: int = 0  # trials lost since one last ended otherwise (counted in this run only)
 
     @property
     def setting(self) -> str:
@@ -166,7 +172,7 @@ def run_tuning(cfg: Config, out_dir: Path, executor, log: Callable[[str], None] 
     while True:
         wave = []
         for plan in plans:
-            if _counted(plan.study) >= budget:
+            if plan.lost_in_a_row >= MAX_LOST_IN_A_ROW or _counted(plan.study) >= budget:
                 continue
             trial = plan.study.ask()
             trial.set_user_attr("owner", _owner())
@@ -184,6 +190,7 @@ def run_tuning(cfg: Config, out_dir: Path, executor, log: Callable[[str], None] 
         by_trial = {task.trial_id: (plan, trial) for plan, trial, task in wave}
         for outcome in executor.run([task for _, _, task in wave]):
             plan, trial = by_trial[outcome.task.trial_id]
+            plan.lost_in_a_row = plan.lost_in_a_row + 1 if outcome.status == "lost" else 0
             if outcome.status == "ok":
                 plan.study.tell(trial, outcome.value)
             elif outcome.status == "pruned":
@@ -191,8 +198,17 @@ def run_tuning(cfg: Config, out_dir: Path, executor, log: Callable[[str], None] 
             else:  # failed (counts: the combination failed) or lost (the worker died: does not count)
                 if outcome.status == "lost":
                     trial.set_user_attr("lost", True)
+                    if log:
+                        log(f"{outcome.task.describe()} lost, not counted: {outcome.error}")
                 trial.set_user_attr("error", outcome.error or "")
                 plan.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    given_up = [plan for plan in plans if plan.lost_in_a_row >= MAX_LOST_IN_A_ROW]
+    if given_up:  # raised after the other studies used their budget: a rerun has only these left to do
+        first = given_up[0]
+        others = f" (and {len(given_up) - 1} other loss/setting(s))" if len(given_up) > 1 else ""
+        raise RunFailedError(f"tuning {first.label} ({first.setting}){others} stopped: its worker process kept dying "
+                             f"({MAX_LOST_IN_A_ROW} trials lost in a row; out of memory?); finished trials are kept in "
+                             f"the study storage {redact_storage(storage)}; fix it and rerun the same command to resume")
     return _summary(plans, storage, budget)
 
 
