@@ -43,6 +43,8 @@ CASES = [
     ("class_balanced", {"beta": 0.9, "base": "label_smoothing(epsilon=0.3)"}),
     ("power_law_weighted", {"alpha": 0.5}),
     ("ldam", {"max_m": 0.5, "s": 4.0}),
+    ("nce", {"scale": 2.0}),
+    ("nce_mae", {"alpha": 10.0, "beta": 1.0}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items() if k != 'alpha')}" for n, p in CASES]
 
@@ -108,7 +110,7 @@ def test_block_shapes(chunk, block):
 
 
 @pytest.mark.parametrize("name,params", [c for c in CASES if c[0] in ("ce", "label_smoothing", "focal", "gce",
-                                                                       "logz_penalty", "taylor_ce")])
+                                                                       "logz_penalty", "taylor_ce", "nce")])
 def test_extreme_logits_stay_finite_and_exact(name, params):
     # logits in the thousands: p_y is 1 or underflows for most rows; the online logsumexp and the
     # exact 1 - p_y keep values and gradients finite and equal to the materialised ones

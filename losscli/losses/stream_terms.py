@@ -216,6 +216,31 @@ def _comp_sum(m: Loss) -> StreamPlan:
                                             -torch.exp((tau - 1.0) * s.lp)))
 
 
+def _nce_terms(s: RowStats, weight: float) -> Terms:
+    """``weight * log p_y / sum_k log p_k`` (unclamped NCE). The denominator ``S = vsum - C log_s``
+    (``v`` = ones) is a sum of terms <= 0: no cancellation. With ``a = log p_y``,
+    ``dS/dx_j = 1 - C p_j``, so ``d(a/S)/dx = p (C a / S^2 - 1/S) + e_y / S - a / S^2``."""
+    a, total = s.lp, s.vsum - s.c * s.log_s
+    inv = 1.0 / total
+    ratio = a * inv
+    return weight * ratio, weight * inv * (s.c * ratio - 1.0), weight * inv, -weight * ratio * inv
+
+
+def _nce(m: Loss) -> StreamPlan:
+    return StreamPlan(lambda s: _nce_terms(s, m.scale), needs_vsum=True)
+
+
+def _nce_mae(m: Loss) -> StreamPlan:
+    alpha, beta = m.alpha, m.beta
+
+    def terms(s: RowStats) -> Terms:  # alpha NCE + beta (1 - p_y); d(1 - p_y)/dlp = -p_y
+        value, a, b, c = _nce_terms(s, alpha)
+        mae, mae_a, mae_b, _ = _of_log_p_y(s.om, -_p_y(s))
+        return value + beta * mae, a + beta * mae_a, b + beta * mae_b, c
+
+    return StreamPlan(terms, needs_vsum=True)
+
+
 def _offset_ce(m: Loss) -> StreamPlan:
     return replace(_ce(m), offset=m.offset)  # CE(z + offset_c)
 
@@ -238,14 +263,14 @@ PLANS: dict[str, Callable[[Loss], "StreamPlan | str"]] = {
     "ce": _ce, "label_smoothing": _label_smoothing, "logz_penalty": _logz_penalty, "focal": _focal,
     "poly1": _poly1, "poly1_focal": _poly1_focal, "gce": _gce, "mae": _mae, "taylor_ce": _taylor_ce,
     "comp_sum": _comp_sum, "logit_adjusted": _offset_ce, "balanced_softmax": _offset_ce, "ldam": _ldam,
-    "class_balanced": _class_balanced, "power_law_weighted": _class_balanced,
+    "class_balanced": _class_balanced, "power_law_weighted": _class_balanced, "nce": _nce, "nce_mae": _nce_mae,
 }
 
 #: why the other row-wise losses fall back to row chunking
 _NONLINEAR_SUM = ("its value needs a sum over classes of a nonlinear function of p_k, which needs log Z "
                   "before the sum (a second forward pass over the vocabulary, not implemented)")
 FALLBACK_REASONS: dict[str, str] = {
-    **{n: _NONLINEAR_SUM for n in ("rce", "sce", "nce_rce", "nce_mae", "nfl", "nfl_rce", "ngce", "nce", "acls",
+    **{n: _NONLINEAR_SUM for n in ("rce", "sce", "nce_rce", "nfl", "nfl_rce", "ngce", "acls",
                                    "asl_single", "dice", "encouraging", "ldr_kl", "mbls", "squentropy", "square",
                                    "ovr", "dco", "ensloss")},
     "logitnorm": "it normalises the logit vector by its norm (every logit's gradient depends on all of them)",
