@@ -94,13 +94,16 @@ def test_malloc_settings_are_applied_at_import_and_can_be_turned_off():
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize("node", ["sigmoid_focal", "asl", "bce", "nfl_rce", "dice", "kd"])
+@pytest.mark.parametrize("node", ["sigmoid_focal", "asl", "bce", "nfl_rce", "dice", "kd", "log_softmax_y", "soft_ce"])
 def test_fused_nodes_compile_like_eager_on_cpu(node):
     """torch.compile (inductor, CPU) of the fused nodes themselves (the loss modules use the plain
     expressions of sigmoid_focal/asl/bce under compile): same value and gradient as eager."""
     from losscli.losses.fused import sigmoid_terms as S
-    from losscli.losses.fused.row_linear import kd
-    from losscli.losses.fused.softmax_terms import NFLTerm, RCETerm, SquareDiceTerm, fused_softmax_loss
+    from losscli.losses.fused.row_linear import kd, soft_ce
+    from losscli.losses.fused.softmax_core import log_softmax_y
+    from losscli.losses.fused.dice_asl_terms import SquareDiceTerm
+    from losscli.losses.fused.softmax_block import fused_softmax_loss
+    from losscli.losses.fused.softmax_terms import NFLTerm, RCETerm
 
     g = torch.Generator().manual_seed(1)
     base = torch.randn(64, 12, generator=g) * 3
@@ -114,6 +117,8 @@ def test_fused_nodes_compile_like_eager_on_cpu(node):
         "nfl_rce": lambda z: fused_softmax_loss(z, y, [(1.0, NFLTerm(0.5, 1e-30)), (1.0, RCETerm(9.21, 1e-7))]).mean(),
         "dice": lambda z: fused_softmax_loss(z, y, [(1.0, SquareDiceTerm(0.01, 1.0, 1e-30))]).mean(),
         "kd": lambda z: kd(z, teacher, y, 4.0, 0.9).mean(),
+        "log_softmax_y": lambda z: -log_softmax_y(z, y).mean(),  # its backward scales p in place
+        "soft_ce": lambda z: soft_ce(z, torch.softmax(teacher, dim=1)).mean(),
     }
     torch._dynamo.reset()
     out = []

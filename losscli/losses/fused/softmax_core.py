@@ -221,7 +221,7 @@ def _graph_is_freed_after_this_pass() -> bool:
     graph task, the answer is the safe one (no).
     """
     keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
-    if keep_graph is None:
+    if keep_graph is None or torch.compiler.is_compiling():  # a traced backward is not run by a graph task
         return False
     try:
         return not keep_graph()
