@@ -154,3 +154,156 @@ def test_tcm_validation_and_batch_level():
     y_ign[3] = -100
     keep = torch.arange(len(y)) != 3
     torch.testing.assert_close(build_loss("tcm")(x, y_ign), build_loss("tcm")(x[keep], y[keep]))
+
+
+# -- the one-node computation (losscli.losses.fused.gram) against differentiable loops --------------
+
+def val(s):
+    return float(s.detach())
+
+
+def ms_autograd_loop(x, y, valid, alpha=2.0, beta=40.0, lam=0.5, eps=0.1):
+    """The official per-anchor loop on torch scalars (differentiable): reference values and gradients."""
+    e = F.normalize(x, dim=1)
+    labels, ok, n = y.tolist(), valid.tolist(), len(y)
+    out = []
+    for i in range(n):
+        sims = [torch.dot(e[i], e[j]) for j in range(n)]
+        pos = [s for j, s in enumerate(sims) if ok[i] and ok[j] and labels[j] == labels[i] and val(s) < 1 - 1e-5]
+        neg = [s for j, s in enumerate(sims) if ok[i] and ok[j] and labels[j] != labels[i]]
+        lo, hi = min((val(s) for s in pos), default=math.inf), max((val(s) for s in neg), default=-math.inf)
+        pos_m = [s for s in pos if val(s) - eps < hi]
+        neg_m = [s for s in neg if val(s) + eps > lo]
+        if not pos_m or not neg_m:
+            out.append(x.sum() * 0.0)
+            continue
+        out.append(torch.log1p(sum(torch.exp(-alpha * (s - lam)) for s in pos_m)) / alpha
+                   + torch.log1p(sum(torch.exp(beta * (s - lam)) for s in neg_m)) / beta)
+    return torch.stack(out)
+
+
+def tcm_autograd_loop(x, y, lp=1.0, ln=1.0, mp=0.9, mn=0.5):
+    e = F.normalize(x, dim=1)
+    labels = y.tolist()
+    pos, neg = [], []
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if i != j:
+                (pos if labels[i] == labels[j] else neg).append(torch.dot(e[i], e[j]))
+    pv = [mp - s for s in pos if val(s) <= mp]
+    nv = [s - mn for s in neg if val(s) >= mn]
+    zero = x.sum() * 0.0
+    return lp * (sum(pv) / len(pv) if pv else zero) + ln * (sum(nv) / len(nv) if nv else zero)
+
+
+def grads(fn, x):
+    x = x.clone().requires_grad_(True)
+    out = fn(x)
+    upstream = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)  # not a plain mean
+    (out * upstream).sum().backward()
+    return out.detach(), x.grad
+
+
+def batches():
+    """Label layouts that reach every branch: mined pairs, anchors without positives or negatives,
+    dense positives (2 classes), duplicate rows (removed by value), a zero row (clamped norm)."""
+    x, y = clustered(8, n=12, c=3)
+    yield "clustered", x, y
+    yield "one class", x, torch.zeros(12, dtype=torch.long)
+    yield "all distinct", x, torch.arange(12)
+    x2, y2 = clustered(9, n=14, c=2, spread=1.5)
+    yield "two classes", x2, y2
+    x3 = x.clone()
+    x3[5], x3[7] = x3[1], 0.0
+    yield "duplicate and zero rows", x3, y
+
+
+@pytest.fixture(params=["one block", "small blocks"])
+def blocks(request, monkeypatch):
+    """At test sizes every pass is one block and one tile: also run with blocks of 5 rows and tiles of
+    5 x 5 (uneven last ones), the layout that large batches get."""
+    if request.param == "small blocks":
+        import losscli.losses.fused.gram as gram
+        import losscli.losses.multi_similarity as ms
+        import losscli.losses.tcm as tcm
+
+        for module in (ms, tcm):
+            monkeypatch.setattr(module, "block_rows", lambda n: 5)
+        monkeypatch.setattr(gram, "_TILE", 5)
+    return request.param
+
+
+@pytest.mark.parametrize("case", list(batches()), ids=lambda c: c[0])
+def test_multi_similarity_values_and_gradients_match_autograd_loop(case, blocks):
+    _, x, y = case
+    valid = torch.ones(len(y), dtype=torch.bool)
+    valid[[2, 9]] = False  # ignored rows: neither anchors nor partners
+    for keep in (torch.ones_like(valid), valid):
+        got = grads(lambda z: build_loss("multi_similarity", reduction="none")(z, torch.where(keep, y, -100)), x)
+        ref = grads(lambda z: ms_autograd_loop(z, y, keep), x)
+        torch.testing.assert_close(got[0], ref[0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got[1], ref[1], rtol=1e-9, atol=1e-12 * float(ref[1].abs().max()))
+
+
+@pytest.mark.parametrize("case", list(batches()), ids=lambda c: c[0])
+@pytest.mark.parametrize("base", ["none", "multi_similarity"])
+def test_tcm_values_and_gradients_match_autograd_loop(case, base, blocks):
+    _, x, y = case
+    for params in ({}, {"lam_pos": 0.5, "lam_neg": 2.0, "margin_pos": 0.7, "margin_neg": 0.0}):
+        p = (params.get("lam_pos", 1.0), params.get("lam_neg", 1.0), params.get("margin_pos", 0.9),
+             params.get("margin_neg", 0.5))
+        got = grads(lambda z: build_loss("tcm", base=base, **params)(z, y), x)
+        keep = torch.ones(len(y), dtype=torch.bool)
+
+        def reference(z):
+            return tcm_autograd_loop(z, y, *p) + (ms_autograd_loop(z, y, keep).mean() if base != "none" else 0.0)
+
+        ref = grads(reference, x)
+        torch.testing.assert_close(got[0], ref[0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got[1], ref[1], rtol=1e-9, atol=1e-12 * max(1.0, float(ref[1].abs().max())))
+
+
+SPARSE_ONLY = "tcm(base=none, margin_pos=1, margin_neg=0.99)"  # no violating negative in the batch below
+
+
+@pytest.mark.parametrize("spec", ["multi_similarity", "tcm", "tcm(base=none)", SPARSE_ONLY])
+def test_gram_node_gradcheck(spec, monkeypatch, blocks):
+    """float64 gradcheck of the custom node: per-anchor output (non-uniform upstream), scalar output,
+    and a sparse-only gradient (no violating negative: no [N, N] product in backward)."""
+    import losscli.losses.fused.gram as gram
+
+    if spec == SPARSE_ONLY:
+        monkeypatch.setattr(gram, "symmetrised", None)  # the dense path would fail
+    x, y = clustered(10, n=10, c=3, spread=1.0)
+    y = y.clone()
+    kwargs = {"reduction": "none"} if spec == "multi_similarity" else {}
+    if spec == "multi_similarity":
+        y[4] = -100
+    fn = build_loss(spec, **kwargs)
+    assert torch.autograd.gradcheck(lambda z: fn(z, y), (x.requires_grad_(True),))
+
+
+def test_gram_node_backward_twice_and_float32_close_to_float64():
+    x, y = clustered(11, n=64, d=16, c=8, spread=1.0)
+    for spec in ("multi_similarity", "tcm"):
+        fn = build_loss(spec)
+        z = x.clone().requires_grad_(True)
+        out = fn(z, y)
+        first = torch.autograd.grad(out, z, retain_graph=True)[0]
+        torch.testing.assert_close(torch.autograd.grad(out, z)[0], first, rtol=0, atol=0)  # saved gradient intact
+        z32 = x.float().requires_grad_(True)
+        out32 = fn(z32, y)
+        out32.backward()
+        torch.testing.assert_close(out32.double(), out.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(z32.grad.double(), first, rtol=1e-4, atol=1e-5 * float(first.abs().max()))
+
+
+def test_same_label_pairs_are_every_pair_of_valid_rows():
+    from losscli.losses.fused.gram import same_label_pairs
+
+    g = torch.Generator().manual_seed(12)
+    y = torch.randint(0, 5, (30,), generator=g)
+    valid = torch.rand(30, generator=g) > 0.2
+    rows, cols = same_label_pairs(y, valid)
+    got = sorted(zip(rows.tolist(), cols.tolist()))
+    assert got == [(i, j) for i in range(30) for j in range(30) if valid[i] and valid[j] and y[i] == y[j]]

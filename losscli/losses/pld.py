@@ -3,32 +3,137 @@
 The teacher-optimal permutation puts the true label first, then the other classes in
 descending teacher logit; each position k costs the Plackett-Luce choice loss
 ``LSE(s[pi_k..pi_C]) - s[pi_k]`` weighted by the teacher probability of the class placed there.
-The suffix log-sum-exps are one reversed ``logcumsumexp`` (stable, translation-invariant in s).
+
+As in the paper's appendix listing, the work is done on the permutation reversed (the label
+last): the suffix log-sum-exps become prefix ones, ``log(cumsum(exp(s - max)))``, with the
+gradient computed in the same pass (``_PrefixChoiceLoss``). On CPU the permutation comes from a
+numpy sort of packed integer keys. Why: ``torch.logcumsumexp`` (forward and backward) and the
+stable ``torch.sort`` were about 85% of the loss's time on CPU (N=4096, C=1000: 55x
+cross-entropy, now about 9x).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+
+# The prefix sums P_k = sum_{j<=k} exp(r_j - max r) are formed directly, so the smallest, exp(r_0 - max r),
+# must stay a normal float with margin (and 1 / P_0, which bounds the gradient's reversed sums, finite):
+# rows whose spread max r - r_0 is below these bounds are computed in float32 (torch's CPU cumsum
+# accumulates in double, so each prefix sum is exact to float32 rounding) or float64; the rare rows
+# beyond the float64 bound take logcumsumexp.
+_SPREAD_FLOAT32 = 60.0  # exp(-60) ~ 9e-27, exp(60) ~ 1e26
+_SPREAD_FLOAT64 = 600.0  # exp(-600) ~ 3e-261
+_PACKABLE = (torch.float32, torch.float16, torch.bfloat16)  # exactly representable as float32
 
 
 def teacher_optimal_order(teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``[N, C]`` class indices: the label first, then the rest by descending teacher logit.
 
-    A stable sort: teacher ties keep the lower class index first (``torch.sort`` is not stable by
+    A stable order: teacher ties keep the lower class index first (``torch.sort`` is not stable by
     default, which would make the order, and the loss, depend on the backend).
     """
+    return reversed_teacher_order(teacher, target).flip(1)
+
+
+def reversed_teacher_order(teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``teacher_optimal_order`` last position first: ascending teacher logit, ties by descending
+    class index, the label last."""
+    if teacher.device.type == "cpu" and teacher.dtype in _PACKABLE and teacher.shape[1] > 1:
+        order = _packed_reversed_order(teacher.detach().float().numpy(), target.cpu().numpy())
+        return torch.from_numpy(order)
     keyed = teacher.scatter(1, target.unsqueeze(1), float("inf"))
-    return torch.sort(keyed, dim=1, descending=True, stable=True).indices
+    return torch.sort(keyed, dim=1, descending=True, stable=True).indices.flip(1)
 
 
+def _packed_reversed_order(teacher: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``reversed_teacher_order`` of a float32 ``[N, C]`` array, from one sort of unique int64 keys.
+
+    Key = (the float's bits mapped to an order-preserving int32) * 2^32 + (C - 1 - class): ascending
+    value, ties by descending class, so every key is unique and any sort gives the stable order.
+    numpy sorts int64 rows with SIMD quicksort, several times faster than a stable ``torch.sort``.
+    """
+    n, c = teacher.shape
+    if n and (target.min() < 0 or target.max() >= c):  # numpy would wrap negative indices
+        raise IndexError(f"pld: target out of range [0, {c})")
+    values = teacher + np.float32(0.0)  # a copy, with -0.0 -> +0.0: the two zeros compare equal, so tie
+    nan = np.isnan(values)
+    if nan.any():  # torch.sort puts every NaN above +inf, whatever its sign bit
+        values[nan] = np.float32(np.nan)
+    values[np.arange(n), target] = np.float32(np.inf)  # the label last (ties with a +inf teacher by class)
+    bits = values.view(np.int32)
+    bits ^= (bits >> 31) & np.int32(0x7FFFFFFF)  # negative floats: reverse the order of their magnitudes
+    keys = bits.astype(np.int64)
+    keys <<= 32
+    keys |= np.arange(c - 1, -1, -1, dtype=np.int64)
+    keys.sort(axis=1)
+    keys &= 0xFFFFFFFF
+    return np.subtract(c - 1, keys, out=keys)
+
+
+class _PrefixChoiceLoss(torch.autograd.Function):
+    """``l = sum_k w_k (LSE(r_0..r_k) - r_k)`` per row ``[N]``, computed in ``work`` dtype, for rows whose
+    spread ``max r - r_0`` is within that dtype's bound (``_SPREAD_FLOAT32`` / ``_SPREAD_FLOAT64``).
+
+    With ``P_k = sum_{j<=k} exp(r_j - m)`` (``m`` the row max), ``LSE_k - r_k = log P_k - (r_k - m)``,
+    and the gradient is ``dl/dr_j = exp(r_j - m) sum_{k>=j} w_k / P_k - w_j``: a reversed cumulative
+    sum (summed from the end, not as a total minus a prefix, which could cancel). It is computed in
+    forward, so backward is one multiply. ``w`` (probabilities) is a fixed target: no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, r, w, work):
+        dtype, r = r.dtype, r.to(work)
+        x = r - r.amax(dim=1, keepdim=True)
+        p = torch.exp(x)
+        prefix = torch.cumsum(p, dim=1)
+        w = w.to(work)
+        out = torch.log(prefix).sub_(x).mul_(w).sum(dim=1)
+        grad = None
+        if ctx.needs_input_grad[0]:
+            ratio = torch.div(w, prefix).flip(1)
+            grad = torch.cumsum(ratio, dim=1).flip(1).mul_(p).sub_(w).to(dtype)
+        ctx.save_for_backward(grad)
+        return out.to(dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        (grad,) = ctx.saved_tensors
+        return grad * g.unsqueeze(1), None, None
+
+
+def prefix_choice_losses(r: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``sum_k w_k (LSE(r_0..r_k) - r_k)`` per row ``[N]``; ``w`` (probabilities) is not differentiated.
+
+    Float32 arithmetic where every row's spread allows it, else float64; rows spread beyond float64's
+    bound take the reference expression (``logcumsumexp``, autograd through it).
+    """
+    if r.shape[1] == 0:
+        return r.sum(dim=1)
+    with torch.no_grad():
+        spread = r.amax(dim=1).float() - r[:, 0].float() if r.dtype != torch.float64 else r.amax(dim=1) - r[:, 0]
+        slow = spread > _SPREAD_FLOAT64
+        wide = r.dtype == torch.float64 or bool((spread > _SPREAD_FLOAT32).any())
+    work = torch.float64 if wide else torch.float32
+    if not wide or not bool(slow.any()):
+        return _PrefixChoiceLoss.apply(r, w, work)
+    rows_slow, rows_fast = slow.nonzero().squeeze(1), (~slow).nonzero().squeeze(1)
+    w = w.detach()
+    out = r.new_zeros(r.shape[0])
+    out = out.index_put((rows_fast,), _PrefixChoiceLoss.apply(r[rows_fast], w[rows_fast], work))
+    r_slow, w_slow = r[rows_slow], w[rows_slow]
+    return out.index_put((rows_slow,), (w_slow * (torch.logcumsumexp(r_slow, dim=1) - r_slow)).sum(dim=1))
+
+
+@torch.compiler.disable  # a numpy sort and a data-dependent row split: runs eagerly under torch.compile
 def pld_per_sample(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    order = teacher_optimal_order(teacher, target)
-    s = student.gather(1, order)
-    q = torch.softmax(teacher / temperature, dim=1).gather(1, order)  # tau touches the teacher only
-    suffix_lse = torch.logcumsumexp(s.flip(1), dim=1).flip(1)  # LSE(s[pi_k], ..., s[pi_C])
-    return (q * (suffix_lse - s)).sum(dim=1)
+    order = reversed_teacher_order(teacher, target)
+    r = student.gather(1, order)
+    w = torch.softmax(teacher / temperature, dim=1).gather(1, order)  # tau touches the teacher only
+    return prefix_choice_losses(r, w)
 
 
 @register_loss(

@@ -8,35 +8,90 @@ On cosine similarities of the L2-normalised embeddings, over all ordered pairs i
 each mean over the violating pairs only (0 when there are none). Hinge, not squared. The paper
 adds it to a base metric-learning loss: ``base='multi_similarity'`` (default) adds the
 ``multi_similarity`` loss with its default parameters; ``base='none'`` is the regulariser alone.
+
+Both terms, and the base loss, are computed on one ``S`` in one autograd node
+(:mod:`losscli.losses.fused.gram`): positive pairs from the same-label pair list, negatives
+from ``S`` with those pairs hidden, visiting only row blocks whose largest negative reaches m-.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
 from losscli.errors import UsageError
 from losscli.losses.base import Loss, Param, Reference, register_loss
-from losscli.losses.multi_similarity import cosine_similarities, multi_similarity_per_anchor
+from losscli.losses.fused.gram import GramGradient, block_rows, cosine_gram_loss
+from losscli.losses.multi_similarity import Pairs, hide_same_label_pairs, ms_terms
 
 _MS_DEFAULTS = dict(alpha=2.0, beta=40.0, lam=0.5, epsilon=0.1)
 
 
-def _violation_mean(values: torch.Tensor, violating: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over ``violating`` entries, 0 (attached to the graph) when there are none."""
-    count = violating.sum()
-    total = torch.where(violating, values, torch.zeros_like(values)).sum()
-    return total / count.clamp_min(1).to(values.dtype)
+class TcmGradient(NamedTuple):
+    """``dL_TCM/dS``: ``-lam_pos / n+`` on the ``n+`` violating positive pairs (sparse) and ``lam_neg / n-``
+    on the ``n-`` violating negative ones, kept as boolean masks of the row blocks that have any."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    values: torch.Tensor
+    masks: list  # [(first row, [rows, N] bool)]
+    neg_scale: torch.Tensor
+
+    def add_dense(self, dense: torch.Tensor) -> None:
+        for lo, mask in self.masks:
+            dense[lo:lo + mask.shape[0]].add_(mask * self.neg_scale)
+
+
+def tcm_terms(sim, pairs: Pairs, need_grad, lam_pos, lam_neg, m_pos, m_neg):
+    """``(L_TCM, TcmGradient | None)`` from ``sim`` as left by ``hide_same_label_pairs`` (read only)."""
+    violating = (pairs.rows != pairs.cols) & (pairs.sims <= m_pos)  # positive pairs i != j (by index)
+    rows, cols, sims = pairs.rows[violating], pairs.cols[violating], pairs.sims[violating]
+    pos_count = sim.new_tensor(rows.numel()).clamp_min(1)
+    loss = lam_pos * (m_pos - sims).sum() / pos_count
+    step = block_rows(sim.shape[0])
+    reach = (pairs.max_neg >= m_neg).tolist()  # only row blocks whose largest negative reaches m- are read
+    total = sim.new_zeros((), dtype=torch.float64)
+    masks = []
+    for lo in range(0, sim.shape[0], step):
+        if any(reach[lo:lo + step]):
+            block = sim[lo:lo + step]
+            masks.append((lo, torch.ge(block, m_neg)))  # hidden pairs are -inf
+            total += torch.sub(block, m_neg).clamp_min_(0.0).sum(dtype=torch.float64)
+    neg_count = sum((m.sum() for _, m in masks), sim.new_zeros((), dtype=torch.int64))
+    neg_scale = lam_neg / neg_count.clamp_min(1).to(sim.dtype)
+    loss = loss + total.to(sim.dtype) * neg_scale
+    if not need_grad:
+        return loss, None
+    return loss, TcmGradient(rows, cols, (-lam_pos / pos_count).expand(rows.numel()), masks, neg_scale)
+
+
+def tcm_loss(x, labels, lam_pos, lam_neg, m_pos, m_neg, base_ms: bool) -> torch.Tensor:
+    """``L_TCM`` (plus the multi_similarity mean with its defaults when ``base_ms``) of embeddings ``x``."""
+
+    def evaluate(sim, need_grad):
+        pairs = hide_same_label_pairs(sim, labels, torch.ones_like(labels, dtype=torch.bool))
+        loss, grad = tcm_terms(sim, pairs, need_grad, lam_pos, lam_neg, m_pos, m_neg)  # before sim is consumed
+        if base_ms:
+            per_anchor, ms_grad = ms_terms(sim, pairs, need_grad, scale=1.0 / sim.shape[0], **_MS_DEFAULTS)
+            loss = per_anchor.mean() + loss
+        if grad is None:
+            return loss, None
+        if base_ms:  # the two sparse parts may share a pair: backward accumulates
+            dense = ms_grad.dense
+            rows, cols = torch.cat([ms_grad.rows, grad.rows]), torch.cat([ms_grad.cols, grad.cols])
+            values = torch.cat([ms_grad.values, grad.values])
+        else:
+            dense = sim.zero_() if grad.masks else None  # sim's values are no longer needed
+            rows, cols, values = grad.rows, grad.cols, grad.values
+        grad.add_dense(dense)
+        return loss, GramGradient(dense, rows, cols, values)
+
+    return cosine_gram_loss(x, evaluate)
 
 
 def tcm_term(x, labels, lam_pos, lam_neg, m_pos, m_neg) -> torch.Tensor:
-    sim = cosine_similarities(x)
-    with torch.no_grad():
-        same = labels.unsqueeze(1) == labels.unsqueeze(0)
-        off_diag = ~torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-        pos, neg = same & off_diag, ~same
-        pos_v = pos & (sim <= m_pos)
-        neg_v = neg & (sim >= m_neg)
-    return lam_pos * _violation_mean(m_pos - sim, pos_v) + lam_neg * _violation_mean(sim - m_neg, neg_v)
+    return tcm_loss(x, labels, lam_pos, lam_neg, m_pos, m_neg, base_ms=False)
 
 
 @register_loss(
@@ -87,8 +142,5 @@ class TCM(Loss):
             logits, target = logits[valid], target[valid]
         if target.numel() == 0:
             return logits.sum() * 0.0
-        loss = tcm_term(logits, target, self.lam_pos, self.lam_neg, self.margin_pos, self.margin_neg)
-        if self.base == "multi_similarity":
-            keep = torch.ones_like(target, dtype=torch.bool)
-            loss = loss + multi_similarity_per_anchor(logits, target, keep, **_MS_DEFAULTS).mean()
-        return loss
+        return tcm_loss(logits, target, self.lam_pos, self.lam_neg, self.margin_pos, self.margin_neg,
+                        base_ms=self.base == "multi_similarity")

@@ -6,6 +6,8 @@
   sums of the softmax and the target entries;
 - ``row_linear``: a softmax cross-entropy plus a per-row term (MbLS, ACLS, circle, KD, Z-losses,
   squentropy, LogitNorm/LogitClip), whose gradient is linear in the incoming row gradient;
+- ``gram``: losses of the cosine similarities of embeddings (multi_similarity, tcm): one
+  ``[N, N]`` product forward and one backward, the loss supplying its gradient with its value;
 - ``powers``: cheap integer powers (torch's CPU ``pow`` with other exponents is a slow pass);
 - ``heap``: keeps freed ``[N, C]`` buffers in the process (glibc malloc settings), so that each
   step does not page-fault its temporaries back in; applied once, when this package is imported
