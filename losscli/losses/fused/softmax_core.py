@@ -201,7 +201,11 @@ class _LogSoftmaxAtAndSum(torch.autograd.Function):
             g1 = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
         if g2 is None:
             g2 = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
-        grad = torch.addcmul(g2.unsqueeze(1), p, (g1 + c * g2).neg_().unsqueeze(1))
+        coef = (g1 + c * g2).neg_().unsqueeze(1)
+        if _graph_is_freed_after_this_pass():  # p has no other reader (see _graph_is_freed_after_this_pass)
+            grad = p.mul_(coef).add_(g2.unsqueeze(1))
+        else:
+            grad = torch.addcmul(g2.unsqueeze(1), p, coef)
         return grad.scatter_add_(1, idx, g1.unsqueeze(1)), None
 
 
