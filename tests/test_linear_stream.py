@@ -24,6 +24,7 @@ CASES = [
     ("label_smoothing", {"epsilon": 0.2}),
     ("logz_penalty", {"coef": 0.05}),
     ("logz_penalty", {"coef": 0.01, "base": "focal(gamma=1.5)"}),
+    ("logz_penalty", {"coef": 0.02, "base": "nfl_rce"}),
     ("focal", {"gamma": 2.0}),
     ("focal", {"gamma": 0.5, "alpha": ALPHA}),
     ("focal", {"gamma": 0.0}),
@@ -45,6 +46,15 @@ CASES = [
     ("ldam", {"max_m": 0.5, "s": 4.0}),
     ("nce", {"scale": 2.0}),
     ("nce_mae", {"alpha": 10.0, "beta": 1.0}),
+    ("rce", {"scale": 1.5}),
+    ("sce", {"alpha": 0.1, "beta": 1.0}),
+    ("nce_rce", {"alpha": 1.0, "beta": 1.0}),
+    ("ngce", {"q": 0.7, "scale": 2.0}),
+    ("nfl", {"gamma": 0.5}),
+    ("nfl", {"gamma": 2.0}),
+    ("nfl", {"gamma": 1.0}),
+    ("nfl", {"gamma": 0.0}),
+    ("nfl_rce", {"alpha": 1.0, "beta": 1.0, "gamma": 0.5}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items() if k != 'alpha')}" for n, p in CASES]
 
@@ -110,7 +120,8 @@ def test_block_shapes(chunk, block):
 
 
 @pytest.mark.parametrize("name,params", [c for c in CASES if c[0] in ("ce", "label_smoothing", "focal", "gce",
-                                                                       "logz_penalty", "taylor_ce", "nce")])
+                                                                       "logz_penalty", "taylor_ce", "nce", "rce",
+                                                                       "ngce", "nfl", "nfl_rce")])
 def test_extreme_logits_stay_finite_and_exact(name, params):
     # logits in the thousands: p_y is 1 or underflows for most rows; the online logsumexp and the
     # exact 1 - p_y keep values and gradients finite and equal to the materialised ones
@@ -135,12 +146,12 @@ def test_every_listed_loss_streams_and_the_rest_fall_back_with_a_reason():
 
 def test_fallback_and_forced_modes():
     h, w, b, t = _data(torch.float64)
-    with pytest.raises(UsageError, match="cannot stream 'rce'"):
-        linear_loss(h, w, t, "rce", stream=True)
+    with pytest.raises(UsageError, match="cannot stream 'mbls'"):
+        linear_loss(h, w, t, "mbls", stream=True)
     with pytest.raises(UsageError, match="cannot stream 'logz_penalty'"):
-        linear_loss(h, w, t, "logz_penalty(base=rce)", stream=True)
-    ref = build_loss("rce")(torch.nn.functional.linear(h, w, b), t)
-    torch.testing.assert_close(linear_loss(h, w, t, "rce", bias=b, vocab_block=3), ref)  # row chunking
+        linear_loss(h, w, t, "logz_penalty(base=mbls)", stream=True)
+    ref = build_loss("mbls")(torch.nn.functional.linear(h, w, b), t)
+    torch.testing.assert_close(linear_loss(h, w, t, "mbls", bias=b, vocab_block=3), ref)  # row chunking
     row = linear_loss(h, w, t, "focal", bias=b, stream=False)
     torch.testing.assert_close(row, linear_loss(h, w, t, "focal", bias=b, vocab_block=3))
     with pytest.raises(UsageError, match="vocab_block"):
@@ -165,7 +176,7 @@ def test_low_precision_inputs_accumulate_in_float32():
     assert gh.dtype == gw.dtype == torch.bfloat16
 
 
-def _extra_peak_bytes(c, stream):
+def _extra_peak_bytes(c, stream, loss="focal"):
     """Peak bytes allocated during forward+backward beyond the gradients every method must hold."""
     from losscli.profiling.memory import cpu_peak_delta_bytes
 
@@ -174,18 +185,19 @@ def _extra_peak_bytes(c, stream):
     h = torch.randn(n, d, generator=g, requires_grad=True)
     w = torch.randn(c, d, generator=g, requires_grad=True)
     t = torch.randint(0, c, (n,), generator=g)
-    peak = cpu_peak_delta_bytes(lambda: linear_loss(h, w, t, "focal", chunk_size=64, vocab_block=256,
+    peak = cpu_peak_delta_bytes(lambda: linear_loss(h, w, t, loss, chunk_size=64, vocab_block=256,
                                                     stream=stream).backward())
     return peak - h.grad.nbytes - w.grad.nbytes
 
 
-def test_streamed_extra_memory_does_not_grow_with_the_vocabulary():
-    small, large = _extra_peak_bytes(1024, True), _extra_peak_bytes(16384, True)
+@pytest.mark.parametrize("loss", ["focal", "nfl_rce"])  # one sweep; two sweeps with two sum terms
+def test_streamed_extra_memory_does_not_grow_with_the_vocabulary(loss):
+    small, large = _extra_peak_bytes(1024, True, loss), _extra_peak_bytes(16384, True, loss)
     # a 64 x 256 float32 block is 64 KB; the streamed path holds a few such blocks whatever C is
     assert large < 1.25 * small + 64 * 1024, (small, large)
     assert large < 1024 * 1024
     # the same check fails for row chunking, whose chunks hold [64, C] logits
-    row_small, row_large = _extra_peak_bytes(1024, False), _extra_peak_bytes(16384, False)
+    row_small, row_large = _extra_peak_bytes(1024, False, loss), _extra_peak_bytes(16384, False, loss)
     assert row_large > 4 * row_small, (row_small, row_large)
 
 
@@ -193,5 +205,7 @@ def test_losses_command_says_whether_linear_loss_streams(capsys):
     code, out, _ = invoke(["losses", "gce", "--format", "json"], capsys)
     assert code == 0
     assert json.loads(out)["linear_loss"] == {"supported": True, "streams": True, "how": streaming_support("gce")[1]}
-    code, out, _ = invoke(["losses", "nfl"], capsys)
+    code, out, _ = invoke(["losses", "dice"], capsys)
     assert code == 0 and "linear_loss: row chunking: " in out
+    code, out, _ = invoke(["losses", "nfl"], capsys)
+    assert code == 0 and "two sweeps" in out

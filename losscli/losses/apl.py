@@ -28,7 +28,7 @@ from losscli.losses.fused.softmax_block import fused_softmax_loss
 P_MIN = 1e-7
 LOG_P_MIN = math.log(P_MIN)
 # floor for the base of a fractional power: keeps d/dx x^gamma finite where x underflows to 0
-_POW_FLOOR = 1e-30
+POW_FLOOR = 1e-30
 RCE_A = -math.log(1e-4)  # -log(1e-4) = 9.2103...: RCE = A * sum_{k != y} max(p_k, 1e-7)
 
 _GCE_REF = Reference(
@@ -218,7 +218,7 @@ class NCE(Loss):
 )
 class NFL(Loss):
     def per_sample(self, logits, target, **context):
-        return fused_softmax_loss(logits, target, [(self.scale, NFLTerm(self.gamma, _POW_FLOOR))])
+        return fused_softmax_loss(logits, target, [(self.scale, NFLTerm(self.gamma, POW_FLOOR))])
 
 
 @register_loss(
@@ -294,5 +294,5 @@ class NCEandMAE(Loss):
 class NFLandRCE(Loss):
     def per_sample(self, logits, target, **context):
         return fused_softmax_loss(
-            logits, target, [(self.alpha, NFLTerm(self.gamma, _POW_FLOOR)), (self.beta, _rce_term())]
+            logits, target, [(self.alpha, NFLTerm(self.gamma, POW_FLOOR)), (self.beta, _rce_term())]
         )

@@ -9,6 +9,11 @@ the coefficients of ``d value / d x = a p + b e_y + c v``, which are all the bac
 (``O(N)``). Backward recomputes each block's logits, forms ``dz = scale g (a p + b e_y + c v)``
 and accumulates ``grad_hidden += dz W_blk``, ``grad_W_blk += dz^T h``, ``grad_b_blk += sum dz``.
 
+Losses whose value needs a sum over classes of a nonlinear function of ``log p_k`` (APL's RCE with
+its clamp, NGCE's powers, NFL's focal terms) take a second sweep over the vocabulary once
+``logsumexp`` is known (``stream_terms.SumTerm``): it accumulates ``sum_k f(log p_k)`` and
+``sum_k f'(log p_k)``, and backward adds ``d_i f'(log p_ik)`` to each block's gradient.
+
 Extra memory is a few ``[row_block, vocab_block]`` buffers plus ``O(N)`` statistics, whatever the
 number of classes. The price is one more matrix product than the materialised path (the logits
 are computed in forward and again in backward).
@@ -90,7 +95,7 @@ def _row_stats(h, weight, bias, y, plan: StreamPlan, vocab_block: int) -> RowSta
             seen += float(v1 - v0) if v is None else float(v.sum())
         x.exp_()
         # s sums the other classes, so that 1 - p_y = s / (e_y + s) exactly
-        x.scatter_(1, tgt.col, torch.where(tgt.inside, 0.0, x.gather(1, tgt.col).squeeze(1)).unsqueeze(1))
+        _zero_target(x, tgt)
         part = x.sum(dim=1)
         s = part if s is None else s.mul_(torch.exp(m - m_new)).add_(part)
         m = m_new
@@ -107,6 +112,33 @@ def _row_stats(h, weight, bias, y, plan: StreamPlan, vocab_block: int) -> RowSta
     return RowStats(y=y, c=c, lp=lp, om=om, lse=m + log_s, log_s=log_s, vsum=vsum, vtotal=vtotal)
 
 
+def _sum_terms(h, weight, bias, y, plan: StreamPlan, vocab_block: int, stats: RowStats) -> RowStats:
+    """The second sweep: ``sum_k f_t(log p_k)`` and ``sum_k f_t'(log p_k)`` of each of the plan's sum terms
+    (over ``k != y`` for the terms that skip the target), now that ``logsumexp`` is known."""
+    c = weight.shape[0]
+    shift_rows = None if plan.shift is None else plan.shift[y]
+    lse = stats.lse.unsqueeze(1)
+    sums = [torch.zeros_like(stats.lp) for _ in plan.sums]
+    dsums = [torch.zeros_like(stats.lp) for _ in plan.sums]
+    for v0 in range(0, c, vocab_block):
+        v1 = min(c, v0 + vocab_block)
+        tgt = _Targets(y, v0, v1)
+        lp = _block_logits(h, weight, bias, v0, v1, plan, tgt, shift_rows).sub_(lse)  # log p of the block
+        for t, term in enumerate(plan.sums):
+            for acc, fn in ((sums[t], term.value), (dsums[t], term.grad)):
+                part = fn(lp)
+                if term.skip_target:
+                    _zero_target(part, tgt)
+                acc.add_(part.sum(dim=1))
+        del lp
+    return replace(stats, sums=sums, dsums=dsums)
+
+
+def _zero_target(x: torch.Tensor, tgt: "_Targets") -> None:
+    """Set each row's target entry to 0 where the target falls in this block, in place."""
+    x.scatter_(1, tgt.col, torch.where(tgt.inside, 0.0, x.gather(1, tgt.col).squeeze(1)).unsqueeze(1))
+
+
 class StreamedLinearLoss(torch.autograd.Function):
     """Per-row losses ``[N]`` of ``hidden @ weight.T + bias`` streamed over row and vocabulary blocks."""
 
@@ -117,29 +149,34 @@ class StreamedLinearLoss(torch.autograd.Function):
         plan = _vectors(plan, acc, hidden.device)
         out = torch.zeros(n, dtype=acc, device=hidden.device)
         coef = {k: torch.zeros(n, dtype=acc, device=hidden.device) for k in "abc"}
+        # d_t: the coefficient of sum term t's f_t'(log p_k) in the gradient
+        coef_d = torch.zeros((len(plan.sums), n), dtype=acc, device=hidden.device)
         lse = torch.zeros(n, dtype=acc, device=hidden.device)
         for r0 in range(0, n, row_block):
             r1 = min(n, r0 + row_block)
             y, ok = target[r0:r1], valid[r0:r1]
             stats = _row_stats(hidden[r0:r1], weight, bias, y, plan, vocab_block)
-            value, *abc = plan.terms(stats)
+            if plan.sums:
+                stats = _sum_terms(hidden[r0:r1], weight, bias, y, plan, vocab_block, stats)
+            value, a, b, c, *d = plan.terms(stats)
             w = None if plan.row_weight is None else plan.row_weight[y]
             # ignored rows: value and gradient 0 (torch.where, so a nan there cannot leak)
             out[r0:r1] = torch.where(ok, value if w is None else value * w, 0.0)
-            for key, t in zip("abc", abc):
+            rows = [(coef["a"], a), (coef["b"], b), (coef["c"], c)] + [(coef_d[t], x) for t, x in enumerate(d[0] if d else ())]
+            for dest, t in rows:
                 if t is not None:
-                    t = t.expand_as(value)
-                    coef[key][r0:r1] = torch.where(ok, t if w is None else t * w, 0.0)
+                    t = torch.as_tensor(t, dtype=value.dtype, device=value.device).expand_as(value)
+                    dest[r0:r1] = torch.where(ok, t if w is None else t * w, 0.0)
             lse[r0:r1] = stats.lse
         ctx.plan, ctx.row_block, ctx.vocab_block = plan, row_block, vocab_block
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(hidden, weight, bias, target, lse, coef["a"], coef["b"], coef["c"])
+        ctx.save_for_backward(hidden, weight, bias, target, lse, coef["a"], coef["b"], coef["c"], coef_d)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        hidden, weight, bias, target, lse, a, b, c = ctx.saved_tensors
+        hidden, weight, bias, target, lse, a, b, c, d = ctx.saved_tensors
         plan, need = ctx.plan, ctx.needs_input_grad
         n, cls = hidden.shape[0], weight.shape[0]
         acc = _acc_dtype(weight.dtype)
@@ -148,7 +185,7 @@ class StreamedLinearLoss(torch.autograd.Function):
         gb = torch.zeros(cls, dtype=acc, device=weight.device) if (ctx.has_bias and need[2]) else None
         # the chain rule through x = scale z + ...: fold scale and the upstream gradient into a, b, c
         g = grad_out.to(acc) * (1.0 if plan.scale is None else plan.scale)
-        ga, gbv, gc = a * g, b * g, c * g
+        ga, gbv, gc, gd = a * g, b * g, c * g, d * g
         use_c = bool(c.any()) if c.numel() else False
         for r0 in range(0, n, ctx.row_block):
             r1 = min(n, r0 + ctx.row_block)
@@ -158,7 +195,17 @@ class StreamedLinearLoss(torch.autograd.Function):
                 v1 = min(cls, v0 + ctx.vocab_block)
                 tgt = _Targets(y, v0, v1)
                 x = _block_logits(h, weight, bias, v0, v1, plan, tgt, shift_rows)
-                dz = x.sub_(lse[r0:r1].unsqueeze(1)).exp_().mul_(ga[r0:r1].unsqueeze(1))  # a p
+                lp = x.sub_(lse[r0:r1].unsqueeze(1))
+                sum_grads = []
+                for t, term in enumerate(plan.sums):  # d_t f_t'(log p), before lp becomes p below
+                    part = term.grad(lp).mul_(gd[t, r0:r1].unsqueeze(1))
+                    if term.skip_target:
+                        _zero_target(part, tgt)
+                    sum_grads.append(part)
+                dz = lp.exp_().mul_(ga[r0:r1].unsqueeze(1))  # a p
+                for part in sum_grads:
+                    dz.add_(part)
+                del sum_grads
                 if use_c:
                     v = plan.class_vector
                     cv = gc[r0:r1].unsqueeze(1) if v is None else torch.outer(gc[r0:r1], v[v0:v1])
@@ -178,6 +225,6 @@ class StreamedLinearLoss(torch.autograd.Function):
                         gw[v0:v1].add_((dz.t() @ h).to(acc))
                 if gb is not None:
                     gb[v0:v1].add_(dz.sum(dim=0).to(acc))
-                del dz, x
+                del dz, x, lp
         return (None if gh is None else gh.to(hidden.dtype), None if gw is None else gw.to(weight.dtype), None if gb is None else gb.to(bias.dtype),
                 None, None, None, None, None)

@@ -10,7 +10,9 @@ on the target's logit for LDAM). The statistics of each row (``RowStats``) are:
   classes, so a confident prediction keeps its tiny loss);
 - ``lse = logsumexp_k x_k`` and ``log_s = lse - max_k x_k``;
 - ``vsum = sum_k v_k (x_k - max x)`` and ``vtotal = sum_k v_k`` for a per-class vector ``v``
-  (ones, or the class weights for weighted label smoothing), when the plan asks for it.
+  (ones, or the class weights for weighted label smoothing), when the plan asks for it;
+- for a plan with ``sums`` (``SumTerm``: APL's clamped RCE, NGCE, NFL), ``sums[t] = sum_k f_t(log p_k)``
+  and ``dsums[t] = sum_k f_t'(log p_k)``, from a second sweep over the vocabulary.
 
 Each ``_terms`` function maps them to the per-row value and to the coefficients of its gradient,
 which for every loss here has the form
@@ -18,7 +20,7 @@ which for every loss here has the form
     d value_i / d x_ik = a_i p_ik + b_i [k == y_i] + c_i v_k
 
 so the backward pass can form each block's gradient from ``p`` (recomputed) and three numbers per
-row. A loss of ``log p_y`` alone has ``a = -f'(lp)``, ``b = f'(lp)`` since
+row; plans with sum terms add ``d_t,i f_t'(log p_ik)`` (one more number per row and term). A loss of ``log p_y`` alone has ``a = -f'(lp)``, ``b = f'(lp)`` since
 ``d log p_y / d x = e_y - p``. Values follow each loss module's formulas (clamps included).
 """
 
@@ -29,7 +31,9 @@ from typing import Callable
 
 import torch
 
-from losscli.losses.apl import LOG_P_MIN
+import math
+
+from losscli.losses.apl import LOG_P_MIN, P_MIN, POW_FLOOR, RCE_A
 from losscli.losses.base import LOSSES, Loss, LossInputError
 
 
@@ -45,10 +49,24 @@ class RowStats:
     log_s: torch.Tensor
     vsum: torch.Tensor | None = None
     vtotal: torch.Tensor | None = None
+    sums: list[torch.Tensor] | None = None  # sum_k f_t(log p_k), one per SumTerm of the plan
+    dsums: list[torch.Tensor] | None = None  # sum_k f_t'(log p_k)
 
 
-#: value, a, b, c (None: that coefficient is 0)
-Terms = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+#: value, a, b, c (None: that coefficient is 0), and for plans with sum terms a fifth entry: the
+#: coefficients d_t of each term's f_t'(log p_k) in the gradient
+Terms = tuple
+
+
+@dataclass(frozen=True)
+class SumTerm:
+    """``sum_k f(log p_k)`` of a row (without the target's entry when ``skip_target``), accumulated in a
+    second sweep over the vocabulary. ``value`` and ``grad`` map a block of ``log p`` to ``f`` and
+    ``df/dlog p`` (new tensors; the argument must not be modified)."""
+
+    value: Callable[[torch.Tensor], torch.Tensor]
+    grad: Callable[[torch.Tensor], torch.Tensor]
+    skip_target: bool = True
 
 
 @dataclass
@@ -63,6 +81,7 @@ class StreamPlan:
     needs_vsum: bool = False
     # the base class's per-class weighting: value and gradient of row i times row_weight[y_i]
     row_weight: torch.Tensor | None = None
+    sums: tuple[SumTerm, ...] = ()  # second-sweep sums (see SumTerm)
 
 
 def unsupported_reason(info) -> str | None:
@@ -121,9 +140,9 @@ def _logz_penalty(m: Loss) -> StreamPlan | str:
     base_terms = base.terms
 
     def terms(s: RowStats) -> Terms:  # base + coef (log Z)^2; d/dx (log Z)^2 = 2 log Z p
-        value, a, b, c = base_terms(s)
+        value, a, b, c, *d = base_terms(s)
         extra = 2.0 * coef * s.lse
-        return value + coef * s.lse * s.lse, extra if a is None else a + extra, b, c
+        return (value + coef * s.lse * s.lse, extra if a is None else a + extra, b, c, *d)
 
     return replace(base, terms=terms, row_weight=m.weight)
 
@@ -241,6 +260,116 @@ def _nce_mae(m: Loss) -> StreamPlan:
     return StreamPlan(terms, needs_vsum=True)
 
 
+# ----------------------------------------------------- APL losses with a second sweep (SumTerm)
+@dataclass
+class _Part:
+    """One weighted part of a mixed loss: ``terms(s, sums, dsums)`` sees only its own sum terms."""
+
+    terms: Callable[[RowStats, list, list], Terms]
+    sums: tuple[SumTerm, ...] = ()
+    needs_vsum: bool = False
+
+
+def _plain_part(plan: StreamPlan) -> _Part:
+    return _Part(lambda s, sums, dsums: plan.terms(s), needs_vsum=plan.needs_vsum)
+
+
+def _through_sums(s: RowStats, value, lam, kappas, dsums) -> Terms:
+    """Terms of a loss of ``log p_y`` (direct slope ``lam``) and of sums ``F_t = sum_k f_t(log p_k)``
+    (slopes ``kappas``): with ``G_k = sum_t kappa_t f_t'(log p_k) + lam [k = y]`` the gradient is
+    ``G - p sum_k G_k``, i.e. ``a = -(lam + sum_t kappa_t dsums_t)``, ``b = lam``, ``d = kappas``."""
+    total = lam + sum(k * ds for k, ds in zip(kappas, dsums))
+    return value, -total, lam, None, list(kappas)
+
+
+def _mix(*parts: tuple[float, _Part]) -> StreamPlan:
+    """``sum_j w_j part_j``: values and gradient coefficients add, sum terms are concatenated."""
+    sums = tuple(t for _, part in parts for t in part.sums)
+
+    def terms(s: RowStats) -> Terms:
+        value = a = b = c = None
+        d: list = []
+        i = 0
+        for w, part in parts:
+            k = len(part.sums)
+            pv, pa, pb, pc, *pd = part.terms(s, (s.sums or [])[i:i + k], (s.dsums or [])[i:i + k])
+            i += k
+            value, a, b, c = (_add(acc, w, x) for acc, x in ((value, pv), (a, pa), (b, pb), (c, pc)))
+            d.extend(w * x for x in (pd[0] if pd else ()))
+        return value, a, b, c, d
+
+    return StreamPlan(terms, needs_vsum=any(part.needs_vsum for _, part in parts), sums=sums)
+
+
+def _add(acc, w, x):
+    if x is None:
+        return acc
+    return w * x if acc is None else acc + w * x
+
+
+def _rce_part() -> _Part:
+    """APL's RCE ``A sum_{k != y} max(p_k, 1e-7)``; ``d max(p, p_min) / d log p = p 1[p > p_min]``."""
+    clamped = SumTerm(lambda lp: lp.exp().clamp_min_(P_MIN), lambda lp: torch.threshold(lp.exp(), P_MIN, 0.0))
+    return _Part(lambda s, sums, dsums: _through_sums(s, RCE_A * sums[0], torch.zeros_like(s.lp), [RCE_A], dsums),
+                 sums=(clamped,))
+
+
+def _ngce_part(q: float) -> _Part:
+    """APL's NGCE ``(1 - max(p_y, p_min)^q) / (C - sum_k max(p_k, p_min)^q)``."""
+    powers = SumTerm(lambda lp: lp.clamp_min(LOG_P_MIN).mul_(q).exp_(),
+                     lambda lp: torch.threshold(lp, LOG_P_MIN, -math.inf).mul_(q).exp_().mul_(q), skip_target=False)
+
+    def terms(s, sums, dsums):
+        denom = s.c - sums[0]
+        lpc = s.lp.clamp_min(LOG_P_MIN)
+        num = -torch.expm1(q * lpc)
+        dnum = torch.where(s.lp > LOG_P_MIN, -q * torch.exp(q * lpc), torch.zeros_like(lpc))  # d num / d log p_y
+        return _through_sums(s, num / denom, dnum / denom, [num / (denom * denom)], dsums)
+
+    return _Part(terms, sums=(powers,))
+
+
+def _focal_factor(om: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``((1 - p)^gamma, (1 - p)^(gamma - 1))`` as NFL's fused term computes them (the second is None for
+    gamma = 1; for non-integer gamma the base is floored and the derivative is 0 below the floor)."""
+    if gamma == int(gamma) and 1 <= gamma <= 16:
+        dfac = None if gamma == 1 else om.pow(int(gamma) - 1)
+        return (om.clone() if dfac is None else dfac * om), dfac
+    fac = om.clamp_min(POW_FLOOR).log_().mul_(gamma).exp_()
+    return fac, fac / torch.threshold(om, POW_FLOOR, math.inf)
+
+
+def _focal_terms(lp: torch.Tensor, om: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``f = (1 - p)^gamma log p`` and ``df/dlog p = (1 - p)^gamma - gamma p log p (1 - p)^(gamma - 1)``."""
+    fac, dfac = _focal_factor(om, gamma)
+    p_lp = lp.exp().mul_(lp)
+    return fac * lp, fac - gamma * (p_lp if dfac is None else p_lp.mul_(dfac))
+
+
+def _nfl_part(gamma: float) -> _Part:
+    """NFL ``f_y / sum_k f_k``; the target's ``f_y`` from the exact ``1 - p_y``, the others in the sweep."""
+    if gamma == 0:
+        return _Part(lambda s, sums, dsums: _nce_terms(s, 1.0), needs_vsum=True)
+    others = SumTerm(lambda lp: _focal_terms(lp, -torch.expm1(lp), gamma)[0],
+                     lambda lp: _focal_terms(lp, -torch.expm1(lp), gamma)[1])
+
+    def terms(s, sums, dsums):
+        f_y, df_y = _focal_terms(s.lp, s.om, gamma)
+        total = f_y + sums[0]
+        kappa = -f_y / (total * total)  # d(f_y / F) / dF, through every other class's f_k
+        lam = df_y * sums[0] / (total * total)  # d(f_y / F) / dlog p_y, F including f_y
+        return _through_sums(s, f_y / total, lam, [kappa], dsums)
+
+    return _Part(terms, sums=(others,))
+
+
+def _apl(*parts) -> Callable[[Loss], StreamPlan]:
+    """A plan builder from ``(weight attribute or None, part builder)`` pairs."""
+    def build(m: Loss) -> StreamPlan:
+        return _mix(*((1.0 if attr is None else float(getattr(m, attr)), make(m)) for attr, make in parts))
+    return build
+
+
 def _offset_ce(m: Loss) -> StreamPlan:
     return replace(_ce(m), offset=m.offset)  # CE(z + offset_c)
 
@@ -264,13 +393,23 @@ PLANS: dict[str, Callable[[Loss], "StreamPlan | str"]] = {
     "poly1": _poly1, "poly1_focal": _poly1_focal, "gce": _gce, "mae": _mae, "taylor_ce": _taylor_ce,
     "comp_sum": _comp_sum, "logit_adjusted": _offset_ce, "balanced_softmax": _offset_ce, "ldam": _ldam,
     "class_balanced": _class_balanced, "power_law_weighted": _class_balanced, "nce": _nce, "nce_mae": _nce_mae,
+    # a second sweep over the vocabulary for APL's clamped and focal sums
+    "rce": _apl(("scale", lambda m: _rce_part())),
+    "sce": _apl(("alpha", lambda m: _plain_part(_ce(m))), ("beta", lambda m: _rce_part())),
+    "nce_rce": _apl(("alpha", lambda m: _Part(lambda s, sums, dsums: _nce_terms(s, 1.0), needs_vsum=True)),
+                    ("beta", lambda m: _rce_part())),
+    "ngce": _apl(("scale", lambda m: _ngce_part(m.q))),
+    "nfl": _apl(("scale", lambda m: _nfl_part(m.gamma))),
+    "nfl_rce": _apl(("alpha", lambda m: _nfl_part(m.gamma)), ("beta", lambda m: _rce_part())),
 }
 
+_TWO_SWEEPS = ("rce", "sce", "nce_rce", "ngce", "nfl", "nfl_rce")
+
 #: why the other row-wise losses fall back to row chunking
-_NONLINEAR_SUM = ("its value needs a sum over classes of a nonlinear function of p_k, which needs log Z "
-                  "before the sum (a second forward pass over the vocabulary, not implemented)")
+_NONLINEAR_SUM = ("its value needs a sum over classes of a nonlinear function of the logits or of p_k, which no "
+                  "streamed sweep implements yet")
 FALLBACK_REASONS: dict[str, str] = {
-    **{n: _NONLINEAR_SUM for n in ("rce", "sce", "nce_rce", "nfl", "nfl_rce", "ngce", "acls",
+    **{n: _NONLINEAR_SUM for n in ("acls",
                                    "asl_single", "dice", "encouraging", "ldr_kl", "mbls", "squentropy", "square",
                                    "ovr", "dco", "ensloss")},
     "logitnorm": "it normalises the logit vector by its norm (every logit's gradient depends on all of them)",
@@ -303,7 +442,9 @@ def streaming_support(name: str) -> tuple[bool, str]:
     if info.name in ("logz_penalty", "class_balanced", "power_law_weighted"):
         return True, "streamed over vocabulary blocks when its base loss streams (the default, ce, does)"
     if info.name in PLANS:
-        return True, "streamed over vocabulary blocks (memory independent of the number of classes)"
+        extra = (" (two sweeps: the second sums a nonlinear function of log p_k once logsumexp is known)"
+                 if info.name in _TWO_SWEEPS else "")
+        return True, f"streamed over vocabulary blocks (memory independent of the number of classes){extra}"
     return False, f"row chunking: {FALLBACK_REASONS.get(info.name, _DEFAULT_FALLBACK)}"
 
 
