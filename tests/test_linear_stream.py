@@ -144,6 +144,15 @@ def test_every_listed_loss_streams_and_the_rest_fall_back_with_a_reason():
     assert not ok and "batch-coupled" in how
 
 
+@pytest.mark.parametrize("name,params", [("nfl_rce", {"gamma": 0.5}), ("ngce", {"q": 0.7})])
+def test_sum_terms_evaluated_in_column_slices_change_nothing(name, params, monkeypatch):
+    # the second sweep's terms run on column slices of each vocabulary block (bounded temporaries)
+    from losscli.losses import linear_stream
+
+    monkeypatch.setattr(linear_stream, "_TERM_COLUMNS", 2)
+    _compare(name, params, torch.float64, 1e-10, "none", weighted=False, block=5)
+
+
 def test_fallback_and_forced_modes():
     h, w, b, t = _data(torch.float64)
     with pytest.raises(UsageError, match="cannot stream 'mbls'"):

@@ -124,19 +124,46 @@ def _sum_terms(h, weight, bias, y, plan: StreamPlan, vocab_block: int, stats: Ro
         v1 = min(c, v0 + vocab_block)
         tgt = _Targets(y, v0, v1)
         lp = _block_logits(h, weight, bias, v0, v1, plan, tgt, shift_rows).sub_(lse)  # log p of the block
-        for t, term in enumerate(plan.sums):
-            for acc, fn in ((sums[t], term.value), (dsums[t], term.grad)):
-                part = fn(lp)
-                if term.skip_target:
-                    _zero_target(part, tgt)
-                acc.add_(part.sum(dim=1))
+        for u0, u1, sub in _term_slices(lp, v0, y):
+            for t, term in enumerate(plan.sums):
+                for acc, part in zip((sums[t], dsums[t]), term.both(lp[:, u0:u1])):
+                    if term.skip_target:
+                        _zero_target(part, sub)
+                    acc.add_(part.sum(dim=1))
         del lp
     return replace(stats, sums=sums, dsums=dsums)
+
+
+#: columns per slice when sum terms are evaluated: their elementwise temporaries (several per term)
+#: are then a few [row_block, 1024] buffers, not [row_block, vocab_block] ones
+_TERM_COLUMNS = 1024
+
+
+def _term_slices(block: torch.Tensor, v0: int, y: torch.Tensor):
+    """``(u0, u1, targets)`` for column slices ``[u0, u1)`` of a vocabulary block starting at class ``v0``."""
+    width = block.shape[1]
+    for u0 in range(0, width, _TERM_COLUMNS):
+        u1 = min(width, u0 + _TERM_COLUMNS)
+        yield u0, u1, _Targets(y, v0 + u0, v0 + u1)
 
 
 def _zero_target(x: torch.Tensor, tgt: "_Targets") -> None:
     """Set each row's target entry to 0 where the target falls in this block, in place."""
     x.scatter_(1, tgt.col, torch.where(tgt.inside, 0.0, x.gather(1, tgt.col).squeeze(1)).unsqueeze(1))
+
+
+def _with_sum_term_grads(lp, v0, y, plan: StreamPlan, ga, gd) -> torch.Tensor:
+    """``a p + sum_t d_t f_t'(log p)`` for a block of ``log p`` (overwritten), slice by slice."""
+    for u0, u1, sub in _term_slices(lp, v0, y):
+        lp_u = lp[:, u0:u1]
+        extra = None
+        for t, term in enumerate(plan.sums):
+            part = term.grad(lp_u).mul_(gd[t].unsqueeze(1))
+            if term.skip_target:
+                _zero_target(part, sub)
+            extra = part if extra is None else extra.add_(part)
+        lp_u.exp_().mul_(ga.unsqueeze(1)).add_(extra)
+    return lp
 
 
 class StreamedLinearLoss(torch.autograd.Function):
@@ -196,16 +223,10 @@ class StreamedLinearLoss(torch.autograd.Function):
                 tgt = _Targets(y, v0, v1)
                 x = _block_logits(h, weight, bias, v0, v1, plan, tgt, shift_rows)
                 lp = x.sub_(lse[r0:r1].unsqueeze(1))
-                sum_grads = []
-                for t, term in enumerate(plan.sums):  # d_t f_t'(log p), before lp becomes p below
-                    part = term.grad(lp).mul_(gd[t, r0:r1].unsqueeze(1))
-                    if term.skip_target:
-                        _zero_target(part, tgt)
-                    sum_grads.append(part)
-                dz = lp.exp_().mul_(ga[r0:r1].unsqueeze(1))  # a p
-                for part in sum_grads:
-                    dz.add_(part)
-                del sum_grads
+                if plan.sums:
+                    dz = _with_sum_term_grads(lp, v0, y, plan, ga[r0:r1], gd[:, r0:r1])
+                else:
+                    dz = lp.exp_().mul_(ga[r0:r1].unsqueeze(1))  # a p
                 if use_c:
                     v = plan.class_vector
                     cv = gc[r0:r1].unsqueeze(1) if v is None else torch.outer(gc[r0:r1], v[v0:v1])
