@@ -23,8 +23,11 @@ import math
 
 import torch
 
-#: elements per row block: a few such [B, C] buffers stay in the CPU's L2/L3 cache
-_BLOCK_ELEMENTS = 1 << 19
+#: elements per row block: a few such [B, C] buffers stay in the CPU's L2/L3 cache. 2^18 (1 MB of
+#: float32) measured ~5% faster than 2^19 over the blocked losses on an Intel Xeon with 2 MB of L2
+#: per core (geometric mean over 16 losses, two alternating runs each); 2^17 and 2^16 were slower
+#: (per-block overhead)
+_BLOCK_ELEMENTS = 1 << 18
 
 
 def block_rows(n: int, c: int, device: torch.device | None = None) -> int:
