@@ -5,7 +5,7 @@ epoch's validation accuracy to the Optuna study so its pruner can stop a hopeles
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from losscli.engine.runspec import RunSpec
 
