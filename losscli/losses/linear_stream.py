@@ -2,7 +2,7 @@
 
 For each block of rows, the forward pass walks over blocks of classes, computes that block's logits
 ``x = scale (h W_blk^T + b_blk) + offset_blk (+ the target's shift)`` and folds them into running
-per-row statistics (``stream_terms.RowStats``): an online logsumexp (running maximum ``m`` and
+per-row statistics (``stream_plan.RowStats``): an online logsumexp (running maximum ``m`` and
 ``s = sum_{k != y} exp(x_k - m)``, rescaled when the maximum grows), the target logit and, when the
 loss needs it, ``sum_k v_k (x_k - m)``. The loss's ``terms`` turn them into the per-row values and
 the coefficients of ``d value / d x = a p + b e_y + c v``, which are all the backward pass keeps
@@ -11,7 +11,7 @@ and accumulates ``grad_hidden += dz W_blk``, ``grad_W_blk += dz^T h``, ``grad_b_
 
 Losses whose value needs a sum over classes of a nonlinear function of ``log p_k`` (APL's RCE with
 its clamp, NGCE's powers, NFL's focal terms) take a second sweep over the vocabulary once
-``logsumexp`` is known (``stream_terms.SumTerm``): it accumulates ``sum_k f(log p_k)`` and
+``logsumexp`` is known (``stream_plan.SumTerm``): it accumulates ``sum_k f(log p_k)`` and
 ``sum_k f'(log p_k)``, and backward adds ``d_i f'(log p_ik)`` to each block's gradient.
 
 Extra memory is a few ``[row_block, vocab_block]`` buffers plus ``O(N)`` statistics, whatever the
@@ -26,7 +26,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from losscli.losses.stream_terms import RowStats, StreamPlan
+from losscli.losses.stream_plan import RowStats, StreamPlan
 
 #: default block: 1024 rows x 4096 classes (16 MB of float32 logits); large enough that the
 #: matrix products run near full speed, small next to the [N, C] logits it replaces
