@@ -175,10 +175,11 @@ def test_per_class_vectors_must_match_the_classifier():
         linear_loss(h, w, t, "focal", alpha=[1.0, 2.0])
 
 
-def test_low_precision_inputs_accumulate_in_float32():
+@pytest.mark.parametrize("name", ["ce", "nfl_rce"])  # one sweep, two sweeps
+def test_low_precision_inputs_accumulate_in_float32(name):
     h, w, b, t = _data(torch.bfloat16)
-    got = linear_loss(h, w, t, "ce", bias=b, vocab_block=4)
-    ref = build_loss("ce")(torch.nn.functional.linear(h, w, b), t)
+    got = linear_loss(h, w, t, name, bias=b, vocab_block=4)
+    ref = build_loss(name)(torch.nn.functional.linear(h, w, b), t)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)
     gh, gw = torch.autograd.grad(got, (h, w))
