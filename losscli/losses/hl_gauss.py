@@ -79,6 +79,13 @@ class HLGauss(Loss):
         # the 1/2 (1 + erf) of Phi cancels in the ratio; the denominator is > 0 for y in the support
         return torch.sub(cdf[:, 1:], cdf[:, :-1]).div_(cdf[:, -1:] - cdf[:, :1])
 
+    def _window_half_width(self) -> int | None:
+        """Bins each side of a target beyond which its histogram is exactly 0 (``_ERF_SATURATES``), or
+        None when such a window would cover the whole support anyway."""
+        width = (self.vmax - self.vmin) / self.num_bins
+        half = math.ceil(_ERF_SATURATES * math.sqrt(2.0) * self.sigma / width) + 1
+        return None if 2 * half + 2 >= self.num_bins + 1 else half
+
     def target_window(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(bins, mass)`` ``[N, K]``: the only bins where ``target_distribution`` can be non-zero, and
         its values there, bit for bit; None when the window would cover the whole support.
@@ -89,11 +96,10 @@ class HLGauss(Loss):
         whatever ``num_bins`` is). Where the window is clamped at the support's ends, repeated bins
         carry mass 0.
         """
-        m = self.num_bins
-        width = (self.vmax - self.vmin) / m
-        half = math.ceil(_ERF_SATURATES * math.sqrt(2.0) * self.sigma / width) + 1
-        if 2 * half + 2 >= m + 1:
+        half = self._window_half_width()
+        if half is None:
             return None
+        m, width = self.num_bins, (self.vmax - self.vmin) / self.num_bins
         dtype = target.dtype if target.dtype == torch.float64 else torch.float32
         inv_width = 1.0 / (math.sqrt(2.0) * self.sigma)
         y = target.to(dtype).clamp(self.vmin, self.vmax).unsqueeze(1)
@@ -119,7 +125,7 @@ class HLGauss(Loss):
             raise LossInputError(f"hl_gauss: logits have {logits.shape[1]} columns but num_bins={self.num_bins}")
         # the histogram target is built block by block inside the fused CE (never held whole), and only
         # where it is non-zero when that is a small window
-        if self.target_window(target[:1]) is None:
+        if self._window_half_width() is None:
             return soft_ce(logits, lambda lo, hi: self.target_distribution(target[lo:hi]).to(logits.dtype))
 
         def window(lo, hi):

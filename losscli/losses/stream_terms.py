@@ -17,8 +17,7 @@ import torch
 
 from losscli.losses.apl import LOG_P_MIN
 from losscli.losses.base import LOSSES, Loss, LossInputError
-from losscli.losses.stream_plan import RowStats, StreamPlan, Terms, nce_terms, of_log_p_y, unsupported_reason
-from losscli.losses.stream_plan import p_y as _p_y
+from losscli.losses.stream_plan import RowStats, StreamPlan, Terms, nce_terms, of_log_p_y, p_y, unsupported_reason
 from losscli.losses.stream_sweeps import TWO_SWEEP_PLANS
 
 __all__ = ["PLANS", "RowStats", "StreamPlan", "plan_for", "streaming_support", "check_classes", "unsupported_reason"]
@@ -73,7 +72,7 @@ def _focal(m: Loss) -> StreamPlan:
             value, fprime = nll, torch.full_like(nll, -1.0)
         else:
             mod = u.pow(gamma)
-            du = torch.where(s.om >= tiny, -_p_y(s), torch.zeros_like(u))  # d u / d lp
+            du = torch.where(s.om >= tiny, -p_y(s), torch.zeros_like(u))  # d u / d lp
             value = mod * nll
             fprime = gamma * u.pow(gamma - 1.0) * du * nll - mod
         if m.alpha_t is not None:
@@ -86,7 +85,7 @@ def _focal(m: Loss) -> StreamPlan:
 
 def _poly1(m: Loss) -> StreamPlan:
     eps = m.epsilon
-    return StreamPlan(lambda s: of_log_p_y(-s.lp + eps * s.om, -1.0 - eps * _p_y(s)))
+    return StreamPlan(lambda s: of_log_p_y(-s.lp + eps * s.om, -1.0 - eps * p_y(s)))
 
 
 def _poly1_focal(m: Loss) -> StreamPlan:
@@ -96,7 +95,7 @@ def _poly1_focal(m: Loss) -> StreamPlan:
     def terms(s: RowStats) -> Terms:
         tiny = torch.finfo(s.lp.dtype).tiny
         u = s.om.clamp_min(tiny)
-        du = torch.where(s.om >= tiny, -_p_y(s), torch.zeros_like(u))
+        du = torch.where(s.om >= tiny, -p_y(s), torch.zeros_like(u))
         mod = torch.ones_like(u) if gamma == 0 else u.pow(gamma)
         dmod = torch.zeros_like(u) if gamma == 0 else gamma * u.pow(gamma - 1.0) * du
         value = mod * (-s.lp) + eps * mod * u
@@ -119,7 +118,7 @@ def _gce(m: Loss) -> StreamPlan:
 
 def _mae(m: Loss) -> StreamPlan:
     scale = m.scale
-    return StreamPlan(lambda s: of_log_p_y(scale * s.om, -scale * _p_y(s)))
+    return StreamPlan(lambda s: of_log_p_y(scale * s.om, -scale * p_y(s)))
 
 
 def _taylor_ce(m: Loss) -> StreamPlan:
@@ -136,7 +135,7 @@ def _taylor_ce(m: Loss) -> StreamPlan:
             powers = u.unsqueeze(-1).pow(k)
             value = (powers / k).sum(dim=-1)
             dldu = 1.0 + powers[:, :-1].sum(dim=-1)
-        return of_log_p_y(value, -dldu * _p_y(s))
+        return of_log_p_y(value, -dldu * p_y(s))
 
     return StreamPlan(terms)
 
@@ -159,7 +158,7 @@ def _nce_mae(m: Loss) -> StreamPlan:
 
     def terms(s: RowStats) -> Terms:  # alpha NCE + beta (1 - p_y); d(1 - p_y)/dlp = -p_y
         value, a, b, c = nce_terms(s, alpha)
-        mae, mae_a, mae_b, _ = of_log_p_y(s.om, -_p_y(s))
+        mae, mae_a, mae_b, _ = of_log_p_y(s.om, -p_y(s))
         return value + beta * mae, a + beta * mae_a, b + beta * mae_b, c
 
     return StreamPlan(terms, needs_vsum=True)

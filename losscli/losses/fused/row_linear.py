@@ -19,7 +19,7 @@ import math
 import torch
 
 from losscli.losses.fused.powers import int_pow
-from losscli.losses.fused.softmax_core import blocked, first_argmax, saturated_target, target_log_prob
+from losscli.losses.fused.softmax_core import blocked, first_argmax, log_normaliser, saturated_target, target_log_prob
 
 
 def _softmax_ce(x: torch.Tensor, idx: torch.Tensor):
@@ -275,9 +275,9 @@ def _soft_ce_block(z, q, h):
     transcendental pass.
     """
     p = torch.softmax(z, dim=1)
-    log_s = p.amax(dim=1, keepdim=True).log_().neg_()
+    zmax, log_s = log_normaliser(z, p)
     mass = q.sum(dim=1, keepdim=True)
-    below_max = torch.sub(z, z.amax(dim=1, keepdim=True)).mul_(q).sum(dim=1, keepdim=True)
+    below_max = torch.sub(z, zmax).mul_(q).sum(dim=1, keepdim=True)
     if h is not None:
         torch.mul(p, mass, out=h).sub_(q)
     return (mass * log_s - below_max).squeeze(1)
@@ -298,9 +298,9 @@ def _sparse_soft_ce_block(z, cols, q, h):
     """``_soft_ce_block`` for a target that is zero outside ``cols`` ``[B, K]`` (values ``q`` ``[B, K]``;
     repeated columns allowed, their values add): the target's terms touch only ``K`` entries per row."""
     p = torch.softmax(z, dim=1)
-    log_s = p.amax(dim=1, keepdim=True).log_().neg_()
+    zmax, log_s = log_normaliser(z, p)
     mass = q.sum(dim=1, keepdim=True)
-    below_max = z.gather(1, cols).sub_(z.amax(dim=1, keepdim=True)).mul_(q).sum(dim=1, keepdim=True)
+    below_max = z.gather(1, cols).sub_(zmax).mul_(q).sum(dim=1, keepdim=True)
     if h is not None:
         torch.mul(p, mass, out=h).scatter_add_(1, cols, q.neg())
     return (mass * log_s - below_max).squeeze(1)
