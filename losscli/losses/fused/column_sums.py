@@ -3,21 +3,18 @@ all that batch-level metric surrogates (Jaccard, AnyLoss) need."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from losscli.losses.fused.softmax_core import saturated_target
 
 
-def _normal_range_scale(g: torch.Tensor) -> float:
+def _normal_range_scale(g: torch.Tensor) -> torch.Tensor:
     """A power of two (so multiplying by it and dividing again is exact) that brings ``max |g|``
     to about 2^90: far from overflow for any realistic class count, while products of ``g`` with
-    probabilities' tiny derivatives stay in float's normal range."""
-    biggest = float(g.abs().amax()) if g.numel() else 0.0
-    if not math.isfinite(biggest) or biggest == 0.0:
-        return 1.0
-    return math.ldexp(1.0, 90 - math.frexp(biggest)[1])
+    probabilities' tiny derivatives stay in float's normal range. A 0-d tensor, so that on a GPU
+    no value has to come back to the host."""
+    biggest = g.abs().amax()
+    return torch.ldexp(torch.ones_like(biggest), 90 - torch.frexp(biggest).exponent)  # max 0: 2^90, harmless
 
 
 class _SoftmaxColumnSums(torch.autograd.Function):
