@@ -23,8 +23,6 @@ of the last finished epoch (``on_epoch_end``). See the registry notes for the ch
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 

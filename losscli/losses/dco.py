@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
 

@@ -20,6 +20,7 @@ import torch
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
 from losscli.losses.fused.softmax_core import blocked
+from losscli.losses.fused.powers import LOG2E as _LOG2E
 
 _LDR_REF = Reference(
     "Label Distributionally Robust Losses for Multi-class Classification: Consistency, Robustness and Adaptivity",
@@ -30,7 +31,6 @@ _LAM = Param("lam", 10.0, "KL regularisation strength lambda (official runs: 10)
 _LOG_SOFTPLUS_CUT = -20.0
 
 
-_LOG2E = 1.0 / math.log(2.0)
 
 
 def _exp_normal_(x: torch.Tensor) -> torch.Tensor:

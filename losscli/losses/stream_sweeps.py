@@ -15,6 +15,7 @@ import torch
 
 from losscli.losses.apl import LOG_P_MIN, P_MIN, POW_FLOOR, RCE_A
 from losscli.losses.base import Loss
+from losscli.losses.fused.powers import focal_factor
 from losscli.losses.stream_plan import RowStats, StreamPlan, SumTerm, Terms, nce_terms, of_log_p_y, separate_sum_term
 
 
@@ -82,19 +83,9 @@ def _ngce_part(q: float) -> _Part:
     return _Part(terms, sums=(powers,))
 
 
-def _focal_factor(om: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``((1 - p)^gamma, (1 - p)^(gamma - 1))`` as NFL's fused term computes them (the second is None for
-    gamma = 1; for non-integer gamma the base is floored and the derivative is 0 below the floor)."""
-    if gamma == int(gamma) and 1 <= gamma <= 16:
-        dfac = None if gamma == 1 else om.pow(int(gamma) - 1)
-        return (om.clone() if dfac is None else dfac * om), dfac
-    fac = om.clamp_min(POW_FLOOR).log_().mul_(gamma).exp_()
-    return fac, fac / torch.threshold(om, POW_FLOOR, math.inf)
-
-
 def _focal_terms(lp: torch.Tensor, om: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``f = (1 - p)^gamma log p`` and ``df/dlog p = (1 - p)^gamma - gamma p log p (1 - p)^(gamma - 1)``."""
-    fac, dfac = _focal_factor(om, gamma)
+    fac, dfac = focal_factor(om, gamma, POW_FLOOR)
     p_lp = lp.exp().mul_(lp)
     return fac * lp, fac - gamma * (p_lp if dfac is None else p_lp.mul_(dfac))
 

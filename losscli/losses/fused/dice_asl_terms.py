@@ -6,8 +6,9 @@ import math
 
 import torch
 
+from losscli.losses.fused.powers import LOG2E as _LOG2E
 from losscli.losses.fused.powers import int_pow
-from losscli.losses.fused.softmax_block import _LOG2E, SoftmaxBlock, SoftmaxTerm, _is_small_int, _row_grad
+from losscli.losses.fused.softmax_block import SoftmaxBlock, SoftmaxTerm, _is_small_int, _row_grad
 
 
 class SquareDiceTerm(SoftmaxTerm):

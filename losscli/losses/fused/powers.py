@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+LOG2E = 1.0 / math.log(2.0)  # log2(e): exp(x) = exp2(x LOG2E), the faster pass on CPU
 
 
 def int_pow(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -35,3 +39,19 @@ def pow_scalar(x: torch.Tensor, gamma: float) -> torch.Tensor:
     if gamma == int(gamma) and 1 <= gamma <= 16:
         return int_pow(x, int(gamma))
     return x.pow(gamma)
+
+
+def focal_factor(om: torch.Tensor, gamma: float, floor: float,
+                 need_derivative: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``((1 - p)^gamma, (1 - p)^(gamma - 1))`` from ``om = 1 - p`` for ``gamma > 0`` (NFL's focal terms).
+
+    Small integer gamma: products (the second is None for gamma = 1, meaning 1). Otherwise the base is
+    floored at ``floor`` and the power is ``exp2(gamma log2 base)``; the derivative factor is 0 where
+    ``om`` is at or below the floor (the floor's gradient). ``need_derivative=False`` skips it there.
+    """
+    if gamma == int(gamma) and 1 <= gamma <= 16:
+        dfac = int_pow(om, int(gamma) - 1) if gamma > 1 else None
+        return (om.clone() if dfac is None else torch.mul(dfac, om)), dfac
+    fac = torch.clamp_min(om, floor).log_().mul_(gamma * LOG2E).exp2_()
+    dfac = torch.div(fac, torch.threshold(om, floor, math.inf)) if need_derivative else None
+    return fac, dfac

@@ -16,13 +16,9 @@ saturated softmax come from the sum of the other probabilities (``SoftmaxBlock``
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from losscli.losses.fused.softmax_core import Saturation, blocked, target_log_prob
-
-_LOG2E = 1.0 / math.log(2.0)
 
 
 def _is_small_int(x: float) -> bool:

@@ -6,8 +6,9 @@ import math
 
 import torch
 
-from losscli.losses.fused.powers import int_pow
-from losscli.losses.fused.softmax_block import _LOG2E, SoftmaxTerm, _is_small_int, _row_grad
+from losscli.losses.fused.powers import focal_factor
+from losscli.losses.fused.powers import LOG2E as _LOG2E
+from losscli.losses.fused.softmax_block import SoftmaxTerm, _row_grad
 
 
 class CETerm(SoftmaxTerm):
@@ -84,13 +85,8 @@ class NFLTerm(SoftmaxTerm):
             r = torch.rsqrt(om)  # (1 - p)^(gamma - 1)
             fac = torch.mul(om, r)
             dfac = r
-        elif _is_small_int(g):
-            dfac = int_pow(om, int(g) - 1) if g > 1 else None
-            fac = torch.mul(dfac, om) if dfac is not None else om.clone()
-        else:  # (1 - p)^gamma = exp(gamma log(1 - p)), base floored; the floor's gradient is 0
-            base = torch.clamp_min(om, self.floor)
-            fac = torch.log(base).mul_(g * _LOG2E).exp2_()
-            dfac = torch.div(fac, torch.threshold(om, self.floor, math.inf)) if need else None
+        else:  # products for a small integer gamma, else exp2 of gamma log2 of the floored base
+            fac, dfac = focal_factor(om, g, self.floor, need)
         f = torch.mul(fac, lp)
         total = f.sum(dim=1, keepdim=True)
         f_y = st.y(f)
