@@ -149,16 +149,19 @@ def test_fast_paths_match_the_loop_in_values_and_gradients(dtype, spread):
 def test_prefix_choice_function_gradcheck_and_float32_agreement():
     from losscli.losses.pld import _PrefixChoiceLoss
 
+    def prefix_choice(z, w, work):  # the node's loss output (the second output is its saved gradient)
+        return _PrefixChoiceLoss.apply(z, w, work, z.requires_grad)[0]
+
     g = torch.Generator().manual_seed(5)
     r = (torch.randn(6, 7, generator=g, dtype=torch.float64) * 4).requires_grad_(True)
     w = torch.softmax(torch.randn(6, 7, generator=g, dtype=torch.float64), dim=1)
-    assert torch.autograd.gradcheck(lambda z: _PrefixChoiceLoss.apply(z, w, torch.float64), (r,))
+    assert torch.autograd.gradcheck(lambda z: prefix_choice(z, w, torch.float64), (r,))
     r32 = r.detach().float().requires_grad_(True)
-    _PrefixChoiceLoss.apply(r32, w.float(), torch.float32).sum().backward()
+    prefix_choice(r32, w.float(), torch.float32).sum().backward()
     r.grad = None
-    ref = _PrefixChoiceLoss.apply(r, w, torch.float64)
+    ref = prefix_choice(r, w, torch.float64)
     ref.sum().backward()
-    torch.testing.assert_close(_PrefixChoiceLoss.apply(r32.detach(), w.float(), torch.float32).double(), ref.detach(),
+    torch.testing.assert_close(prefix_choice(r32.detach(), w.float(), torch.float32).double(), ref.detach(),
                                rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(r32.grad.double(), r.grad, rtol=1e-6, atol=1e-6)
 

@@ -14,7 +14,7 @@ from losscli.cli.output import Format, emit, log
 #: the checks, in report order (spelled out here so that --help needs no torch; a test keeps it in sync
 #: with losscli.losses.contract.CHECKS)
 CHECK_NAMES = ("builds, reductions, mean, permutation, finite_float32, finite_bf16, gradcheck, bounded, symmetric, "
-               "soft_targets, ignore_index, weight, bad_inputs")
+               "soft_targets, ignore_index, weight, bad_inputs, func_grad, func_vmap")
 
 
 @app.command("check-loss")

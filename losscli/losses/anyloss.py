@@ -70,8 +70,9 @@ class AnyLoss(Loss):
         rows = valid.to(logits.dtype)
         safe = torch.where(valid, target, 0)
         a_sum, a_y = softmax_column_sums(logits, safe, rows, self.L)
-        tp = torch.zeros(c, dtype=logits.dtype, device=logits.device).index_add_(0, safe, a_y * rows)
-        y1 = torch.zeros(c, dtype=logits.dtype, device=logits.device).index_add_(0, safe, rows)
+        zeros = torch.zeros(c, dtype=logits.dtype, device=logits.device)  # out of place below: vmap-safe
+        tp = zeros.index_add(0, safe, a_y * rows)
+        y1 = zeros.index_add(0, safe, rows)
         if c == 2:  # the paper's binary loss on the positive class
             tp, y1, a_sum = tp[1:], y1[1:], a_sum[1:]
         total = rows.sum()

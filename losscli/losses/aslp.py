@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.base import Loss, LossInputError, Param, Reference, refuse_under_vmap, register_loss
 
 _P_CLAMP = 1e-7  # official compute_bce_individual / compute_entropy_individual
 _START_EPOCH = 5  # 0-based: the official `epoch > 5` with 1-based epochs
@@ -111,6 +111,7 @@ class ASLP(Loss):
         self.val_accuracy.fill_(acc)
 
     def _state_for(self, index, n: int) -> torch.Tensor:
+        refuse_under_vmap("aslp", "it keeps per-sample state (indexed by index=) that each call reads and updates")
         if not isinstance(index, torch.Tensor):
             index = torch.as_tensor(index)
         if index.dim() != 1 or index.shape[0] != n or index.is_floating_point() or index.dtype == torch.bool:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from losscli.errors import UsageError
+from losscli.losses.fused.transforms import can_inspect_values, vmap_active
 from losscli.losses.meta import (  # noqa: F401  (re-exported: loss modules import them from here)
     CONTEXT_KEYS,
     FAMILIES,
@@ -38,6 +39,16 @@ class LossInputError(UsageError):
 
 
 # --------------------------------------------------------------------------- base class
+class VmapUnsupported(LossInputError):
+    """A loss called under ``torch.func.vmap`` that cannot run there (per-sample state, batch-dependent pairs)."""
+
+
+def refuse_under_vmap(name: str, reason: str) -> None:
+    """Raise :class:`VmapUnsupported` inside ``torch.func.vmap``; nothing elsewhere."""
+    if vmap_active():
+        raise VmapUnsupported(f"{name} cannot run under torch.func.vmap: {reason}; call it on each batch instead")
+
+
 class Loss(nn.Module):
     """Base of every registered loss.
 
@@ -194,7 +205,7 @@ class Loss(nn.Module):
             if target.is_floating_point() or target.dtype == torch.bool:
                 raise LossInputError(f"{name}: class-index targets must be integers, got {target.dtype}")
             target = target.long()
-            if target.device.type == "cpu" and n:  # range check costs a device sync on GPU: CPU only
+            if n and can_inspect_values(target):  # a range check would synchronise a GPU (see can_inspect_values)
                 bad = (target != self.ignore_index) & ((target < 0) | (target >= c))
                 if bad.any():
                     raise LossInputError(
@@ -203,7 +214,9 @@ class Loss(nn.Module):
                     )
             if self.info.multilabel:  # a single-label dataset used with a multi-label loss
                 valid = target != self.ignore_index
-                onehot = torch.nn.functional.one_hot(torch.where(valid, target, 0), c).to(logits.dtype)
+                # a comparison, not F.one_hot (which reads the values: not under torch.func.vmap)
+                classes = torch.arange(c, device=target.device)
+                onehot = torch.eq(torch.where(valid, target, 0).unsqueeze(1), classes).to(logits.dtype)
                 return logits, onehot, "multilabel"
             return logits, target, "index"
         if target.dim() == 2:
@@ -226,7 +239,7 @@ class Loss(nn.Module):
         if target.dim() != 1 or target.shape[0] != x.shape[0] or target.is_floating_point() or target.dtype == torch.bool:
             raise LossInputError(f"{name}: target must be [N={x.shape[0]}] integer labels, got {target.dtype} {list(target.shape)}")
         target = target.long()
-        if target.device.type == "cpu" and ((target < 0) & (target != self.ignore_index)).any():
+        if can_inspect_values(target) and ((target < 0) & (target != self.ignore_index)).any():
             raise LossInputError(f"{name}: labels must be >= 0 (or ignore_index={self.ignore_index})")
         return x, target, "index"
 
@@ -239,7 +252,7 @@ class Loss(nn.Module):
             raise LossInputError(f"{name}: target must be [B, m] = {list(x.shape[:2])} integer member labels, "
                                  f"got {target.dtype} {list(target.shape)}")
         target = target.long()
-        if target.device.type == "cpu" and target.numel() and ((target < 0) | (target >= x.shape[2])).any():
+        if can_inspect_values(target) and target.numel() and ((target < 0) | (target >= x.shape[2])).any():
             raise LossInputError(f"{name}: member labels must be in [0, {x.shape[2] - 1}]")
         return x, target, "sets"
 
@@ -251,7 +264,7 @@ class Loss(nn.Module):
         if target.dim() != 1 or target.shape[0] != x.shape[0] or not target.is_floating_point():
             raise LossInputError(f"{name}: target must be [N={x.shape[0]}] floating-point regression values, "
                                  f"got {target.dtype} {list(target.shape)}")
-        if target.device.type == "cpu" and not torch.isfinite(target).all():
+        if can_inspect_values(target) and not torch.isfinite(target).all():
             raise LossInputError(f"{name}: regression targets must be finite")
         return x, target.to(torch.float64 if x.dtype == torch.float64 else torch.float32), "regression"
 

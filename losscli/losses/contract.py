@@ -24,6 +24,10 @@ ignore_index    where claimed: a row whose target is ignore_index counts as abse
 weight          where claimed: uniform weights change nothing; mean = sum_i w_{y_i} l_i / sum_i w_{y_i};
                 reduction none is w_{y_i} l_i (unless the loss applies weights itself)
 bad_inputs      wrong shapes raise a LossInputError (one clear line), nothing else
+func_grad       ``torch.func.grad`` equals autograd's gradient (float64)
+func_vmap       ``torch.func.vmap`` over two stacked batches equals one call per batch; per-sample
+                gradients (``vmap(grad(...))``) equal the rows of the batch gradient (skipped, with
+                the reason, for a loss that raises VmapUnsupported)
 ==============  ======================================================================================
 
 Tolerances are relative and absolute 1e-5 (float32 inputs).
@@ -32,19 +36,16 @@ Tolerances are relative and absolute 1e-5 (float32 inputs).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from losscli.errors import UsageError
-from losscli.losses import cases
 from losscli.losses.base import LossInputError
 from losscli.losses.resolve import LossSpec, resolve_loss
 from losscli.plugins import describe_exception
-
-N, C = 12, 5  # rows (at least C) and classes of the checks' batches
-MAX_CLASSES = 1000
-TOL = 1e-5
+from losscli.losses.contract_case import C, MAX_CLASSES, N, TOL, Case, Skip, assert_close, assert_finite
+from losscli.losses.contract_func import check_func_grad, check_func_vmap
 
 
 @dataclass(frozen=True)
@@ -59,56 +60,6 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, str]:
         return {"check": self.check, "what": CHECKS[self.check][0], "status": self.status, "detail": self.detail}
-
-
-class Skip(Exception):
-    """The check does not apply to this loss; the message says why."""
-
-
-@dataclass
-class Case:
-    """A loss spec with everything the checks need to build it and feed it."""
-
-    spec: LossSpec
-    c: int = C
-    n: int = N
-
-    def __post_init__(self) -> None:
-        self.info = self.spec.info()
-        self.params = cases.case_params(self.spec)
-
-    def loss(self, c: int | None = None, **kwargs: Any):
-        return cases.make_loss(self.spec, c or self.c, **kwargs)
-
-    def inputs(self, seed: int = 0, dtype: torch.dtype = torch.float32, scale: float = 3.0, n: int | None = None,
-               c: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return cases.make_inputs(self.info, self.params, n or self.n, c or self.c, seed, dtype, scale)
-
-    def context(self, logits: torch.Tensor, seed: int = 0) -> dict:
-        return cases.make_context(self.info, logits, seed)
-
-    def rows(self, ctx: dict, rows: torch.Tensor, n: int) -> dict:
-        """``ctx`` restricted (or permuted) to ``rows``: tensors with one entry per row follow them."""
-        return {k: v[rows] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n else v for k, v in ctx.items()}
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
-    a, b = a.detach().double(), b.detach().double()
-    if a.shape != b.shape:
-        raise AssertionError(f"{what}: shapes {list(a.shape)} and {list(b.shape)} differ")
-    if not torch.allclose(a, b, rtol=TOL, atol=TOL, equal_nan=False):
-        diff = (a - b).abs().max().item()
-        shown = f"{a.item():.6g} vs {b.item():.6g}" if a.dim() == 0 else f"max difference {diff:.3g}"
-        raise AssertionError(f"{what}: {shown}")
-
-
-def _finite(loss: torch.Tensor, grad: torch.Tensor | None, where: str) -> None:
-    if not bool(torch.isfinite(loss.detach().float()).all()):
-        raise AssertionError(f"loss is {loss.detach().float().tolist()} at {where}")
-    if grad is None:
-        raise AssertionError(f"no gradient reaches the logits at {where}")
-    if not bool(torch.isfinite(grad.float()).all()):
-        raise AssertionError(f"non-finite gradient at {where}")
 
 
 # --------------------------------------------------------------------------- the checks
@@ -135,7 +86,7 @@ def _reductions(case: Case) -> str:
     total = case.loss(reduction="sum")(logits, target, **case.context(logits))
     if tuple(none.shape) != (case.n,):
         raise AssertionError(f"reduction='none' gave shape {list(none.shape)}, expected [{case.n}]")
-    _close(total, none.sum(), "reduction='sum' vs the sum of reduction='none'")
+    assert_close(total, none.sum(), "reduction='sum' vs the sum of reduction='none'")
     return f"mean: scalar; none: [{case.n}]; sum = sum of none"
 
 
@@ -145,7 +96,7 @@ def _mean(case: Case) -> str:
     logits, target = case.inputs()
     mean = case.loss()(logits, target, **case.context(logits))
     total = case.loss(reduction="sum")(logits, target, **case.context(logits))
-    _close(mean, total / case.n, "mean vs sum / N")
+    assert_close(mean, total / case.n, "mean vs sum / N")
     return f"{mean.item():.6g} = {total.item():.6g} / {case.n}"
 
 
@@ -156,12 +107,12 @@ def _permutation(case: Case) -> str:
     perm = torch.randperm(case.n, generator=torch.Generator().manual_seed(3))
     ctx = case.context(logits)
     ctx_p = case.rows(ctx, perm, case.n)  # per-sample context (indices, teacher) follows its sample
-    _close(case.loss()(logits[perm], target[perm], **ctx_p), case.loss()(logits, target, **ctx),
+    assert_close(case.loss()(logits[perm], target[perm], **ctx_p), case.loss()(logits, target, **ctx),
            "mean of permuted rows vs mean")
     if case.info.batch_coupled:
         return "mean invariant (batch-level loss)"
     none = case.loss(reduction="none")(logits, target, **ctx)
-    _close(case.loss(reduction="none")(logits[perm], target[perm], **ctx_p), none[perm],
+    assert_close(case.loss(reduction="none")(logits[perm], target[perm], **ctx_p), none[perm],
            "reduction='none' of permuted rows vs permuted reduction='none'")
     return "none equivariant, mean invariant"
 
@@ -172,7 +123,7 @@ def _finite_float32(case: Case) -> str:
         logits = (logits.sign() * magnitude).float().requires_grad_(True)
         loss = case.loss()(logits, target, **case.context(logits.detach()))
         loss.backward()
-        _finite(loss, logits.grad, f"|z| = {magnitude:g} (float32)")
+        assert_finite(loss, logits.grad, f"|z| = {magnitude:g} (float32)")
     return "|z| = 1e2, 1e4"
 
 
@@ -184,7 +135,7 @@ def _finite_bf16(case: Case) -> str:
         logits = logits.bfloat16().requires_grad_(True)
         loss = case.loss()(logits, target, **case.context(logits.detach().float()))
         loss.backward()
-        _finite(loss, logits.grad, f"{where} (bfloat16)")
+        assert_finite(loss, logits.grad, f"{where} (bfloat16)")
         if logits.grad.dtype != torch.bfloat16:
             raise AssertionError(f"the gradient of bfloat16 logits is {logits.grad.dtype}, not bfloat16")
     return "scale 20 and |z| = 1e4"
@@ -249,7 +200,7 @@ def _soft_targets(case: Case) -> str:
     if not bool(torch.isfinite(soft)):
         raise AssertionError(f"probability targets gave {soft.item()}")
     onehot = torch.nn.functional.one_hot(target, case.c).float()
-    _close(case.loss()(logits, onehot, **ctx), case.loss()(logits, target, **ctx), "one-hot targets vs class indices")
+    assert_close(case.loss()(logits, onehot, **ctx), case.loss()(logits, target, **ctx), "one-hot targets vs class indices")
     return "finite on probabilities; one-hot = class indices"
 
 
@@ -263,14 +214,14 @@ def _ignore_index(case: Case) -> str:
     ignored[2] = -100
     keep = torch.arange(case.n) != 2
     ctx_k = case.rows(ctx, keep, case.n)
-    _close(case.loss()(logits, ignored, **ctx), case.loss()(logits[keep], target[keep], **ctx_k),
+    assert_close(case.loss()(logits, ignored, **ctx), case.loss()(logits[keep], target[keep], **ctx_k),
            "mean with row 2 ignored vs mean without row 2")
     if case.info.batch_coupled:
         return "ignored row = absent row (mean)"
     per = case.loss(reduction="none")(logits, ignored, **ctx)
     if per[2].item() != 0:
         raise AssertionError(f"reduction='none' gives {per[2].item():.6g} for the ignored row, not 0")
-    _close(per[keep], case.loss(reduction="none")(logits[keep], target[keep], **ctx_k),
+    assert_close(per[keep], case.loss(reduction="none")(logits[keep], target[keep], **ctx_k),
            "reduction='none' of the other rows with row 2 ignored vs without it")
     return "ignored row = absent row; 0 under reduction none"
 
@@ -283,19 +234,19 @@ def _weight(case: Case) -> str:
         raise Skip("multi-label: weights apply per class column, not per row (tested in the loss's own module)")
     logits, target = case.inputs(seed=10)
     ctx = case.context(logits)
-    _close(case.loss(weight=[2.0] * case.c)(logits, target, **ctx), case.loss()(logits, target, **ctx),
+    assert_close(case.loss(weight=[2.0] * case.c)(logits, target, **ctx), case.loss()(logits, target, **ctx),
            "mean with uniform weights 2 vs without weights")
     if case.info.batch_coupled:
         return "uniform weights change nothing"
     w = torch.rand(case.c, generator=torch.Generator().manual_seed(11), dtype=torch.float64) + 0.5
     none_w = case.loss(weight=w.tolist(), reduction="none")(logits, target, **ctx)
     wy = w[target].to(none_w.dtype)
-    _close(case.loss(weight=w.tolist())(logits, target, **ctx), none_w.sum() / wy.sum(),
+    assert_close(case.loss(weight=w.tolist())(logits, target, **ctx), none_w.sum() / wy.sum(),
            "weighted mean vs sum_i w_{y_i} l_i / sum_i w_{y_i}")
     fn = case.loss(reduction="none")
     if getattr(fn, "handles_weight", False):
         return "uniform weights change nothing; weighted mean normalised by sum of w_{y_i}"
-    _close(none_w, wy * fn(logits, target, **ctx), "weighted reduction='none' vs w_{y_i} * l_i")
+    assert_close(none_w, wy * fn(logits, target, **ctx), "weighted reduction='none' vs w_{y_i} * l_i")
     return "uniform weights change nothing; none = w_{y_i} l_i; mean = sum w l / sum w"
 
 
@@ -330,6 +281,8 @@ CHECKS: dict[str, tuple[str, Callable[[Case], str]]] = {
     "ignore_index": ("an ignored row counts as absent", _ignore_index),
     "weight": ("claimed per-class weight semantics (torch's)", _weight),
     "bad_inputs": ("wrong shapes raise LossInputError", _bad_inputs),
+    "func_grad": ("torch.func.grad equals autograd (float64)", check_func_grad),
+    "func_vmap": ("torch.func.vmap over batches; per-sample gradients", check_func_vmap),
 }
 
 

@@ -22,6 +22,7 @@ import math
 import torch
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.transforms import keep_for_backward, rowwise_vmap
 
 _LOG_SOFTPLUS_CUT = -30.0  # below it log(softplus(x)) = x - e^x/2 + ... = x to < 1e-13 relative
 
@@ -58,16 +59,25 @@ def dco_terms(logits: torch.Tensor, target: torch.Tensor, n: int):
     return torch.where(big, value_big, value_small), log_p, log_q
 
 
+@rowwise_vmap(0, 1)
 class _DCO(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, target, n):
-        value, log_p, log_q = dco_terms(logits, target, n)
-        log_f = math.log(n) + (n - 1) * log_q + log_p + value  # log of the paper's F(N, p)
-        ctx.save_for_backward(logits, target, log_f)
-        return value
+    """``(value, log F)`` per row; ``log F`` is kept for backward only."""
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def forward(logits, target, n):
+        value, log_p, log_q = dco_terms(logits, target, n)
+        log_f = math.log(n) + (n - 1) * log_q + log_p + value  # log of the paper's F(N, p)
+        return value, log_f
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        keep_for_backward(ctx, output[1])
+        ctx.save_for_backward(inputs[0], inputs[1], output[1])
+
+    @staticmethod
+    def backward(ctx, grad_out, _):
+        if grad_out is None:  # grads are not materialised (keep_for_backward)
+            return None, None, None
         logits, target, log_f = ctx.saved_tensors
         coef = (grad_out * torch.exp(log_f)).unsqueeze(1)
         grad = torch.softmax(logits, dim=1).mul_(coef)
@@ -101,4 +111,4 @@ class _DCO(torch.autograd.Function):
 )
 class DCO(Loss):
     def per_sample(self, logits, target, **context):
-        return _DCO.apply(logits, target, self.n_samples)
+        return _DCO.apply(logits, target, self.n_samples)[0]

@@ -21,6 +21,7 @@ from losscli.losses.fused.row_linear import ce_block
 from losscli.losses.fused.select import float_mask, select
 from losscli.losses.fused.softmax_core import blocked
 from losscli.losses.heads import DualHead
+from losscli.losses.fused.transforms import can_inspect_values
 
 
 def _log_cosh_and_tanh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,8 +64,8 @@ def _dhkd_block(z, teacher, idx, h, c, temperature, alpha, gamma):
 
 def dhkd_per_sample(logits, teacher, target, temperature, alpha, gamma):
     c = teacher.shape[1]
-    return blocked(logits, lambda zb, lo, hi, hb: _dhkd_block(zb, teacher[lo:hi], target[lo:hi].unsqueeze(1), hb, c,
-                                                             temperature, alpha, gamma))
+    return blocked(logits, lambda zb, hb, tb, yb: _dhkd_block(zb, tb, yb.unsqueeze(1), hb, c, temperature, alpha, gamma),
+                   teacher, target)
 
 
 @register_loss(
@@ -106,7 +107,7 @@ class DHKD(Loss):
         if not isinstance(teacher_logits, torch.Tensor) or tuple(teacher_logits.shape) != (n, c):
             shape = list(teacher_logits.shape) if isinstance(teacher_logits, torch.Tensor) else type(teacher_logits).__name__
             raise LossInputError(f"dhkd: teacher_logits must be [N, C] = [{n}, {c}] (half the dual head's width), got {shape}")
-        if target.device.type == "cpu" and n and bool((target >= c).any()):
+        if n and can_inspect_values(target) and bool((target >= c).any()):
             raise LossInputError(f"dhkd: target values must be in [0, {c - 1}] (C = half the dual head's width)")
         teacher = teacher_logits.detach().to(device=logits.device, dtype=logits.dtype)
         return dhkd_per_sample(logits, teacher, target, self.temperature, self.alpha, self.gamma)

@@ -12,35 +12,44 @@ import torch
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.fused.softmax_core import first_argmax
+from losscli.losses.fused.transforms import keep_for_backward, rowwise_vmap
 
 _CALIBRATION_SHIFT = 1e-6
 
 
+@rowwise_vmap(0, 1)
 class _Margin(torch.autograd.Function):
     """``z_y - max_{k != y} z_k``, the max's gradient on its first column (as ``torch.max``), one node:
-    ``first_argmax`` instead of ``torch.max``'s scalar loop; backward writes two entries per row."""
+    ``first_argmax`` instead of ``torch.max``'s scalar loop; backward writes two entries per row. The
+    second output, the max's column, is kept for backward only."""
 
     @staticmethod
-    def forward(ctx, logits, target):
+    def forward(logits, target):
         idx = target.unsqueeze(1)
         others = logits.scatter(1, idx, float("-inf"))
         top = others.amax(dim=1, keepdim=True)
         col = first_argmax(others, top)
-        ctx.save_for_backward(idx, col)
-        ctx.shape = logits.shape
-        return (logits.gather(1, idx) - top).squeeze(1)
+        return (logits.gather(1, idx) - top).squeeze(1), col
 
     @staticmethod
-    def backward(ctx, g):
+    def setup_context(ctx, inputs, output):
+        keep_for_backward(ctx, output[1])
+        ctx.save_for_backward(inputs[1].unsqueeze(1), output[1])
+        ctx.shape = inputs[0].shape
+
+    @staticmethod
+    def backward(ctx, g, _):
+        if g is None:  # grads are not materialised (keep_for_backward)
+            return None, None
         idx, col = ctx.saved_tensors
-        grad = g.new_zeros(ctx.shape)
-        g = g.unsqueeze(1)
-        return grad.scatter_(1, idx, g).scatter_(1, col, -g), None
+        g = g.unsqueeze(-1)
+        # out of place first: under torch.func the zeros are not batched while g may be
+        return torch.zeros(ctx.shape, dtype=g.dtype, device=g.device).scatter(1, idx, g).scatter_(1, col, -g), None
 
 
 def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``z_y - max_{k != y} z_k``; for C = 2 this is the paper's ``y~ f(x)`` with ``f = z_1 - z_0``."""
-    return _Margin.apply(logits, target)
+    return _Margin.apply(logits, target)[0]
 
 
 def inverse_box_cox(xi: torch.Tensor, lam: float) -> torch.Tensor:

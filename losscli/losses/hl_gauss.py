@@ -126,13 +126,13 @@ class HLGauss(Loss):
         # the histogram target is built block by block inside the fused CE (never held whole), and only
         # where it is non-zero when that is a small window
         if self._window_half_width() is None:
-            return soft_ce(logits, lambda lo, hi: self.target_distribution(target[lo:hi]).to(logits.dtype))
+            return soft_ce(logits, target, build=lambda tb: self.target_distribution(tb).to(logits.dtype))
 
-        def window(lo, hi):
-            bins, mass = self.target_window(target[lo:hi])
+        def window(tb):
+            bins, mass = self.target_window(tb)
             return bins, mass.to(logits.dtype)
 
-        return sparse_soft_ce(logits, window)
+        return sparse_soft_ce(logits, window, target)
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """``[N]`` predictions: the expectation of the bin centres under ``softmax(logits)``."""

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.base import Loss, LossInputError, Param, Reference, refuse_under_vmap, register_loss
 from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
 from losscli.losses.fused.softmax_core import blocked
 from losscli.losses.fused.powers import LOG2E as _LOG2E
@@ -95,11 +95,10 @@ def ldr_kl(logits, target, margin, lam, adapt=None):
     """
     prev, alpha = adapt if adapt is not None else (None, None)
 
-    def kernel(zb, lo, hi, hb):
-        p = None if prev is None else prev[lo:hi].unsqueeze(1)
-        return _ldr_block(zb, target[lo:hi].unsqueeze(1), hb, margin, lam, p, alpha)
+    def kernel(zb, hb, tb, pb):
+        return _ldr_block(zb, tb.unsqueeze(1), hb, margin, lam, None if pb is None else pb.unsqueeze(1), alpha)
 
-    return blocked(logits, kernel, n_outputs=2)
+    return blocked(logits, kernel, target, prev, n_outputs=2)
 
 
 @register_loss(
@@ -168,6 +167,7 @@ class ALDRKL(Loss):
         self.lam_state = torch.empty(0, dtype=self.lam_state.dtype, device=self.lam_state.device)
 
     def _state_for(self, index: torch.Tensor, n: int) -> torch.Tensor:
+        refuse_under_vmap("aldr_kl", "it keeps per-sample state (indexed by index=) that each call reads and updates")
         if not isinstance(index, torch.Tensor):
             index = torch.as_tensor(index)
         if index.dim() != 1 or index.shape[0] != n:

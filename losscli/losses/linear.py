@@ -45,6 +45,7 @@ from losscli.errors import UsageError
 # the package's registry and base class, imported from their modules: importing the package
 # itself from here would make an import cycle (the package's ``linear_loss`` imports this module)
 from losscli.losses.base import LOSSES, Loss
+from losscli.losses.fused.transforms import can_inspect_values, transforms_active
 from losscli.losses.linear_stream import DEFAULT_ROW_BLOCK, DEFAULT_VOCAB_BLOCK, StreamedLinearLoss
 from losscli.losses.stream_terms import check_classes, plan_for, unsupported_reason
 from losscli.lossspec import parse_loss_spec
@@ -236,11 +237,16 @@ def linear_loss(
     target = target.long()
     ignore_index = loss_fn.ignore_index
     valid = target != ignore_index
-    if hidden.device.type == "cpu" and n:
+    if n and can_inspect_values(hidden):
         bad = valid & ((target < 0) | (target >= c))
         if bad.any():
             raise UsageError(f"linear_loss: target values must be in [0, {c - 1}] (or ignore_index={ignore_index})")
-    if plan is not None and not isinstance(plan, str):
+    if transforms_active():
+        # torch.func (grad, vmap, per-sample gradients): the chunked and streamed nodes keep Python
+        # state between forward and backward that the transforms cannot carry, so the logits are
+        # materialised here (same values; the loss's own nodes support the transforms)
+        per = loss_fn(torch.nn.functional.linear(hidden, weight, bias), target)
+    elif plan is not None and not isinstance(plan, str):
         check_classes(plan, loss_fn, c)
         rows = int(chunk_size) if chunk_size is not None else min(max(n, 1), DEFAULT_ROW_BLOCK)
         cols = int(vocab_block) if vocab_block is not None else DEFAULT_VOCAB_BLOCK

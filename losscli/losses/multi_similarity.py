@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.base import Loss, Param, Reference, refuse_under_vmap, register_loss
 from losscli.losses.fused.gram import GramGradient, block_rows, cosine_gram_loss, same_label_pairs
 
 _SELF_SIM = 1.0 - 1e-5  # the official value-based self-removal threshold
@@ -161,5 +161,6 @@ class MultiSimilarity(Loss):
             self._valid = None
 
     def per_sample(self, logits, target, **context):
+        refuse_under_vmap("multi_similarity", "its pair lists depend on each batch's labels")
         valid = self._valid if self._valid is not None else torch.ones_like(target, dtype=torch.bool)
         return multi_similarity_per_anchor(logits, target, valid, self.alpha, self.beta, self.lam, self.epsilon)

@@ -19,6 +19,7 @@ import torch
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.fused.row_linear import sparse_soft_ce
 from losscli.losses.fused.softmax_core import log_softmax_y
+from losscli.losses.fused.transforms import can_inspect_values
 
 
 def pair_class(members: torch.Tensor) -> torch.Tensor:
@@ -31,7 +32,7 @@ def pair_class(members: torch.Tensor) -> torch.Tensor:
     same = members.unsqueeze(2) == members.unsqueeze(1)
     upper = torch.ones(same.shape[1:], dtype=torch.bool, device=members.device).triu_(1)
     pairs = same & upper  # each unordered pair of members once
-    if members.device.type == "cpu" and members.numel() and not bool((pairs.sum(dim=(1, 2)) == 1).all()):
+    if can_inspect_values(members) and members.numel() and not bool((pairs.sum(dim=(1, 2)) == 1).all()):
         raise LossInputError("oko: every set needs exactly one label twice (the pair class) and the others once")
     first = pairs.any(dim=2).to(torch.uint8).argmax(dim=1, keepdim=True)  # the pair's first member
     return members.gather(1, first).squeeze(1)
@@ -89,7 +90,7 @@ class OKO(Loss):
         # CE against the label histogram counts / m: a sparse target on the members' own labels
         # (the pair class's two entries add)
         weights = torch.full(target.shape, 1.0 / m, dtype=z.dtype, device=z.device)
-        return sparse_soft_ce(z, lambda lo, hi: (target[lo:hi], weights[lo:hi]))
+        return sparse_soft_ce(z, lambda tb, wb: (tb, wb), target, weights)
 
     # -- the official set sampler ---------------------------------------------------------
     def sample_sets(self, labels: torch.Tensor, generator: torch.Generator | None = None,

@@ -38,4 +38,4 @@ class OneVsRest(Loss):
 def ovr_per_sample(logits, target):
     """The per-sample OvR loss as one row-blocked node (same value, hand-derived gradient); shared
     with ``sovr``, which switches to it for its smallest-margin samples."""
-    return blocked(logits, lambda zb, lo, hi, hb: ovr_block(zb, target[lo:hi].unsqueeze(1), hb))
+    return blocked(logits, lambda zb, hb, tb: ovr_block(zb, tb.unsqueeze(1), hb), target)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.transforms import can_inspect_values, keep_for_backward, needs_grad, rowwise_vmap, vmap_active
 
 # The prefix sums P_k = sum_{j<=k} exp(r_j - max r) are formed directly, so the smallest, exp(r_0 - max r),
 # must stay a normal float with margin (and 1 / P_0, which bounds the gradient's reversed sums, finite):
@@ -41,7 +42,7 @@ def teacher_optimal_order(teacher: torch.Tensor, target: torch.Tensor) -> torch.
 def reversed_teacher_order(teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``teacher_optimal_order`` last position first: ascending teacher logit, ties by descending
     class index, the label last."""
-    if teacher.device.type == "cpu" and teacher.dtype in _PACKABLE and teacher.shape[1] > 1:
+    if can_inspect_values(teacher) and teacher.dtype in _PACKABLE and teacher.shape[1] > 1:
         order = _packed_reversed_order(teacher.detach().float().numpy(), target.cpu().numpy())
         return torch.from_numpy(order)
     keyed = teacher.scatter(1, target.unsqueeze(1), float("inf"))
@@ -73,6 +74,7 @@ def _packed_reversed_order(teacher: np.ndarray, target: np.ndarray) -> np.ndarra
     return np.subtract(c - 1, keys, out=keys)
 
 
+@rowwise_vmap(0, 1)
 class _PrefixChoiceLoss(torch.autograd.Function):
     """``l = sum_k w_k (LSE(r_0..r_k) - r_k)`` per row ``[N]``, computed in ``work`` dtype, for rows whose
     spread ``max r - r_0`` is within that dtype's bound (``_SPREAD_FLOAT32`` / ``_SPREAD_FLOAT64``).
@@ -84,7 +86,7 @@ class _PrefixChoiceLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, r, w, work):
+    def forward(r, w, work, need_grad):
         dtype, r = r.dtype, r.to(work)
         x = r - r.amax(dim=1, keepdim=True)
         p = torch.exp(x)
@@ -92,17 +94,23 @@ class _PrefixChoiceLoss(torch.autograd.Function):
         w = w.to(work)
         out = torch.log(prefix).sub_(x).mul_(w).sum(dim=1)
         grad = None
-        if ctx.needs_input_grad[0]:
+        if need_grad:
             ratio = torch.div(w, prefix).flip(1)
             grad = torch.cumsum(ratio, dim=1).flip(1).mul_(p).sub_(w).to(dtype)
-        ctx.save_for_backward(grad)
-        return out.to(dtype)
+        return out.to(dtype), grad
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        keep_for_backward(ctx, output[1])
+        ctx.save_for_backward(output[1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g):
+    def backward(ctx, g, _):
+        if g is None:  # grads are not materialised (keep_for_backward)
+            return None, None, None, None
         (grad,) = ctx.saved_tensors
-        return grad * g.unsqueeze(1), None, None
+        return grad * g.unsqueeze(-1), None, None, None
 
 
 def prefix_choice_losses(r: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -113,17 +121,19 @@ def prefix_choice_losses(r: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """
     if r.shape[1] == 0:
         return r.sum(dim=1)
+    if vmap_active():  # no per-row dtype choice under vmap: the reference expression for every row
+        return (w.detach() * (torch.logcumsumexp(r, dim=1) - r)).sum(dim=1)
     with torch.no_grad():
         spread = r.amax(dim=1).float() - r[:, 0].float() if r.dtype != torch.float64 else r.amax(dim=1) - r[:, 0]
         slow = spread > _SPREAD_FLOAT64
         wide = r.dtype == torch.float64 or bool((spread > _SPREAD_FLOAT32).any())
     work = torch.float64 if wide else torch.float32
     if not wide or not bool(slow.any()):
-        return _PrefixChoiceLoss.apply(r, w, work)
+        return _PrefixChoiceLoss.apply(r, w, work, needs_grad(r))[0]
     rows_slow, rows_fast = slow.nonzero().squeeze(1), (~slow).nonzero().squeeze(1)
     w = w.detach()
     out = r.new_zeros(r.shape[0])
-    out = out.index_put((rows_fast,), _PrefixChoiceLoss.apply(r[rows_fast], w[rows_fast], work))
+    out = out.index_put((rows_fast,), _PrefixChoiceLoss.apply(r[rows_fast], w[rows_fast], work, needs_grad(r))[0])
     r_slow, w_slow = r[rows_slow], w[rows_slow]
     return out.index_put((rows_slow,), (w_slow * (torch.logcumsumexp(r_slow, dim=1) - r_slow)).sum(dim=1))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
-from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.base import Loss, Param, Reference, refuse_under_vmap, register_loss
 from losscli.losses.fused.row_linear import ce_block
 from losscli.losses.fused.softmax_core import blocked
 from losscli.losses.ovr import ovr_block
@@ -72,6 +72,7 @@ def switch_mask(margins: torch.Tensor, fraction: float) -> torch.Tensor:
 )
 class SwitchingOVR(Loss):
     def batch_loss(self, logits, target, **context):
+        refuse_under_vmap("sovr", "which samples take OvR depends on the number of valid rows in each batch")
         valid = target != self.ignore_index
         if not bool(valid.all()):
             logits, target = logits[valid], target[valid]
@@ -98,4 +99,4 @@ def _switched_block(z, idx, h, use_ovr):
 
 def switched_per_sample(logits, target, use_ovr):
     """``OVR_i`` where ``use_ovr[i]``, ``CE_i`` elsewhere, as one row-blocked node (each row pays for one loss)."""
-    return blocked(logits, lambda zb, lo, hi, hb: _switched_block(zb, target[lo:hi].unsqueeze(1), hb, use_ovr[lo:hi]))
+    return blocked(logits, lambda zb, hb, tb, ub: _switched_block(zb, tb.unsqueeze(1), hb, ub), target, use_ovr)

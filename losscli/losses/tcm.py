@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 
 from losscli.errors import UsageError
-from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.base import Loss, Param, Reference, refuse_under_vmap, register_loss
 from losscli.losses.fused.gram import GramGradient, block_rows, cosine_gram_loss
 from losscli.losses.multi_similarity import Pairs, hide_same_label_pairs, ms_terms
 
@@ -137,6 +137,7 @@ class TCM(Loss):
             raise UsageError(f"tcm: margin_neg must be < margin_pos, got {self.margin_neg!r} >= {self.margin_pos!r}")
 
     def batch_loss(self, logits, target, **context):
+        refuse_under_vmap("tcm", "its pair lists depend on each batch's labels")
         valid = target != self.ignore_index
         if not bool(valid.all()):
             logits, target = logits[valid], target[valid]

@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from losscli.losses.fused.transforms import keep_for_backward, needs_grad
+
 _TILE = 256  # symmetrising tile: two 256 x 256 float32 tiles stay in L2
 _EPS = 1e-12  # F.normalize's default
 
@@ -61,21 +63,30 @@ def same_label_pairs(labels: torch.Tensor, valid: torch.Tensor) -> tuple[torch.T
 
 
 class _CosineGramLoss(torch.autograd.Function):
-    """``evaluate(S, need_grad) -> (loss, GramGradient | None)`` on ``S = e e^T``; see the module doc."""
+    """``evaluate(S, need_grad) -> (loss, GramGradient | None)`` on ``S = e e^T``; see the module doc.
+    Outputs ``(loss, e, denom, unclamped, GramGradient | None)``; all but the first are kept for
+    backward only. No vmap rule: the pair lists depend on each batch's labels."""
 
     @staticmethod
-    def forward(ctx, x, evaluate):
+    def forward(x, evaluate, need_grad):
         norm = x.norm(2, dim=1, keepdim=True)  # as F.normalize(x, dim=1, eps=1e-12)
         denom = norm.clamp_min(_EPS)
         e = x / denom
-        out, grad = evaluate(e @ e.t(), ctx.needs_input_grad[0])
+        out, grad = evaluate(e @ e.t(), need_grad)
+        return out, e, denom, norm >= _EPS, grad  # clamp_min passes the gradient at equality
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, e, denom, unclamped, grad = output
+        keep_for_backward(ctx, e, denom, unclamped)
         ctx.grad = grad
-        ctx.save_for_backward(e, denom, norm >= _EPS)  # clamp_min passes the gradient at equality
-        return out
+        ctx.save_for_backward(e, denom, unclamped)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g):
+    def backward(ctx, g, *_):
+        if g is None:  # grads are not materialised (keep_for_backward)
+            return None, None, None
         e, denom, unclamped = ctx.saved_tensors
         grad: GramGradient = ctx.grad
         upstream = g if g.dim() == 1 else g.expand(e.shape[0])
@@ -91,7 +102,7 @@ class _CosineGramLoss(torch.autograd.Function):
             grad_e = h @ e
         # through e = x / max(||x||, eps): the radial part drops out, except where the norm was clamped
         radial = (e * grad_e).sum(dim=1, keepdim=True).mul_(unclamped)
-        return grad_e.addcmul_(e, radial, value=-1.0).div_(denom), None
+        return grad_e.addcmul_(e, radial, value=-1.0).div_(denom), None, None
 
 
 def symmetrised(dense: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
@@ -116,4 +127,4 @@ def symmetrised(dense: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
 def cosine_gram_loss(x: torch.Tensor, evaluate: Callable) -> torch.Tensor:
     """The loss ``evaluate`` computes on the cosine similarities of the rows of ``x`` ``[N, D]``,
     differentiable in ``x``."""
-    return _CosineGramLoss.apply(x, evaluate)
+    return _CosineGramLoss.apply(x, evaluate, needs_grad(x))[0]

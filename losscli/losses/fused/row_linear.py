@@ -50,7 +50,7 @@ def _mbls_block(z, idx, h, margin, lam):
 
 
 def mbls(z: torch.Tensor, target: torch.Tensor, margin: float, lam: float) -> torch.Tensor:
-    return blocked(z, lambda zb, lo, hi, hb: _mbls_block(zb, target[lo:hi].unsqueeze(1), hb, margin, lam))
+    return blocked(z, lambda zb, hb, t: _mbls_block(zb, t.unsqueeze(1), hb, margin, lam), target)
 
 
 def _acls_block(z, idx, h, lam_pos, lam_neg, alpha, margin):
@@ -77,8 +77,7 @@ def _acls_block(z, idx, h, lam_pos, lam_neg, alpha, margin):
 
 
 def acls(z, target, lam_pos, lam_neg, alpha, margin):
-    return blocked(z, lambda zb, lo, hi, hb: _acls_block(zb, target[lo:hi].unsqueeze(1), hb, lam_pos, lam_neg,
-                                                         alpha, margin))
+    return blocked(z, lambda zb, hb, t: _acls_block(zb, t.unsqueeze(1), hb, lam_pos, lam_neg, alpha, margin), target)
 
 
 def _circle_block(s, idx, h, gamma, m):
@@ -111,7 +110,7 @@ def _circle_block(s, idx, h, gamma, m):
 
 
 def circle(s, target, gamma, m):
-    return blocked(s, lambda sb, lo, hi, hb: _circle_block(sb, target[lo:hi].unsqueeze(1), hb, gamma, m))
+    return blocked(s, lambda sb, hb, t: _circle_block(sb, t.unsqueeze(1), hb, gamma, m), target)
 
 
 def _kd_block(z, teacher, idx, h, temperature, alpha):
@@ -157,11 +156,10 @@ def _kd_block(z, teacher, idx, h, temperature, alpha):
 
 
 def kd(z, teacher, target, temperature, alpha):
-    def kernel(zb, lo, hi, hb):
-        idx = None if target is None else target[lo:hi].unsqueeze(1)
-        return _kd_block(zb, teacher[lo:hi], idx, hb, temperature, alpha)
+    def kernel(zb, hb, tb, yb):
+        return _kd_block(zb, tb, None if yb is None else yb.unsqueeze(1), hb, temperature, alpha)
 
-    return blocked(z, kernel)
+    return blocked(z, kernel, teacher, target)
 
 
 def _scaled_ce_block(z, idx, h, r, k):
@@ -180,7 +178,7 @@ def _scaled_ce_block(z, idx, h, r, k):
 
 
 def scaled_ce(z, target, r, k):
-    return blocked(z, lambda zb, lo, hi, hb: _scaled_ce_block(zb, target[lo:hi].unsqueeze(1), hb, r[lo:hi], k[lo:hi]))
+    return blocked(z, lambda zb, hb, t, rb, kb: _scaled_ce_block(zb, t.unsqueeze(1), hb, rb, kb), target, r, k)
 
 
 def off_target_sq(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -200,7 +198,7 @@ def _squentropy_block(z, idx, h):
 
 
 def squentropy(z, target):
-    return blocked(z, lambda zb, lo, hi, hb: _squentropy_block(zb, target[lo:hi].unsqueeze(1), hb))
+    return blocked(z, lambda zb, hb, t: _squentropy_block(zb, t.unsqueeze(1), hb), target)
 
 
 def _square_block(z, idx, h, k, m):
@@ -214,7 +212,7 @@ def _square_block(z, idx, h, k, m):
 
 
 def square(z, target, k, m):
-    return blocked(z, lambda zb, lo, hi, hb: _square_block(zb, target[lo:hi].unsqueeze(1), hb, k, m))
+    return blocked(z, lambda zb, hb, t: _square_block(zb, t.unsqueeze(1), hb, k, m), target)
 
 
 def _logz_block(z, idx, h, coef):
@@ -227,7 +225,7 @@ def _logz_block(z, idx, h, coef):
 
 
 def logz_ce(z, target, coef):
-    return blocked(z, lambda zb, lo, hi, hb: _logz_block(zb, target[lo:hi].unsqueeze(1), hb, coef))
+    return blocked(z, lambda zb, hb, t: _logz_block(zb, t.unsqueeze(1), hb, coef), target)
 
 
 def _standardised_block(z, idx, h, eps):
@@ -248,7 +246,7 @@ def _standardised_block(z, idx, h, eps):
 
 
 def standardised_target(z, target, eps):
-    return blocked(z, lambda zb, lo, hi, hb: _standardised_block(zb, target[lo:hi].unsqueeze(1), hb, eps))
+    return blocked(z, lambda zb, hb, t: _standardised_block(zb, t.unsqueeze(1), hb, eps), target)
 
 
 def _logit_l2_ce_block(z, idx, h, coef, gamma):
@@ -264,7 +262,7 @@ def _logit_l2_ce_block(z, idx, h, coef, gamma):
 
 def logit_l2_ce(z, target, coef, gamma):
     """``CE(z, y) + coef * sum_k (z_k - gamma)^2`` per row, one node."""
-    return blocked(z, lambda zb, lo, hi, hb: _logit_l2_ce_block(zb, target[lo:hi].unsqueeze(1), hb, coef, gamma))
+    return blocked(z, lambda zb, hb, t: _logit_l2_ce_block(zb, t.unsqueeze(1), hb, coef, gamma), target)
 
 
 def _soft_ce_block(z, q, h):
@@ -283,15 +281,16 @@ def _soft_ce_block(z, q, h):
     return (mass * log_s - below_max).squeeze(1)
 
 
-def soft_ce(z: torch.Tensor, q) -> torch.Tensor:
+def soft_ce(z: torch.Tensor, q: torch.Tensor, build=None) -> torch.Tensor:
     """Cross-entropy against probability (or weighted probability) targets, per row, one node.
 
-    ``q`` is the ``[N, C]`` target, or a function ``q(lo, hi)`` returning rows ``lo:hi`` of it: a target
-    computed from per-row data (HL-Gauss's histogram) is then built block by block while the block's
-    logits are in cache, and never held whole.
+    ``q`` is the ``[N, C]`` target, or, with ``build``, per-row data ``[N, ...]`` that ``build(q_block)``
+    turns into the target's rows: a target computed from per-row data (HL-Gauss's histogram) is then
+    built block by block while the block's logits are in cache, and never held whole.
     """
-    rows = q if callable(q) else (lambda lo, hi: q[lo:hi])
-    return blocked(z, lambda zb, lo, hi, hb: _soft_ce_block(zb, rows(lo, hi), hb))
+    if build is None:
+        return blocked(z, lambda zb, hb, qb: _soft_ce_block(zb, qb, hb), q)
+    return blocked(z, lambda zb, hb, qb: _soft_ce_block(zb, build(qb), hb), q)
 
 
 def _sparse_soft_ce_block(z, cols, q, h):
@@ -306,10 +305,10 @@ def _sparse_soft_ce_block(z, cols, q, h):
     return (mass * log_s - below_max).squeeze(1)
 
 
-def sparse_soft_ce(z: torch.Tensor, rows) -> torch.Tensor:
-    """``soft_ce`` for targets with few non-zero entries per row: ``rows(lo, hi)`` returns ``(cols, values)``
-    ``[hi - lo, K]`` for rows ``lo:hi``. Costs a softmax and two passes whatever ``K``."""
-    return blocked(z, lambda zb, lo, hi, hb: _sparse_soft_ce_block(zb, *rows(lo, hi), hb))
+def sparse_soft_ce(z: torch.Tensor, build, *row_inputs: torch.Tensor) -> torch.Tensor:
+    """``soft_ce`` for targets with few non-zero entries per row: ``build(*row_input_blocks)`` returns
+    ``(cols, values)`` ``[B, K]`` for a block's rows. Costs a softmax and two passes whatever ``K``."""
+    return blocked(z, lambda zb, hb, *blocks: _sparse_soft_ce_block(zb, *build(*blocks), hb), *row_inputs)
 
 
 def ce_block(z, idx, h):

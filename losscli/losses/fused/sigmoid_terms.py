@@ -90,7 +90,7 @@ def _plain_bce(z, t):
 
 def bce(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``sum_k BCEWithLogits(z_k, t_k)`` per row, one autograd node."""
-    return blocked(z, lambda zb, lo, hi, hb: _bce_block(zb, t[lo:hi], hb))
+    return blocked(z, lambda zb, hb, tb: _bce_block(zb, tb, hb), t)
 
 
 # ------------------------------------------------------------------------------------- sigmoid focal
@@ -131,7 +131,7 @@ def plain_sigmoid_focal(z, t, alpha, gamma):
 
 def sigmoid_focal(z: torch.Tensor, t: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
     """torchvision's sigmoid focal loss summed over the labels of each row, one autograd node (gamma > 0)."""
-    return blocked(z, lambda zb, lo, hi, hb: _focal_block(zb, t[lo:hi], hb, alpha, gamma))
+    return blocked(z, lambda zb, hb, tb: _focal_block(zb, tb, hb, alpha, gamma), t)
 
 
 # ----------------------------------------------------------------------------------------------- ASL
@@ -184,4 +184,4 @@ def plain_asl(z, t, gamma_neg, gamma_pos, clip, eps):
 
 def asl(z: torch.Tensor, t: torch.Tensor, gamma_neg: float, gamma_pos: float, clip: float, eps: float) -> torch.Tensor:
     """ASL (AsymmetricLossOptimized, weights not detached) summed over the labels of each row, one node."""
-    return blocked(z, lambda zb, lo, hi, hb: _asl_block(zb, t[lo:hi], hb, gamma_neg, gamma_pos, clip, eps))
+    return blocked(z, lambda zb, hb, tb: _asl_block(zb, tb, hb, gamma_neg, gamma_pos, clip, eps), t)

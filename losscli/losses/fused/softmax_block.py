@@ -187,8 +187,8 @@ def fused_softmax_loss(logits: torch.Tensor, target: torch.Tensor, terms) -> tor
     """``sum_t weight_t * term_t`` per sample, ``terms = [(weight, SoftmaxTerm), ...]``, one autograd node."""
     terms = tuple(terms)
 
-    def kernel(zb, lo, hi, hb):
-        st = SoftmaxBlock(zb, target[lo:hi].unsqueeze(1))
+    def kernel(zb, hb, tb):
+        st = SoftmaxBlock(zb, tb.unsqueeze(1))
         acc = GradAccumulator(hb) if hb is not None else None
         out = None
         for weight, term in terms:
@@ -198,4 +198,4 @@ def fused_softmax_loss(logits: torch.Tensor, target: torch.Tensor, terms) -> tor
             acc.finish(st)
         return out.squeeze(1)
 
-    return blocked(logits, kernel)
+    return blocked(logits, kernel, target)

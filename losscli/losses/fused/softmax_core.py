@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from losscli.losses.fused.transforms import keep_for_backward, needs_grad, rowwise_vmap, transforms_active
+
 #: elements per row block: a few such [B, C] buffers stay in the CPU's L2/L3 cache. 2^18 (1 MB of
 #: float32) measured ~5% faster than 2^19 over the blocked losses on an Intel Xeon with 2 MB of L2
 #: per core (geometric mean over 16 losses, two alternating runs each); 2^17 and 2^16 were slower
@@ -142,12 +144,14 @@ class Saturation:
         return Saturation(p, pmax, mask, rows if 4 * rows.numel() < p.shape[0] else None)
 
 
+@rowwise_vmap(0, 1, 4)
 class _LogSoftmaxAt(torch.autograd.Function):
     """``log softmax(x)_y`` with ``x = scale * z + offset + shift_y e_y``: one softmax forward, one multiply
-    backward (``d/dz = scale (e_y - p)``)."""
+    backward (``d/dz = scale (e_y - p)``). Outputs ``(log p_y, p, 1 - p_y or None)``; the last two
+    are kept for backward only."""
 
     @staticmethod
-    def forward(ctx, z, target, scale, offset, shift):
+    def forward(z, target, scale, offset, shift):
         idx = target.unsqueeze(1)
         x = z
         if scale is not None:
@@ -158,32 +162,43 @@ class _LogSoftmaxAt(torch.autograd.Function):
             x = (x.clone() if x is z else x).scatter_add_(1, idx, shift.to(x.dtype).unsqueeze(1))
         p = torch.softmax(x, dim=1)
         lp, om_y = target_log_prob(x, p, idx)
-        ctx.save_for_backward(p, idx, om_y)
-        ctx.scale = scale
-        return lp.squeeze(1)
+        return lp.squeeze(1), p, om_y
 
     @staticmethod
-    def backward(ctx, g):
+    def setup_context(ctx, inputs, output):
+        _, p, om_y = output
+        keep_for_backward(ctx, p, om_y)
+        ctx.save_for_backward(p, inputs[1].unsqueeze(1), om_y)
+        ctx.scale = inputs[2]
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        if g is None:  # no gradient reached log p_y (grads are not materialised: keep_for_backward)
+            return None, None, None, None, None
         p, idx, om_y = ctx.saved_tensors
         gs = (g if ctx.scale is None else g * ctx.scale).unsqueeze(1)
         grad = p.mul_(gs.neg()) if _graph_is_freed_after_this_pass() else torch.mul(p, gs.neg())
         if om_y is None:
             return grad.scatter_add_(1, idx, gs), None, None, None, None
-        # the target's entry g (1 - p_y), from the exact 1 - p_y
-        return grad.scatter_(1, idx, gs * om_y), None, None, None, None
+        # the target's entry g (1 - p_y), from the exact 1 - p_y (out of place under torch.func:
+        # vmap has no batching rule for the in-place scatter)
+        scatter = grad.scatter if transforms_active() else grad.scatter_
+        return scatter(1, idx, gs * om_y), None, None, None, None
 
 
 def log_softmax_y(z: torch.Tensor, target: torch.Tensor, scale: float | None = None,
                   offset: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> torch.Tensor:
     """``log p_y`` ``[N]`` (``-CE``) of ``x = scale z + offset[C] + shift[N] e_y`` as one autograd node."""
-    return _LogSoftmaxAt.apply(z, target, scale, offset, shift)
+    return _LogSoftmaxAt.apply(z, target, scale, offset, shift)[0]
 
 
+@rowwise_vmap(0, 1)
 class _LogSoftmaxAtAndSum(torch.autograd.Function):
-    """``(log p_y, sum_k log p_k)``; backward ``g1 (e_y - p) + g2 (1 - C p)``: one pass."""
+    """``(log p_y, sum_k log p_k)``; backward ``g1 (e_y - p) + g2 (1 - C p)``: one pass. The third
+    output, ``p``, is kept for backward only."""
 
     @staticmethod
-    def forward(ctx, z, target):
+    def forward(z, target):
         c = z.shape[1]
         idx = target.unsqueeze(1)
         p = torch.softmax(z, dim=1)
@@ -193,17 +208,22 @@ class _LogSoftmaxAtAndSum(torch.autograd.Function):
             log_s = torch.where(p.gather(1, idx) > 0.5, -lp, log_s)
         # sum_k (z_k - max) - C log S: every term <= 0, no cancellation
         total = torch.sub(z, zmax).sum(dim=1, keepdim=True).sub_(log_s, alpha=c)
-        ctx.save_for_backward(p, idx)
-        return lp.squeeze(1), total.squeeze(1)
+        return lp.squeeze(1), total.squeeze(1), p
 
     @staticmethod
-    def backward(ctx, g1, g2):
+    def setup_context(ctx, inputs, output):
+        p = output[2]
+        keep_for_backward(ctx, p)
+        ctx.save_for_backward(p, inputs[1].unsqueeze(1))
+
+    @staticmethod
+    def backward(ctx, g1, g2, _):
         p, idx = ctx.saved_tensors
-        c = p.shape[1]
+        c = p.shape[-1]
         if g1 is None:
-            g1 = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+            g1 = torch.zeros_like(p[..., 0])
         if g2 is None:
-            g2 = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+            g2 = torch.zeros_like(p[..., 0])
         coef = (g1 + c * g2).neg_().unsqueeze(1)
         if _graph_is_freed_after_this_pass():  # p has no other reader (see _graph_is_freed_after_this_pass)
             grad = p.mul_(coef).add_(g2.unsqueeze(1))
@@ -214,7 +234,8 @@ class _LogSoftmaxAtAndSum(torch.autograd.Function):
 
 def log_softmax_y_and_sum(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p_y, sum_k log p_k)``, both ``[N]``, as one autograd node."""
-    return _LogSoftmaxAtAndSum.apply(z, target)
+    lp, total, _ = _LogSoftmaxAtAndSum.apply(z, target)
+    return lp, total
 
 
 def _graph_is_freed_after_this_pass() -> bool:
@@ -228,51 +249,65 @@ def _graph_is_freed_after_this_pass() -> bool:
     graph task, the answer is the safe one (no).
     """
     keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
-    if keep_graph is None or torch.compiler.is_compiling():  # a traced backward is not run by a graph task
-        return False
+    if keep_graph is None or torch.compiler.is_compiling() or transforms_active():
+        return False  # a traced backward is not run by a graph task; under torch.func, saved tensors may be shared
     try:
         return not keep_graph()
     except RuntimeError:
         return False
 
 
+@rowwise_vmap(variadic_from=4)
 class _Blocked(torch.autograd.Function):
-    """A per-row loss computed block by block by ``kernel(z_block, lo, hi, h_block)``.
+    """A per-row loss computed block by block by ``kernel(z_block, h_block, *row_input_blocks)``.
 
     The kernel returns the block's ``[B]`` values (or a tuple whose first entry is them; the
     others are non-differentiable per-row outputs) and, when ``h_block`` is not None, writes
-    ``dl_i/dz_i`` into it. Backward: ``grad = g[:, None] * H``.
+    ``dl_i/dz_i`` into it. Backward: ``grad = g[:, None] * H``. Every tensor the kernel reads per
+    row comes in ``row_inputs`` (sliced with the block), not from the kernel's closure, so that
+    ``torch.func.vmap`` can fold its dimension into the rows. The last output is ``H`` (or None),
+    kept for backward only.
     """
 
     @staticmethod
-    def forward(ctx, z, kernel, n_outputs):
+    def forward(z, kernel, n_outputs, need_grad, *row_inputs):
         n, c = z.shape
-        h = torch.empty((n, c), dtype=z.dtype, device=z.device) if ctx.needs_input_grad[0] else None
+        h = torch.empty((n, c), dtype=z.dtype, device=z.device) if need_grad else None
         outs = [z.new_empty(n) for _ in range(n_outputs)]
         step = block_rows(n, c, z.device)
         for lo in range(0, n, step):
             hi = min(n, lo + step)
-            res = kernel(z[lo:hi], lo, hi, None if h is None else h[lo:hi])
+            blocks = [r[lo:hi] if isinstance(r, torch.Tensor) else r for r in row_inputs]
+            res = kernel(z[lo:hi], None if h is None else h[lo:hi], *blocks)
             res = res if isinstance(res, tuple) else (res,)
             for out, r in zip(outs, res):
                 out[lo:hi] = r
+        return (*outs, h)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        h = output[-1]
+        keep_for_backward(ctx, *output[1:])
         ctx.save_for_backward(h)
-        if n_outputs > 1:
-            ctx.mark_non_differentiable(*outs[1:])
-            return tuple(outs)
-        return outs[0]
 
     @staticmethod
     def backward(ctx, g, *_):
         (h,) = ctx.saved_tensors
+        if h is None:
+            raise RuntimeError("blocked: backward without a gradient template (the input did not require grad)")
+        grads = [None] * (len(ctx.needs_input_grad) - 1)
+        if g is None:  # no gradient reached the value (grads are not materialised: keep_for_backward)
+            return None, *grads
         if _graph_is_freed_after_this_pass():  # h has no other reader: scale it in place
-            return h.mul_(g.unsqueeze(1)), None, None
-        return torch.mul(h, g.unsqueeze(1)), None, None
+            return h.mul_(g.unsqueeze(-1)), *grads
+        return torch.mul(h, g.unsqueeze(-1)), *grads
 
 
-def blocked(z: torch.Tensor, kernel, n_outputs: int = 1):
-    """Run ``kernel`` over row blocks of ``z`` as one autograd node (see ``_Blocked``)."""
-    return _Blocked.apply(z, kernel, n_outputs)
+def blocked(z: torch.Tensor, kernel, *row_inputs, n_outputs: int = 1):
+    """Run ``kernel(z_block, h_block, *row_input_blocks)`` over row blocks of ``z`` as one autograd
+    node (see ``_Blocked``); ``row_inputs`` are tensors indexed by row like ``z`` (or None)."""
+    out = _Blocked.apply(z, kernel, n_outputs, needs_grad(z), *row_inputs)
+    return out[0] if n_outputs == 1 else tuple(out[:n_outputs])
 
 
 def first_argmax(z: torch.Tensor, zmax: torch.Tensor) -> torch.Tensor:

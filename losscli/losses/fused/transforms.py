@@ -1,0 +1,129 @@
+"""``torch.func`` support for the fused autograd nodes: ``grad``, ``vjp``, ``jacrev``, ``vmap`` and
+per-sample gradients (``vmap(grad(...))``).
+
+The fused nodes are ``torch.autograd.Function``s in the ``setup_context`` style, so ``torch.func``'s
+reverse-mode transforms can run them. Their forwards take data-dependent branches (saturation
+checks, row blocking, pair lists), which ``vmap`` cannot trace, so torch's generated vmap rule
+does not apply. Each node declares one of two rules instead, both of which run the node itself on
+the un-batched tensors:
+
+- ``rowwise_vmap``: every output row depends only on the same row of the row-indexed inputs
+  (per-sample losses). The vmapped dimension is folded into the rows: one call on
+  ``[V * N, ...]``, outputs unfolded to ``[V, N, ...]``.
+- ``looped_vmap``: anything else (batch-level sums). One call per vmapped index, outputs stacked.
+
+Forward-mode transforms (``jvp``, ``jacfwd``) are not supported: the nodes have no ``jvp`` rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def transforms_active() -> bool:
+    """True while a ``torch.func`` transform (grad, vmap, ...) is running."""
+    return bool(torch._C._are_functorch_transforms_active())
+
+
+def _unbatch(args: Sequence, in_dims: Sequence, index: int) -> list:
+    return [a.select(d, index) if d is not None else a for a, d in zip(args, in_dims)]
+
+
+def _stack(results: list):
+    """Stack per-index outputs (a tensor, or a tuple of tensors / Nones) along a new dim 0."""
+    first = results[0]
+    if not isinstance(first, tuple):
+        return torch.stack(results), 0
+    outs, dims = [], []
+    for parts in zip(*results):
+        if parts[0] is None:
+            outs.append(None)
+            dims.append(None)
+        else:
+            outs.append(torch.stack(parts))
+            dims.append(0)
+    return tuple(outs), tuple(dims)
+
+
+def _looped_rule(fn, info, in_dims, *args):
+    return _stack([fn.apply(*_unbatch(args, in_dims, i)) for i in range(info.batch_size)])
+
+
+def _fold(x: torch.Tensor, dim: int | None, size: int) -> torch.Tensor:
+    """``[..., V at dim, ...]`` (or unbatched ``[N, ...]``) -> ``[V * N, ...]``."""
+    x = x.movedim(dim, 0) if dim is not None else x.unsqueeze(0).expand(size, *x.shape)
+    return x.reshape(size * x.shape[1], *x.shape[2:])
+
+
+def _unfold(out, size: int):
+    if out is None:
+        return None, None
+    if isinstance(out, tuple):
+        pairs = [_unfold(o, size) for o in out]
+        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    return out.reshape(size, out.shape[0] // size, *out.shape[1:]), 0
+
+
+def _rowwise_rule(fn, rows: tuple[int, ...], info, in_dims, *args):
+    if any(d is not None and i not in rows for i, d in enumerate(in_dims)):
+        return _looped_rule(fn, info, in_dims, *args)  # a batched non-row input: no folding
+    size = info.batch_size
+    folded = list(args)
+    for i in rows:
+        if i < len(args) and isinstance(args[i], torch.Tensor):
+            folded[i] = _fold(args[i], in_dims[i], size)
+    return _unfold(fn.apply(*folded), size)
+
+
+def rowwise_vmap(*rows: int, variadic_from: int | None = None):
+    """Class decorator: a vmap rule for a per-row node whose row-indexed inputs are at positions
+    ``rows`` (and every position from ``variadic_from`` on, for ``*row_inputs``)."""
+
+    def decorate(cls):
+        def rule(info, in_dims, *args):
+            positions = rows if variadic_from is None else rows + tuple(range(variadic_from, len(args)))
+            return _rowwise_rule(cls, positions, info, in_dims, *args)
+
+        cls.vmap = staticmethod(rule)
+        return cls
+
+    return decorate
+
+
+def looped_vmap(cls):
+    """Class decorator: a vmap rule that runs the node once per vmapped index."""
+    cls.vmap = staticmethod(lambda info, in_dims, *args: _looped_rule(cls, info, in_dims, *args))
+    return cls
+
+
+def needs_grad(x: torch.Tensor) -> bool:
+    """Whether a node taking ``x`` must prepare a backward (decided by the caller: a
+    ``setup_context`` forward has no ``ctx.needs_input_grad``)."""
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def vmap_active() -> bool:
+    """True inside ``torch.func.vmap`` (at any depth of nested transforms)."""
+    if not transforms_active():
+        return False
+    stack = getattr(torch._C._functorch, "get_interpreter_stack", None)
+    if stack is None:  # private API gone: assume the most restrictive transform
+        return True
+    return any(i.key() == torch._C._functorch.TransformType.Vmap for i in (stack() or ()))
+
+
+def can_inspect_values(x: torch.Tensor) -> bool:
+    """Whether code may branch on ``x``'s values (input checks, shortcuts for rare rows): a CPU
+    tensor outside ``torch.func.vmap``. On a GPU reading a value synchronises with the host, and
+    under ``vmap`` there is no single value to read; both take the branch-free path."""
+    return x.device.type == "cpu" and not vmap_active()
+
+
+def keep_for_backward(ctx, *outputs: torch.Tensor | None) -> None:
+    """Declare a node's extra outputs (tensors it returns only so that ``setup_context`` can save
+    them) non-differentiable, and stop autograd from materialising zero gradients for them: an
+    ``[N, C]`` zero tensor per backward would cost as much as the backward itself."""
+    ctx.mark_non_differentiable(*(t for t in outputs if isinstance(t, torch.Tensor)))
+    ctx.set_materialize_grads(False)
