@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.powers import POW_FLOOR
 from losscli.losses.fused.softmax_core import log_softmax_y, log_softmax_y_and_sum
 from losscli.losses.fused.softmax_terms import (
     CETerm, NCETerm, NFLTerm, NGCETerm, RCETerm,
@@ -27,8 +28,6 @@ from losscli.losses.fused.softmax_block import fused_softmax_loss
 # APL's clamps: probabilities at 1e-7 (GCE, NGCE, RCE), the one-hot at 1e-4 inside RCE's log.
 P_MIN = 1e-7
 LOG_P_MIN = math.log(P_MIN)
-# floor for the base of a fractional power: keeps d/dx x^gamma finite where x underflows to 0
-POW_FLOOR = 1e-30
 RCE_A = -math.log(1e-4)  # -log(1e-4) = 9.2103...: RCE = A * sum_{k != y} max(p_k, 1e-7)
 
 _GCE_REF = Reference(

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.powers import POW_FLOOR
 from losscli.losses.fused.dice_asl_terms import SquareDiceTerm
 from losscli.losses.fused.softmax_block import fused_softmax_loss
 
-_POW_FLOOR = 1e-30
 
 
 def self_adjusted_probs(logits: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -19,7 +19,7 @@ def self_adjusted_probs(logits: torch.Tensor, alpha: float) -> torch.Tensor:
     if alpha == 0:
         return p
     one_minus = -torch.expm1(logp)
-    factor = one_minus.pow(alpha) if alpha >= 1 else one_minus.clamp_min(_POW_FLOOR).pow(alpha)
+    factor = one_minus.pow(alpha) if alpha >= 1 else one_minus.clamp_min(POW_FLOOR).pow(alpha)
     return factor * p
 
 
@@ -69,7 +69,7 @@ class Dice(Loss):
 
     def per_sample(self, logits, target, **context):
         if self.square:  # one fused node (same value, hand-derived gradient)
-            return fused_softmax_loss(logits, target, [(1.0, SquareDiceTerm(self.alpha, self.smooth, _POW_FLOOR))])
+            return fused_softmax_loss(logits, target, [(1.0, SquareDiceTerm(self.alpha, self.smooth, POW_FLOOR))])
         idx = target.unsqueeze(1)
         pt = self_adjusted_probs(logits, self.alpha)
         s = self.smooth

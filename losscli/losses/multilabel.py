@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.fused.powers import POW_FLOOR
 from losscli.losses.fused import sigmoid_terms
 from losscli.losses.fused.dice_asl_terms import ASLSingleTerm
 from losscli.losses.fused.softmax_block import fused_softmax_loss
 
-_POW_FLOOR = 1e-30  # floor for the base of a fractional power (finite derivative at 0)
 
 
 _FOCAL_REF = Reference("Focal Loss for Dense Object Detection", "Lin, Goyal, Girshick, He & Dollar", 2017, "ICCV")
@@ -124,5 +124,5 @@ class ASL(Loss):
 class ASLSingleLabel(Loss):
     def per_sample(self, logits, target, **context):
         # one fused node (same value, hand-derived gradient)
-        term = ASLSingleTerm(self.gamma_pos, self.gamma_neg, self.epsilon, _POW_FLOOR)
+        term = ASLSingleTerm(self.gamma_pos, self.gamma_neg, self.epsilon, POW_FLOOR)
         return fused_softmax_loss(logits, target, [(1.0, term)])

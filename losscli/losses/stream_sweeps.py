@@ -13,9 +13,9 @@ from typing import Callable
 
 import torch
 
-from losscli.losses.apl import LOG_P_MIN, P_MIN, POW_FLOOR, RCE_A
+from losscli.losses.apl import LOG_P_MIN, P_MIN, RCE_A
 from losscli.losses.base import Loss
-from losscli.losses.fused.powers import focal_factor
+from losscli.losses.fused.powers import POW_FLOOR, focal_factor
 from losscli.losses.stream_plan import RowStats, StreamPlan, SumTerm, Terms, nce_terms, of_log_p_y, separate_sum_term
 
 

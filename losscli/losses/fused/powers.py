@@ -9,6 +9,10 @@ import torch
 
 LOG2E = 1.0 / math.log(2.0)  # log2(e): exp(x) = exp2(x LOG2E), the faster pass on CPU
 
+#: floor for the base of a fractional power ``x ** g`` (0 < g < 1): keeps its derivative
+#: ``g x ** (g - 1)`` finite at ``x = 0`` (the losses' documented behaviour there)
+POW_FLOOR = 1e-30
+
 
 def int_pow(x: torch.Tensor, k: int) -> torch.Tensor:
     """``x ** k`` (one new tensor) for an integer ``k >= 1`` by repeated multiplication in place:

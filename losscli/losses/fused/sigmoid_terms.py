@@ -21,10 +21,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from losscli.losses.fused.powers import int_pow
+from losscli.losses.fused.powers import POW_FLOOR, int_pow
 from losscli.losses.fused.softmax_core import blocked
 
-_POW_FLOOR = 1e-30  # floor for the base of a fractional power (finite derivative at 0), as before
 
 
 def _is_binary(t: torch.Tensor) -> bool:
@@ -71,7 +70,7 @@ def _floored_pow(base: torch.Tensor, gamma: float) -> torch.Tensor:
         return torch.ones_like(base)
     if gamma >= 1:
         return base.pow(gamma)
-    return base.clamp_min(_POW_FLOOR).pow(gamma)
+    return base.clamp_min(POW_FLOOR).pow(gamma)
 
 
 # ----------------------------------------------------------------------------------------------- BCE
