@@ -293,10 +293,8 @@ class _Blocked(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, *_):
         (h,) = ctx.saved_tensors
-        if h is None:
-            raise RuntimeError("blocked: backward without a gradient template (the input did not require grad)")
-        grads = [None] * (len(ctx.needs_input_grad) - 1)
-        if g is None:  # no gradient reached the value (grads are not materialised: keep_for_backward)
+        grads = [None] * (len(ctx.needs_input_grad) - 1)  # row inputs (targets, teachers) are constants
+        if g is None or h is None:  # no gradient reached the value, or z did not require one
             return None, *grads
         if _graph_is_freed_after_this_pass():  # h has no other reader: scale it in place
             return h.mul_(g.unsqueeze(-1)), *grads
