@@ -16,7 +16,8 @@ from typing import Any, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "write_yaml", "write_json", "file_mode"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "write_yaml", "write_json", "file_mode",
+           "check_writable_dir"]
 
 
 def file_mode() -> int:
@@ -24,6 +25,39 @@ def file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def check_writable_dir(directory: PathLike, what: str) -> None:
+    """Raise a one-line ``UsageError`` unless files can be created in ``directory``, found by trying:
+    permission bits say nothing for root, /proc, read-only mounts or over-long names. Directories the
+    probe had to create are removed again, so a later failure leaves nothing behind."""
+    from losscli.errors import UsageError
+
+    directory = Path(directory)
+    created: list[Path] = []
+    try:
+        missing, p = [], directory
+        while not p.exists():
+            missing.append(p)
+            if p.parent == p:
+                break
+            p = p.parent
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        if not directory.is_dir():
+            raise NotADirectoryError(20, "exists and is not a directory", str(directory))
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {what} {directory}: {exc.strerror or exc}; choose another {what}") from None
+    finally:
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

@@ -54,13 +54,16 @@ def parse_value(text: str) -> Any:
     import yaml
 
     stripped = text.strip()
-    if _FLOAT.fullmatch(stripped):
-        number = float(stripped)
-        return int(stripped) if re.fullmatch(r"[+-]?\d+", stripped) else number
     try:
+        if _FLOAT.fullmatch(stripped):
+            number = float(stripped)
+            return int(stripped) if re.fullmatch(r"[+-]?\d+", stripped) else number
         value = yaml.safe_load(stripped)
     except yaml.YAMLError:
         raise UsageError(f"cannot parse value {_short(text)!r}") from None
+    except (ValueError, OverflowError) as exc:  # an integer of thousands of digits, a date like 2020-13-45
+        raise UsageError(f"cannot read value {_short(text)!r} ({' '.join(str(exc).split())[:100]}); write a plain "
+                         "number such as 0.5 or 1e-3") from None
     if isinstance(value, list):
         return [parse_value(str(v)) if isinstance(v, str) else v for v in value]
     return value

@@ -10,6 +10,7 @@ lists, tuples, strings, bytes, numbers and numpy arrays; anything else is a one-
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,9 @@ def load_torch(path: str | Path, what: str) -> Any:
     if path.stat().st_size == 0:
         raise UsageError(f"{path} is empty ({what})")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns (several lines) about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unreadable file is the same problem for the user
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text or "Weights only load failed" in text:

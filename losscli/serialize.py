@@ -82,6 +82,9 @@ def load_yaml(text: str | bytes, what: str) -> Any:
         raise UsageError(f"{what} is not valid YAML{where}: {problem}") from None
     except RecursionError:
         raise UsageError(f"{what} is nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML resolves but cannot build: 2020-13-45, 5000 digits
+        raise UsageError(f"{what} has a value that cannot be read ({' '.join(str(exc).split())[:100]}); write plain "
+                         "numbers and quote text") from None
     if _depth(data) > MAX_YAML_DEPTH:
         raise UsageError(f"{what} is nested too deeply (more than {MAX_YAML_DEPTH} levels)")
     return data

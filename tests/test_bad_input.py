@@ -59,6 +59,14 @@ TRAIN_CASES = [
     (["--nope"], "no such option"),
     (["extra"], "unexpected extra argument"),
     (["--preset", "nope"], "unknown preset"),
+    # found by the audit of issue 10 (these exited 1 with raw exception text, or failed mid-run)
+    (["--set", "train.lr=2020-13-45"], "cannot read value"),
+    (["--set", "train.lr=" + "9" * 5000], "cannot read value"),
+    (["--loss", "focal(gamma=" + "9" * 5000 + ")"], "cannot read value"),
+    (["--loss", "ce(weight=[0,0,0])"], "positive entry"),
+    (["--set", "dataset.options.separation=nan"], "separation"),
+    (["--set", "dataset.options.seed=abc"], "seed"),
+    (["--set", "dataset.options.n_train=100000000000"], "too many"),
 ]
 
 
@@ -84,6 +92,8 @@ COMPARE_CASES = [
     (["--alpha", "2"], "statistics.alpha"),
     (["--set", "losses=[1,2]"], "losses"),
     (["--executor", "nope"], "executor"),
+    (["--losses", "ce,kd"], "teacher"),  # every kd run failed after the others had trained
+    (["--losses", "ce,kd", "--teacher", "/nonexistent"], "not a directory"),
 ]
 
 
@@ -100,10 +110,27 @@ def test_out_paths(capsys, tmp_path):
     _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", str(a_file)], capsys, "is a file")
     _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", str(tmp_path / ("x" * 300))], capsys,
                      "cannot write")
+    under_file = a_file / "x"  # a parent that is a file: train, calibrate and profile exited 1 (or after measuring)
+    _one_line_exit_2(["train", *SYN, "--out", str(under_file)], capsys, "cannot write")
+    _one_line_exit_2(["calibrate", str(finished_run_dir(tmp_path)), "--out", str(under_file)], capsys, "cannot write")
+    prof = ["profile", "--losses", "ce", "--batch", "8", "--classes", "3", "--device", "cpu", "--repeats", "1", "--quiet"]
+    _one_line_exit_2([*prof, "--trace", str(under_file)], capsys, "cannot write")
+    _one_line_exit_2([*prof, "--plot", str(under_file / "p.png")], capsys, "--plot")
+    _one_line_exit_2([*prof, "--plot", str(tmp_path / "p.txt")], capsys, ".txt")
     if os.geteuid() != 0:  # root writes anywhere
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
         _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", str(ro / "c")], capsys, "cannot")
+
+
+def finished_run_dir(tmp_path):
+    """A directory calibrate accepts as a run (logits.pt only), made without training."""
+    run = tmp_path / "cal-run"
+    run.mkdir(exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    torch.save({"val_logits": torch.randn(20, 3, generator=g), "val_labels": torch.arange(20) % 3,
+                "test_logits": torch.randn(20, 3, generator=g), "test_labels": torch.arange(20) % 3}, run / "logits.pt")
+    return run
 
 
 def test_presets_that_are_hostile(capsys, tmp_path):
@@ -117,6 +144,11 @@ def test_presets_that_are_hostile(capsys, tmp_path):
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     _one_line_exit_2(["compare", "--preset", str(binary)], capsys, "UTF-8")
+    for name, text in {"date.yaml": "train:\n  lr: 2020-13-45\n", "digits.yaml": f"train:\n  lr: {'9' * 5000}\n"}.items():
+        bad = tmp_path / name  # YAML resolves these scalars, then cannot build them: exit 1 before
+        bad.write_text(text)
+        _one_line_exit_2(["compare", "--preset", str(bad)], capsys, "cannot be read")
+        _one_line_exit_2(["presets", str(bad)], capsys, "cannot be read")
     scalar = tmp_path / "scalar.yaml"
     scalar.write_text("3\n")
     _one_line_exit_2(["compare", "--preset", str(scalar)], capsys, "mapping")
@@ -141,6 +173,41 @@ def test_data_files_with_mismatched_lengths(capsys, tmp_path):
     err = _one_line_exit_2(["train", "--dataset", str(tiny), "--model", "mlp", "--epochs", "1", "--device", "cpu",
                             "--quiet", "--out", str(tmp_path / "r2")], capsys)
     assert "logits" not in err  # says what is wrong with the data, not a shape error deep in a loss
+
+
+BAD_DATA_FILES = {  # each exited 1 with raw exception text, printed a multi-line warning, or trained on garbage
+    "text x": (dict(x=np.array(["a"] * 20), y=np.arange(20) % 2), "real numbers"),
+    "text y": (dict(x=np.zeros((20, 3), np.float32), y=np.array(["a", "b"] * 10)), "real numbers"),
+    "complex x": (dict(x=np.ones((20, 3), np.complex64), y=np.arange(20) % 2), "real numbers"),
+    "0-d x": (dict(x=np.float32(1), y=np.int64(1)), "single value"),
+    "2-D y": (dict(x=np.zeros((20, 3), np.float32), y=(np.arange(20) % 2).reshape(10, 2)), "one label per row"),
+    "NaN in x": (dict(x=np.full((20, 3), np.nan, np.float32), y=np.arange(20) % 2), "NaN"),
+    "inf in x": (dict(x=np.full((20, 3), np.inf, np.float32), y=np.arange(20) % 2), "NaN or inf"),
+    "label 10**9": (dict(x=np.zeros((20, 3), np.float32), y=np.where(np.arange(20) % 2, 10**9, 0)), "renumber"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_DATA_FILES))
+def test_bad_data_files(name, capsys, tmp_path):
+    arrays, needle = BAD_DATA_FILES[name]
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    _one_line_exit_2(["train", "--dataset", str(path), "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet",
+                      "--out", str(tmp_path / "r")], capsys, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_garbage_pt_and_2d_noise_file(capsys, tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x80\x04garbage")  # torch printed a two-line UserWarning before losscli's line
+    _one_line_exit_2(["train", "--dataset", str(garbage), "--model", "mlp", "--epochs", "1", "--device", "cpu",
+                      "--quiet", "--out", str(tmp_path / "r")], capsys)
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32), y=np.arange(40) % 2)
+    noise = tmp_path / "noise.npy"
+    np.save(noise, np.stack([np.arange(40) % 2] * 2, axis=1))  # [N, 2]: read as 2N misaligned labels before
+    _one_line_exit_2(["train", "--dataset", str(good), "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet",
+                      "--noise", f"file:{noise}", "--out", str(tmp_path / "r2")], capsys, "one label per training row")
 
 
 # ---------------------------------------------------------------------------- corrupted run directories

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
+from losscli.atomic import check_writable_dir
 from losscli.calibrate import CALIBRATORS, Calibrator
 from losscli.calibrate.fitting import DEFAULT_METHODS, fit_and_score, resolve_methods
 from losscli.errors import UsageError
@@ -112,6 +113,7 @@ def calibrate_run(run_dir: str | Path, methods: str | Sequence[str] | None = DEF
     if (rundir.read_report(Path(run_dir)) or {}).get("task") == "regression":
         raise UsageError(f"{run_dir} is a regression run; calibrators apply to classifiers' probabilities")
     data = rundir.load_logits(Path(run_dir))
+    check_writable_dir(out_dir if out_dir is not None else run_dir, "--out")  # before fitting, not after
     report, fitted, cal_test, (zt, yt) = fit_and_score(
         data["val_logits"], data["val_labels"], data["test_logits"], data["test_labels"], names, n_bins)
     report["run_dir"] = str(Path(run_dir).resolve())
@@ -126,6 +128,8 @@ def calibrate_files(val_logits: str | Path, val_labels: str | Path, test_logits:
     names = resolve_methods(methods)
     paths = {"val_logits": val_logits, "val_labels": val_labels, "test_logits": test_logits, "test_labels": test_labels}
     arrays = {k: load_array(p, k) for k, p in paths.items()}
+    if out_dir is not None:
+        check_writable_dir(out_dir, "--out")  # before fitting, not after
     report, fitted, cal_test, (zt, yt) = fit_and_score(
         arrays["val_logits"], arrays["val_labels"], arrays["test_logits"], arrays["test_labels"], names, n_bins)
     report["inputs"] = {k: str(p) for k, p in paths.items()}

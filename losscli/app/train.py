@@ -34,6 +34,7 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
     ``cfg=None`` (with ``resume`` and ``out``) continues the run in ``out`` with its own config.yaml.
     """
     from losscli.app.trackers import TrackerConfig, check_tracker, open_run, prepare
+    from losscli.atomic import check_writable_dir
     from losscli.engine import rundir
     from losscli.engine.runspec import RunSpec
     from losscli.engine.trainer import train_run
@@ -61,6 +62,8 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
             error = (rundir.read_report(run_dir) or {}).get("error")
             raise UsageError(f"the run in {run_dir} failed ({error}); resuming would fail the same way: "
                              "change its options and pass --overwrite")
+    if rundir.run_status(run_dir) != "ok" or overwrite:  # a finished run gets its own "already holds" line
+        check_writable_dir(run_dir, "--out")
     hooks = None
     if kind:
         tcfg = TrackerConfig(kind, tracking_uri, root=tracking_uri if kind == "tensorboard" else None)

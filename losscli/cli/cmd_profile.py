@@ -25,25 +25,26 @@ def _check_output_paths(plot: Optional[str], trace: Optional[str]) -> None:
     """Refuse a --plot file or --trace directory that cannot be written, before minutes of measuring."""
     import os
 
+    from losscli.atomic import check_writable_dir
     from losscli.errors import UsageError
 
     if plot is not None:
-        parent = os.path.dirname(os.path.abspath(plot))
         if os.path.isdir(plot):
             raise UsageError(f"--plot {plot}: is a directory; give a file name such as {os.path.join(plot, 'profile.png')}")
+        ext = os.path.splitext(plot)[1].lower().lstrip(".")
+        if ext and ext not in _PLOT_FORMATS:  # no extension: matplotlib writes a PNG, as before
+            raise UsageError(f"--plot {plot}: cannot write a .{ext} image; end the name with "
+                             f".{', .'.join(_PLOT_FORMATS)}")
+        parent = os.path.dirname(os.path.abspath(plot))
         if not os.path.isdir(parent):
             raise UsageError(f"--plot {plot}: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise UsageError(f"--plot {plot}: directory {parent} is not writable")
+        check_writable_dir(parent, "--plot")
     if trace is not None:
-        target = os.path.abspath(trace)
-        if os.path.exists(target) and not os.path.isdir(target):
-            raise UsageError(f"--trace {trace}: exists and is not a directory")
-        parent = target if os.path.isdir(target) else os.path.dirname(target)
-        if not os.path.isdir(parent):
-            raise UsageError(f"--trace {trace}: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise UsageError(f"--trace {trace}: directory {parent} is not writable")
+        check_writable_dir(trace, "--trace")
+
+
+#: image formats every matplotlib backend writes (Agg)
+_PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "webp", "tif", "tiff", "eps", "ps")
 
 
 def _ints(text: str, what: str) -> list[int]:

@@ -24,6 +24,9 @@ from losscli.errors import UsageError
 
 KINDS = ("vector", "sequence1d", "image", "tokens")
 TASKS = ("classification", "regression")
+#: most classes a dataset may infer from its labels (a stray label such as 10**9 would otherwise size a
+#: model output and a bincount of that many classes)
+MAX_CLASSES = 1_000_000
 
 
 @dataclass
@@ -118,11 +121,17 @@ def _tensor(a: Any) -> torch.Tensor:
 
 def _as_x(x: Any, kind: str, what: str) -> torch.Tensor:
     t = _tensor(x)
+    if t.dtype.is_complex:
+        raise UsageError(f"{what}: inputs must be real numbers, got {t.dtype}")
     if kind == "tokens":
         if t.dtype.is_floating_point:
             raise UsageError(f"{what}: token ids must be integers, got {t.dtype}")
         return t.to(torch.int64).contiguous()
-    return t.to(torch.float32).contiguous()
+    out = t.to(torch.float32).contiguous()
+    if t.dtype.is_floating_point and not bool(torch.isfinite(out).all()):
+        raise UsageError(f"{what}: inputs contain NaN or inf (or values too large for float32); drop or fill "
+                         "those values first")
+    return out
 
 
 def _as_y(y: Any, what: str) -> torch.Tensor:
@@ -214,6 +223,12 @@ def make_bundle(
     if regression:
         return _regression_bundle(name, (xtr, ytr, xva, yva, xte, yte), kind, info, (rows, val_rows))
     seen = max(int(y.max()) for y in (ytr, yva, yte) if len(y)) + 1
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or not 2 <= num_classes <= MAX_CLASSES):
+        raise UsageError(f"{name}: num_classes must be an integer from 2 to {MAX_CLASSES}, got {num_classes!r}")
+    if num_classes is None and seen > MAX_CLASSES:
+        raise UsageError(f"{name}: label {seen - 1} would make {seen} classes (at most {MAX_CLASSES}); labels must be "
+                         "class ids 0..C-1: renumber them")
     if num_classes is None:
         num_classes = seen
     elif seen > num_classes:

@@ -39,6 +39,8 @@ def _integers(values: Any, where: str) -> np.ndarray:
         a = a.astype(np.int64)
     if a.dtype.kind not in "iu":
         raise UsageError(f"{where}: noisy labels must be integers (class ids), got {a.dtype}")
+    if a.ndim > 1 and a[:1].size != 1:  # [N, 2] would be read as 2N labels, all misaligned
+        raise UsageError(f"{where}: shape {a.shape}; give one label per training row (shape [N])")
     return a.reshape(-1).astype(np.int64)
 
 

@@ -9,6 +9,8 @@ the type of the default.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable
 
 from losscli.errors import UsageError
@@ -65,6 +67,7 @@ def resolve_options(dataset: str, declared: dict[str, Any], given: dict[str, Any
 
 
 def positive_int(value: Any, where: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or int(value) != value or value < minimum):
         raise UsageError(f"{where} must be an integer >= {minimum}, got {value!r}")
     return int(value)

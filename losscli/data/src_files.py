@@ -111,6 +111,24 @@ def _parquet_columns(path: str) -> dict[str, np.ndarray]:
     return tabular.arrow_columns(table)
 
 
+def _array(key: str, value: Any, path: str) -> torch.Tensor:
+    """One array of the file as a tensor: real numbers, one row per example (labels: one per row)."""
+    t = value if isinstance(value, torch.Tensor) else None
+    if t is None:
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf":
+            raise UsageError(f"{path}: {key} holds {a.dtype} values; x and y must be arrays of real numbers "
+                             "(class labels as integers 0..C-1; a table with text labels can be a .csv)")
+        t = torch.as_tensor(a)
+    elif t.dtype.is_complex:
+        raise UsageError(f"{path}: {key} holds {t.dtype} values; x and y must be arrays of real numbers")
+    if t.dim() == 0:
+        raise UsageError(f"{path}: {key} is a single value; it must hold one row per example")
+    if key.startswith("y") and t.dim() > 1 and t[0].numel() != 1:
+        raise UsageError(f"{path}: {key} has shape {tuple(t.shape)}; it must hold one label per row (shape [N])")
+    return t
+
+
 def _task(y: torch.Tensor, option: str | None, path: str) -> str:
     if option is None:
         return "regression" if is_regression_target(y) else "classification"
@@ -145,8 +163,7 @@ def load_file(path: str, *, val_fraction: float = 0.1, split_seed: int = 0, opti
     for a, b in (("x_val", "y_val"), ("x_test", "y_test")):
         if (a in raw) != (b in raw):
             raise UsageError(f"{path}: {a} and {b} must be given together")
-    t = {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
-         for k, v in raw.items() if k != "class_names"}
+    t = {k: _array(k, v, path) for k, v in raw.items() if k != "class_names"}
     for s in ("", "_val", "_test"):
         if f"x{s}" in t and len(t[f"x{s}"]) != len(t[f"y{s}"].reshape(-1)):
             raise UsageError(f"{path}: x{s} has {len(t[f'x{s}'])} rows but y{s} has {len(t[f'y{s}'].reshape(-1))} labels; "

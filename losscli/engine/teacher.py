@@ -11,17 +11,27 @@ from losscli.engine.runspec import RunSpec
 from losscli.errors import UsageError
 
 
+def require_teacher(spec: RunSpec) -> bool:
+    """Whether the run's loss distils (a composite does when one of its parts does); one that does
+    without a teacher run directory is a one-line error, raised before any run starts."""
+    if "teacher_logits" not in spec.loss.info().needs:
+        return False
+    if not spec.teacher:
+        raise UsageError(f"{spec.loss.label} distils from a teacher: pass --teacher RUN_DIR (a finished `losscli train` "
+                         "run; for compare: --teacher or the config key teacher)")
+    if not Path(spec.teacher).is_dir():
+        raise UsageError(f"--teacher {spec.teacher} is not a directory; pass a run directory written by `losscli train`")
+    return True
+
+
 def teacher_logits(spec: RunSpec, bundle, device: torch.device) -> torch.Tensor | None:
     """``[N_train, C]`` teacher logits when the run's loss distils, else None."""
     from losscli.engine import rundir
     from losscli.engine.build import restore_run
     from losscli.engine.evaluate import predict_logits
 
-    if "teacher_logits" not in spec.loss.info().needs:  # a composite needs it when one of its parts does
+    if not require_teacher(spec):
         return None
-    if not spec.teacher:
-        raise UsageError(f"{spec.loss.label} distils from a teacher: pass --teacher RUN_DIR (a finished `losscli train` "
-                         "run; for compare: --teacher or the config key teacher)")
     loaded = rundir.load_run(Path(spec.teacher))
     if rundir.report_problem(loaded.report) is not None or loaded.report["status"] != "ok":
         raise UsageError(f"--teacher {spec.teacher} is not a finished run; train it to the end first")

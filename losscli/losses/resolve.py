@@ -223,6 +223,8 @@ def _check_common(info, options: dict[str, Any]) -> dict[str, Any]:
                 raise UsageError(f"{where} must be a non-empty list of numbers, got {value!r}")
             if any(not math.isfinite(v) or v < 0 for v in values):
                 raise UsageError(f"{where} must hold finite non-negative numbers, got {value!r}")
+            if key == "weight" and not any(v > 0 for v in values):  # the weighted mean would be 0/0: NaN
+                raise UsageError(f"{where} needs at least one positive entry, got {value!r}")
             value = [float(v) for v in values]
         out[key] = value
     return out

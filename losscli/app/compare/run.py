@@ -35,11 +35,14 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     from losscli.app.executors import check_executor
     from losscli.app.trackers import check_tracker
     from losscli.engine import rundir
+    from losscli.engine.teacher import require_teacher
 
     validate(cfg, "compare")
     check_executor(cfg.executor)  # a missing backend (pip install "losscli[ray]") is one line before any work
     kind = check_tracker(tracker)
     grid = expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
+    for spec in grid:  # a distilling loss without its teacher fails every run of it: say so now, not after
+        require_teacher(spec)
     baseline = resolve_baseline(cfg)
     out_dir = _usable_dir(Path(out_dir))
     with CompareLock(out_dir, wait=wait, log=log):
