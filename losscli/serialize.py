@@ -74,6 +74,9 @@ def load_yaml(text: str | bytes, what: str) -> Any:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events first: reject aliases before building
             if isinstance(event, yaml.AliasEvent):
                 raise UsageError(f"{what} uses a YAML alias (*name); write the values out instead")
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        if duplicate is not None:  # YAML keeps the last silently: a preset's first `train:` block would vanish
+            raise UsageError(f"{what} gives key {duplicate[0]!r} twice (line {duplicate[1]}); merge the two into one")
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -82,12 +85,38 @@ def load_yaml(text: str | bytes, what: str) -> Any:
         raise UsageError(f"{what} is not valid YAML{where}: {problem}") from None
     except RecursionError:
         raise UsageError(f"{what} is nested too deeply") from None
+    except UsageError:
+        raise
     except (ValueError, OverflowError) as exc:  # a scalar YAML resolves but cannot build: 2020-13-45, 5000 digits
         raise UsageError(f"{what} has a value that cannot be read ({' '.join(str(exc).split())[:100]}); write plain "
                          "numbers and quote text") from None
     if _depth(data) > MAX_YAML_DEPTH:
         raise UsageError(f"{what} is nested too deeply (more than {MAX_YAML_DEPTH} levels)")
     return data
+
+
+def _duplicate_key(node: Any, level: int = 0) -> tuple[str, int] | None:
+    """The first mapping key given twice in a composed YAML tree, with its line (None if none)."""
+    import yaml
+
+    if node is None or level > MAX_YAML_DEPTH:
+        return None
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    return key.value, key.start_mark.line + 1
+                seen.add(key.value)
+            found = _duplicate_key(value, level + 1)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item, level + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _depth(obj: Any, level: int = 0) -> int:

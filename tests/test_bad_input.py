@@ -152,6 +152,32 @@ def test_presets_that_are_hostile(capsys, tmp_path):
     scalar = tmp_path / "scalar.yaml"
     scalar.write_text("3\n")
     _one_line_exit_2(["compare", "--preset", str(scalar)], capsys, "mapping")
+    twice = tmp_path / "twice.yaml"  # YAML's last-one-wins silently dropped the first train: block
+    twice.write_text("train:\n  epochs: 1\nlosses: [ce]\ntrain:\n  lr: 0.1\n")
+    _one_line_exit_2(["compare", "--preset", str(twice)], capsys, "'train' twice (line 4)")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train: {lr: 0.1, lr: 0.2}\n")
+    _one_line_exit_2(["train", "--preset", str(nested)], capsys, "'lr' twice")
+
+
+def test_sizes_that_would_hang_or_exhaust_memory(capsys, tmp_path):
+    # millions of bins hung calibrate; an N x C beyond the machine's memory measured every loss first
+    _one_line_exit_2(["calibrate", str(finished_run_dir(tmp_path)), "--bins", "100000000"], capsys, "too many")
+    _one_line_exit_2(["profile", "--losses", "ce", "--batch", "1000000000000", "--classes", "1000000000000",
+                      "--device", "cpu", "--quiet"], capsys, "lower --batch or --classes")
+
+
+def test_ray_address_where_nothing_answers(capsys, tmp_path):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "cmp"
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--executor", "ray", "--address",
+                      f"127.0.0.1:{port}", "--out", str(out)], capsys, "nothing answers")
+    assert not out.exists()  # refused before the compare directory was made
 
 
 def test_numbers_in_scientific_notation_are_numbers(tmp_path):

@@ -127,7 +127,7 @@ def test_tuning_and_the_grid_share_one_ray_executor_closed_once_at_the_end(tmp_p
         made.append(Stand())
         return made[-1]
 
-    monkeypatch.setattr(executors, "check_executor", lambda name: None)
+    monkeypatch.setattr(executors, "check_executor", lambda name, **options: None)
     monkeypatch.setattr(executors, "make_executor", make)
     report = run_compare(_cfg(executor="ray", losses=["ce"], seeds=1, tune={"trials": 2}), tmp_path, progress=False)
     assert report["n_failed"] == 0 and report.get("n_pending", 0) == 0

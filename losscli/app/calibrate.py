@@ -13,6 +13,7 @@ from losscli.atomic import check_writable_dir
 from losscli.calibrate import CALIBRATORS, Calibrator
 from losscli.calibrate.fitting import DEFAULT_METHODS, fit_and_score, resolve_methods
 from losscli.errors import UsageError
+from losscli.metrics.checks import check_bins
 
 CALIBRATOR_SCHEMA = "losscli/calibrator/v1"
 
@@ -108,6 +109,7 @@ def calibrate_run(run_dir: str | Path, methods: str | Sequence[str] | None = DEF
     from losscli.engine import rundir
 
     names = resolve_methods(methods)  # unknown names fail before any file is read
+    check_bins(n_bins)
     if not Path(run_dir).is_dir():
         raise UsageError(f"run directory {run_dir} does not exist (or is not a directory)")
     if (rundir.read_report(Path(run_dir)) or {}).get("task") == "regression":
@@ -126,6 +128,7 @@ def calibrate_files(val_logits: str | Path, val_labels: str | Path, test_logits:
     """Same as :func:`calibrate_run` for logits/labels in separate .pt/.npy/.npz files; files
     are written only when ``out_dir`` is given."""
     names = resolve_methods(methods)
+    check_bins(n_bins)
     paths = {"val_logits": val_logits, "val_labels": val_labels, "test_logits": test_logits, "test_labels": test_labels}
     arrays = {k: load_array(p, k) for k, p in paths.items()}
     if out_dir is not None:

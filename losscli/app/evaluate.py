@@ -23,6 +23,9 @@ def evaluate_run(run_dir: Path, *, dataset: str | None = None, data_dir: str | N
     from losscli.engine.build import restore_run
     from losscli.engine.evaluate import predict_logits, regression_metrics, shot_summary, split_metrics
     from losscli.metrics import per_class_accuracy
+    from losscli.metrics.checks import check_bins
+
+    check_bins(n_bins)  # before the model is loaded and run
 
     dev = resolve_device(device)
     loaded = rundir.load_run(Path(run_dir))

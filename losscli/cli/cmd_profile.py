@@ -40,6 +40,9 @@ def _check_output_paths(plot: Optional[str], trace: Optional[str]) -> None:
             raise UsageError(f"--plot {plot}: directory {parent} does not exist")
         check_writable_dir(parent, "--plot")
     if trace is not None:
+        parent = os.path.dirname(os.path.abspath(trace))
+        if not os.path.isdir(parent) and not os.path.exists(parent):  # one new level is made, not a whole path
+            raise UsageError(f"--trace {trace}: directory {parent} does not exist")
         check_writable_dir(trace, "--trace")
 
 

@@ -78,7 +78,14 @@ def check_any(scores: Any, labels: Any, name: str = "scores") -> tuple[torch.Ten
     return s, check_labels(labels, s.shape[0], s.shape[1])
 
 
+#: most bins of the ECE family: far past any useful resolution (15 is the literature's default), and
+#: classwise ECE holds [C, n_bins] sums
+MAX_BINS = 10_000
+
+
 def check_bins(n_bins: int) -> int:
-    if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, float)) or int(n_bins) != n_bins or n_bins < 1:
         raise UsageError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if n_bins > MAX_BINS:
+        raise UsageError(f"n_bins {int(n_bins)} is too many (at most {MAX_BINS}; 15 is the usual choice)")
     return int(n_bins)

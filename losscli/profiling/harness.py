@@ -98,6 +98,24 @@ def trace_case(fn: Callable, logits, target, ctx, device: torch.device, path: st
     return top_kernels(prof, device)
 
 
+def min_bytes(n: int, c: int, dtype: torch.dtype) -> int:
+    """A lower bound on any loss's memory at ``[n, c]``: the logits, their gradient and one saved
+    ``[n, c]`` buffer (cross-entropy's own minimum)."""
+    return 3 * n * c * torch.empty((), dtype=dtype).element_size()
+
+
+def device_memory_bytes(device: torch.device) -> int | None:
+    """Total memory of ``device`` (physical RAM for the CPU), None where unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        try:
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError):
+            return None
+    return None
+
+
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
@@ -240,6 +258,12 @@ def profile_losses(
         raise UsageError("batch sizes must be >= 1 and class counts >= 2")
     if repeats < 1 or warmup < 0:
         raise UsageError("repeats must be >= 1 and warmup >= 0")
+    capacity = device_memory_bytes(dev)
+    if capacity and all(min_bytes(n, c, dt) > capacity for n in batches for c in classes for dt in dts):
+        n, c, dt = min(((n, c, dt) for n in batches for c in classes for dt in dts), key=lambda k: min_bytes(*k))
+        raise UsageError(f"every configuration needs more memory than {dev.type} has: the smallest, N={n} x C={c} "
+                         f"{dtype_name(dt)}, needs at least {min_bytes(n, c, dt) / 2**30:.3g} GiB of "
+                         f"{capacity / 2**30:.3g} GiB; lower --batch or --classes")
     requested = resolve_loss_names(list(losses) if losses is not None else None)
     specs = [r[0] for r in requested]
     # the baseline first, so every other loss at the same configuration can be compared to it
@@ -259,6 +283,9 @@ def profile_losses(
                     k += 1
                     say(f"[{k}/{total}] {spec} n={n} c={c} {dtype_name(dt)}{' compiled' if compile else ''}")
                     try:
+                        if capacity and min_bytes(n, c, dt) > capacity:
+                            raise SkipLoss(f"needs at least {min_bytes(n, c, dt) / 2**30:.3g} GiB; {dev.type} has "
+                                           f"{capacity / 2**30:.3g} GiB")
                         case = make_case(spec, name, params, n, c, dt, dev, seed=seed)
                         if spec == BASELINE:
                             base = _Prepared(case, compile)  # kept: every other loss is timed paired with it

@@ -38,7 +38,8 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     from losscli.engine.teacher import require_teacher
 
     validate(cfg, "compare")
-    check_executor(cfg.executor)  # a missing backend (pip install "losscli[ray]") is one line before any work
+    # a missing backend (pip install "losscli[ray]"), or a Ray address where nothing answers: one line before any work
+    check_executor(cfg.executor, **({"address": cfg.address} if cfg.executor == "ray" else {}))
     kind = check_tracker(tracker)
     grid = expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
     for spec in grid:  # a distilling loss without its teacher fails every run of it: say so now, not after

@@ -22,14 +22,15 @@ def _import_backends() -> None:
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
-def check_executor(name: str | None) -> None:
-    """Raise the one-line UsageError for an unknown backend or one whose extra is not installed."""
+def check_executor(name: str | None, **options: Any) -> None:
+    """Raise the one-line UsageError for an unknown backend, one whose extra is not installed, or
+    options it can tell are wrong before any work (Ray: an address where nothing answers)."""
     if name is None:
         return
     _import_backends()
     check = getattr(EXECUTORS.get(name), "check", None)
     if check is not None:
-        check()
+        check(**options)
 
 
 def make_executor(name: str | None, jobs: int, log: Callable[[str], None] | None = None, **options: Any) -> Executor:

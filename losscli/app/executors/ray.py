@@ -133,8 +133,13 @@ class RayExecutor:
     """Runs tasks as Ray remote tasks: a local Ray instance, or a running cluster (--address)."""
 
     @staticmethod
-    def check() -> None:
+    def check(address: str | None = None) -> None:
         import_ray()
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        problem = _unreachable(address) if address else None
+        if problem is not None:  # before the compare directory is made, not after
+            raise UsageError(f"cannot connect to the Ray cluster at --address {address}: {problem}; "
+                             "start one with `ray start --head` or omit --address")
 
     def __init__(self, jobs: int = 1, log: Callable[[str], None] | None = None, address: str | None = None,
                  gpus_per_run: float | None = None, requested_jobs: int | None = None, **_: Any):
@@ -172,6 +177,9 @@ class RayExecutor:
                          _node_ip_address="127.0.0.1", **quiet)  # loopback: nothing outside can reach it
                 self.started = True
             else:
+                problem = _unreachable(address)
+                if problem is not None:  # Ray itself would retry for a minute, logging from C++ on stderr
+                    raise ConnectionError(problem)
                 ray.init(address=address, **quiet)
         except Exception as exc:  # noqa: BLE001 - no cluster there, version mismatch, bad token
             where = f"the Ray cluster at --address {address}" if address else "a local Ray instance"
@@ -359,6 +367,21 @@ def _absolute_sqlite(url: str) -> str:
     if url.startswith(prefix) and not url[len(prefix):].startswith("/") and url[len(prefix):] != ":memory:":
         return prefix + str(Path(url[len(prefix):]).resolve())
     return url
+
+
+def _unreachable(address: str, timeout: float = 3.0) -> str | None:
+    """Why nothing answers at ``address`` (``host:port`` or ``ray://host:port``), or None when a TCP
+    connection opens or the address is one Ray resolves itself (``auto``, a session directory)."""
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"nothing answers at {host}:{port} ({exc.strerror or exc})"
 
 
 def _first_line(exc: BaseException) -> str:
