@@ -94,6 +94,9 @@ COMPARE_CASES = [
     (["--executor", "nope"], "executor"),
     (["--losses", "ce,kd"], "teacher"),  # every kd run failed after the others had trained
     (["--losses", "ce,kd", "--teacher", "/nonexistent"], "not a directory"),
+    (["--noise", ""], "'noise' is empty"),  # silently meant clean labels, as --loss '' meant ce
+    (["--noise", ",,"], "'noise' is empty"),
+    (["--imbalance", " "], "'imbalance' is empty"),
 ]
 
 

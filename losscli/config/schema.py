@@ -164,7 +164,10 @@ class Config:
 
 def _as_list(value: Any, key: str) -> list:
     if isinstance(value, str):
-        return split_top_level(value) or ["none"]
+        items = split_top_level(value)
+        if not items:
+            raise UsageError(f"config key {key!r} is empty ({value!r}); write none for no {key}")
+        return items
     if isinstance(value, list):
         if not value:
             raise UsageError(f"config key {key!r} is an empty list; use [none] for no {key}")

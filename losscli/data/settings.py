@@ -74,7 +74,9 @@ def _split(spec: object, what: str, forms: str) -> tuple[str, str | None]:
     if not isinstance(spec, str):
         raise UsageError(f"bad {what} spec {spec!r}; valid forms: {forms}")
     text = spec.strip().lower()
-    if text in ("", "none", "clean"):
+    if not text:  # as an empty --loss: a typo or an unset shell variable, not a choice of clean data
+        raise UsageError(f"empty {what} spec; write none for no {what}, or one of: {forms}")
+    if text in ("none", "clean"):
         return "none", None
     if ":" not in text:
         raise UsageError(f"bad {what} spec {spec!r}; valid forms: {forms}")
