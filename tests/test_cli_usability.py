@@ -94,6 +94,8 @@ def _complete(words, cword):
     ("losscli train --preset qu", 3, "quick"),
     ("losscli losses gc", 2, "gce"),
     ("losscli train --tracker ml", 3, "mlflow"),
+    ("losscli check-loss foc", 2, "focal"),
+    ("losscli profile --losses ce,gc", 3, "ce,gce"),
 ])
 def test_completion_offers_names_without_torch(words, cword, expected):
     offered, seconds = _complete(words, cword)
