@@ -165,6 +165,13 @@ def test_calibrate_method_list_wraps_between_words(columns):
     assert set(DEFAULT_METHODS) <= words, (columns, proc.stdout)
 
 
+def test_calibrate_help_names_every_builtin_calibrator():
+    # h_calibration and correctness_aware (issue 13) were missing from --help and the README
+    from losscli.calibrate import CALIBRATORS
+
+    assert set(CALIBRATORS.names()) <= set(re.findall(r"[A-Za-z_]+", _help("calibrate")))
+
+
 @pytest.mark.parametrize("quiet,tty,enabled", [(False, True, True), (True, True, False), (False, False, False)])
 def test_hugging_face_bars_off_with_quiet(quiet, tty, enabled):
     """datasets reads its switch when imported: a fresh process each, stderr a terminal or not."""
