@@ -155,6 +155,13 @@ def test_help_shows_effective_defaults():
     assert "[default: " + ",".join(preset.losses) + " (from the default preset)]" in compare
 
 
+def test_help_says_plugins_are_taken_where_names_are():
+    # README: "Anywhere losscli takes a name, it also takes your code's import path"; --help did not say so
+    train, compare = _help("train"), _help("compare")
+    for needle in ("my_package.losses:MyLoss", "my_package.models:make", "my_package.data:load"):
+        assert needle in train and needle in compare, needle
+
+
 @pytest.mark.parametrize("columns", [40, 60, 80, 120])
 def test_calibrate_method_list_wraps_between_words(columns):
     from losscli.calibrate.fitting import DEFAULT_METHODS
