@@ -15,7 +15,8 @@ def normalise_images(x_train: np.ndarray, others: list[np.ndarray], normalize: b
     ``statistics``; ``why`` when off), which the run header and reports read, plus ``scale``."""
     scale = 255.0 if x_train.dtype == np.uint8 else 1.0
     tensors = [torch.from_numpy(np.array(a, dtype=np.float32)).div_(scale) for a in [x_train, *others]]
-    stats: dict[str, Any] = {"method": "none", "why": "normalize off (--no-normalize)", "scale": scale}
+    why = "normalize off (--no-normalize)" + ("; 8-bit pixels scaled to [0, 1]" if scale != 1.0 else "")
+    stats: dict[str, Any] = {"method": "none", "why": why, "scale": scale}
     if normalize:
         xt = tensors[0]
         mean = xt.mean(dim=(0, 2, 3), dtype=torch.float64)
