@@ -1,6 +1,6 @@
 # Two commands from a fresh clone: `make compare` (the main job) and `make test` (the test suite).
 # Both create .venv and install losscli into it on first use (about 3 minutes), then reuse it.
-# CPU-only machine and want a small venv? See README, "Install" (the CPU build of torch).
+# CPU-only machine and want a small venv? See README, "Quick start" (the CPU build of torch).
 
 VENV ?= .venv
 PYTHON ?= python3

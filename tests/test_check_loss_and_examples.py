@@ -147,3 +147,11 @@ def test_default_run_dir_has_no_colon():
 
     cfg = build_config(None, {"loss": "examples.custom_loss:SoftCappedCE", "dataset": {"name": "a.b:load"}})
     assert ":" not in str(default_run_dir(cfg))
+
+
+def test_losses_shows_no_year_0_for_a_plugin_without_a_paper(capsys):
+    # the paper column read " 0" (empty authors, year 0) for plain-module plugins and composite parts
+    code, out, _ = _invoke(["losses", "examples.custom_loss:SoftCappedCE", "--format", "csv"], capsys)
+    assert code == 0 and next(csv.DictReader(io.StringIO(out)))["paper"] == "-"
+    code, out, _ = _invoke(["losses", "ce + 0.5*examples.custom_loss:smoothed_ce"], capsys)
+    assert code == 0 and "(plugin; -)" in out and " 0)" not in out

@@ -94,6 +94,8 @@ def _complete(words, cword):
     ("losscli train --preset qu", 3, "quick"),
     ("losscli losses gc", 2, "gce"),
     ("losscli train --tracker ml", 3, "mlflow"),
+    ("losscli check-loss foc", 2, "focal"),
+    ("losscli profile --losses ce,gc", 3, "ce,gce"),
 ])
 def test_completion_offers_names_without_torch(words, cword, expected):
     offered, seconds = _complete(words, cword)
@@ -153,6 +155,13 @@ def test_help_shows_effective_defaults():
     assert "[default: " + ",".join(preset.losses) + " (from the default preset)]" in compare
 
 
+def test_help_says_plugins_are_taken_where_names_are():
+    # README: "Anywhere losscli takes a name, it also takes your code's import path"; --help did not say so
+    train, compare = _help("train"), _help("compare")
+    for needle in ("my_package.losses:MyLoss", "my_package.models:make", "my_package.data:load"):
+        assert needle in train and needle in compare, needle
+
+
 @pytest.mark.parametrize("columns", [40, 60, 80, 120])
 def test_calibrate_method_list_wraps_between_words(columns):
     from losscli.calibrate.fitting import DEFAULT_METHODS
@@ -161,6 +170,13 @@ def test_calibrate_method_list_wraps_between_words(columns):
                           env={**os.environ, "COLUMNS": str(columns)}, timeout=60)
     words = set(re.findall(r"[A-Za-z_]+", proc.stdout))
     assert set(DEFAULT_METHODS) <= words, (columns, proc.stdout)
+
+
+def test_calibrate_help_names_every_builtin_calibrator():
+    # h_calibration and correctness_aware (issue 13) were missing from --help and the README
+    from losscli.calibrate import CALIBRATORS
+
+    assert set(CALIBRATORS.names()) <= set(re.findall(r"[A-Za-z_]+", _help("calibrate")))
 
 
 @pytest.mark.parametrize("quiet,tty,enabled", [(False, True, True), (True, True, False), (False, False, False)])

@@ -176,6 +176,14 @@ def test_all_baseline_runs_failed_means_no_comparison():
     render_compare_markdown(report)  # must not raise
 
 
+def test_one_seed_says_why_there_is_no_test():
+    # with one seed (the quick preset) both runs finished, but the sentence said "no seed where both runs finished"
+    results, config, env = make_results(seeds=(0,))
+    report = build_compare_report(results, config, env)
+    sentence = entry(report, "gce(q=0.7)", "sym:0.4")["verdict"]["sentence"]
+    assert "one seed where both runs finished: a test needs 2 or more (--seeds)" in sentence, sentence
+
+
 # ---------------------------------------------------------------------------- verdicts
 
 

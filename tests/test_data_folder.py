@@ -44,6 +44,18 @@ def test_class_folders_carve_test_and_val(tmp_path):
     assert means == sorted(means) and 0.0 <= float(raw.x_train.min()) and float(raw.x_train.max()) <= 1.0
 
 
+def test_normalisation_is_recorded_like_other_sources(tmp_path):
+    # image sources recorded only {scale, mean, std}: the run header and report.md said "as stored"
+    from losscli.report.run import data_lines
+
+    root = _images(tmp_path / "p", n=4)
+    on = load_dataset(f"folder:{root}").info["normalization"]
+    assert on["method"] == "standardize" and on["per"] == "channel" and len(on["mean"]) == 3
+    assert data_lines({"normalization": on})[0].startswith("- inputs: standardised per channel")
+    off = load_dataset(f"folder:{root}", options={"normalize": False}).info["normalization"]
+    assert off["method"] == "none" and "--no-normalize" in data_lines({"normalization": off})[0]
+
+
 def test_train_test_subfolders_and_grayscale(tmp_path):
     _images(tmp_path / "d" / "train", classes=("a", "b"), n=8, mode="L")
     _images(tmp_path / "d" / "test", classes=("a", "b"), n=3, mode="L", seed=1)

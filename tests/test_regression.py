@@ -199,3 +199,28 @@ def test_noise_and_imbalance_flags_on_regression_data_exit_2(flag, tmp_path, cap
     code, _, err = _invoke(["train", "--loss", HL, "-d", data, "--epochs", "1", "--out", str(tmp_path / "x"), "-q",
                             *flag], capsys)
     assert code == 2 and "regression dataset" in err and len(err.strip().splitlines()) == 1
+
+
+def test_targets_outside_the_support_are_refused_in_train_and_compare(tmp_path, capsys):
+    # raw diabetes-like targets (25..346) with a support made for standardised ones were all clamped to
+    # vmax: the run "trained" to R² < 0 without a word, and compare recorded failed runs (exit 1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3)).astype(np.float32)
+    y = (150 + 40 * x[:, 0]).clip(25, 346).round().astype(np.float32)  # whole-number float targets, as in load_diabetes
+    data = tmp_path / "raw.npz"
+    np.savez(data, x=x, y=y)
+    code, _, err = _invoke(["train", "--loss", HL, "-d", str(data), "--epochs", "1", "--out", str(tmp_path / "a"),
+                            "-q"], capsys)
+    assert code == 2 and "--set dataset.options.task=regression" in err, err  # whole numbers read as labels
+    task = ["--set", "dataset.options.task=regression"]
+    code, _, err = _invoke(["train", "--loss", HL, "-d", str(data), *task, "--epochs", "1",
+                            "--out", str(tmp_path / "b"), "-q"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "outside its support [-3, 4]" in err, err
+    assert not (tmp_path / "b").exists()
+    code, _, err = _invoke(["compare", "--losses", HL, "-d", str(data), *task, "--seeds", "1", "--noise", "none",
+                            "--epochs", "1", "--jobs", "1", "--out", str(tmp_path / "c"), "-q"], capsys)
+    assert code == 2 and "outside its support" in err, err
+    covered = f"hl_gauss(vmin={y.min() - 1:g},vmax={y.max() + 1:g},num_bins=32)"
+    code, _, err = _invoke(["train", "--loss", covered, "-d", str(data), *task, "--epochs", "1",
+                            "--out", str(tmp_path / "d"), "-q"], capsys)
+    assert code == 0, err

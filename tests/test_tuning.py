@@ -56,6 +56,16 @@ def test_every_registered_loss_has_a_valid_search_space():
             assert d.kind == "categorical" or d.high > d.low, (name, d)
 
 
+def test_a_weighted_sum_is_tuned_on_the_learning_rate(tmp_path):
+    # compare --tune with "ce + 0.5*focal" stopped with "unknown loss 'ce + 0.5*focal'" before any trial
+    from losscli.app.tuning.run import plan_studies
+    from losscli.config import build_config
+
+    cfg = build_config(None, {"losses": ["ce + 0.5*focal(gamma=3)"], "noise": "none", "tune": {"trials": 2}})
+    (plan,) = plan_studies(cfg, f"sqlite:///{tmp_path / 'tuning.db'}")
+    assert plan.label == "ce + 0.5*focal(gamma=3)" and [d.name for d in plan.dims] == [LR]
+
+
 def test_tuned_compare_end_to_end(tmp_path):
     from losscli.app.compare.run import run_compare
 

@@ -11,9 +11,10 @@ from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
 from losscli.cli.output import Format, emit, log
 
-# the help lists calibrate.fitting.DEFAULT_METHODS (a test checks); the default itself is None ->
-# that tuple, so it has one owner (importing it here would load torch for --help)
-_METHODS_HELP = "Comma-separated calibrators (default: temperature, vector, matrix, dirichlet, histogram, isotonic)."
+# the help lists calibrate.fitting.DEFAULT_METHODS and every built-in calibrator (a test checks); the
+# default itself is None -> that tuple, so it has one owner (importing it here would load torch for --help)
+_METHODS_HELP = ("Comma-separated calibrators (default: temperature, vector, matrix, dirichlet, histogram, isotonic; "
+                 "also h_calibration, correctness_aware, or a plugin my_package.module:Class).")
 
 
 @app.command("calibrate")

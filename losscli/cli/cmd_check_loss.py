@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION
 from losscli.cli.output import Format, emit, log
@@ -19,7 +20,7 @@ CHECK_NAMES = ("builds, reductions, mean, permutation, finite_float32, finite_bf
 
 @app.command("check-loss")
 def check_loss_command(
-    spec: str = typer.Argument(..., help="Loss spec: a registered name such as 'focal(gamma=3)', a weighted sum 'ce + 0.5*focal', or a plugin 'my_package.losses:MyLoss(k=1)'."),
+    spec: str = typer.Argument(..., autocompletion=names.complete_loss, help="Loss spec: a registered name such as 'focal(gamma=3)', a weighted sum 'ce + 0.5*focal', or a plugin 'my_package.losses:MyLoss(k=1)'."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Loss hyperparameter name=value (repeatable)."),
     check: Optional[List[str]] = typer.Option(None, "--check", "-c", help=f"Run only this check (repeatable; default: all): {CHECK_NAMES}."),
     classes: int = typer.Option(5, "--classes", help="Classes (or bins) of the test batches."),

@@ -21,6 +21,8 @@ def losses_command(
     """List the registered losses: family, hyperparameters with defaults, properties, paper. Losses of
     installed plugins (entry points in the group losscli.losses) are listed too; a plugin given by
     import path (my_package.losses:MyLoss) is shown in full by name."""
+    from dataclasses import asdict
+
     from losscli.errors import UsageError
     from losscli.losses import LOSSES, resolve_loss
     from losscli.losses.base import FAMILIES
@@ -32,7 +34,7 @@ def losses_command(
             spec = resolve_loss(name)
             data = spec.info().to_dict()
             data["parts"] = [{"weight": w, "label": p.label, "family": p.info().family,
-                              "paper": f"{p.info().reference.authors} {p.info().reference.year}"} for w, p in spec.parts]
+                              "paper": _paper(asdict(p.info().reference))} for w, p in spec.parts]
         else:
             data = LOSSES.get(name).info.to_dict()
             data["linear_loss"] = _linear_support(data["name"])
@@ -71,8 +73,13 @@ def _row(d: dict) -> dict:
         "params": ", ".join(f"{k}={v}" for k, v in d["params"].items()) or "-",
         "input/target": f"{d['properties']['input']}/{d['properties']['target']}",
         "properties": ", ".join(_flags(d["properties"])) or "-",
-        "paper": f"{d['reference']['authors']} {d['reference']['year']}",
+        "paper": _paper(d["reference"]),
     }
+
+
+def _paper(ref: dict) -> str:
+    """``Authors year``, or ``-`` for a plugin that declares no paper (its year is 0)."""
+    return f"{ref['authors']} {ref['year']}" if ref.get("year") else "-"
 
 
 def _flags(props: dict) -> list[str]:

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, parse_csv
 from losscli.cli.output import Format, emit, log
@@ -72,7 +73,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 @app.command("profile")
 def profile_command(
-    losses: Optional[str] = typer.Option(None, "--losses", "-l", help="Comma list of losses or specs (focal(gamma=3)); default: all registered."),
+    losses: Optional[str] = typer.Option(None, "--losses", "-l", autocompletion=names.complete_losses, help="Comma list of losses or specs (focal(gamma=3)); default: all registered."),
     batch: str = typer.Option("4096", "--batch", "-n", help="Batch size(s) N, comma list for a sweep."),
     classes: str = typer.Option("1000", "--classes", "-c", help="Number(s) of classes C, comma list for a sweep (32k allowed)."),
     dtype: str = typer.Option("float32", "--dtype", help="Logit dtype(s): float32, bfloat16, float16, float64 (comma list)."),

@@ -18,7 +18,7 @@ T = o.ConfigOptions(None, "from the config")
 
 @app.command("train")
 def train_command(
-    loss: Optional[str] = typer.Option(None, "--loss", "-l", autocompletion=names.complete_loss, help="Loss name or spec, e.g. focal, 'focal(gamma=3)' or a weighted sum 'ce + 0.5*focal(gamma=3)'.  [default: ce (from the config)]"),
+    loss: Optional[str] = typer.Option(None, "--loss", "-l", autocompletion=names.complete_loss, help="Loss name or spec, e.g. focal, 'focal(gamma=3)', a weighted sum 'ce + 0.5*focal(gamma=3)' or your own loss 'my_package.losses:MyLoss(k=1)'.  [default: ce (from the config)]"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Loss hyperparameter name=value (repeatable)."),
     preset: Optional[str] = o.PRESET,
     dataset: Optional[str] = T.dataset,

@@ -16,8 +16,8 @@ PRESET = typer.Option(None, "--preset", help="Preset name (see `losscli presets`
                       autocompletion=names.complete_preset)
 SET = typer.Option(None, "--set", help="Override any config key: --set train.lr=0.01 (repeatable).")
 DATASET_HELP = ("mnist1d (offline), synthetic, mnist, fashion_mnist, cifar10, cifar100, svhn, hf:NAME-OR-PATH, "
-                "folder:DIR (class folders of images), or a .npz/.pt/.csv/.parquet file (float targets y: a "
-                "regression dataset).")
+                "folder:DIR (class folders of images), a .npz/.pt/.csv/.parquet file (float targets y: a "
+                "regression dataset), or your function my_package.data:load.")
 DATA_DIR = typer.Option(None, "--data-dir", help="Directory holding torchvision / Hugging Face / CIFAR-N data.")
 DOWNLOAD = typer.Option(None, "--download/--no-download", help="Allow downloading torchvision datasets (off by default).")
 OPTIMIZER_HELP, SCHEDULE_HELP = "adamw or sgd.", "cosine, onecycle, step or constant."
@@ -60,7 +60,8 @@ class ConfigOptions:
                            autocompletion=names.complete_dataset)
         model_note = "" if cfg.model.name == "auto" else "; auto with another --dataset"
         self.model = typer.Option(None, "--model", "-m", autocompletion=names.complete_model,
-                                  help="auto (from the data kind), linear, mlp, cnn1d, resnet, bow.  "
+                                  help="auto (from the data kind), linear, mlp, cnn1d, resnet, bow, or your factory "
+                                       "my_package.models:make.  "
                                        f"[default: {cfg.model.name} ({where}{model_note})]")
         self.epochs = opt("--epochs", "-e", value=t.epochs, help="Training epochs.")
         self.batch_size = opt("--batch-size", "-b", value=t.batch_size, help="Batch size.")
@@ -70,7 +71,7 @@ class ConfigOptions:
         self.device = opt("--device", value=cfg.device, help="auto (CUDA if present), cpu, cuda, cuda:N.")
         self.seed = opt("--seed", value=cfg.seed, help="Seed for init, data order and label noise.")
         self.seeds = opt("--seeds", value=cfg.seeds, help="Number of seeds (0..N-1).")
-        self.losses = opt("--losses", value=cfg.losses, help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"; a weighted sum is one spec: \"ce,ce + 0.5*focal\".",
+        self.losses = opt("--losses", value=cfg.losses, help="Comma list of loss specs: \"ce,focal(gamma=2),gce\"; a weighted sum is one spec: \"ce,ce + 0.5*focal\"; your own loss: my_package.losses:MyLoss(k=1).",
                           autocompletion=names.complete_losses)
         noise_help = ("none, sym:0.4, asym:0.4, pair:0.4, instance:0.4; real noise: file:LABELS.npy (.pt/.csv, one "
                       "label per training row), cifar10n:aggre|rand1|rand2|rand3|worst, cifar100n:noisy")

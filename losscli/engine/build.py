@@ -7,6 +7,7 @@ separate ones, and a reloaded model equal the one that was trained.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,9 @@ def build_run_loss(spec: RunSpec, bundle) -> torch.nn.Module:
     check_trainable(info)
     _check_task(spec.loss.label, info, bundle)
     if bundle.is_regression:  # no classes, so no class counts and no per-class weights
-        return build_loss(spec.loss)
+        loss_fn = build_loss(spec.loss)
+        _check_support(spec.loss.label, loss_fn, bundle)
+        return loss_fn
     weight = spec.loss.options.get("weight")
     if weight is not None and len(weight) != bundle.num_classes:
         raise UsageError(f"{spec.loss.label}: weight has {len(weight)} entries but {bundle.name} has "
@@ -69,10 +72,31 @@ def _check_task(label: str, info, bundle) -> None:
     """A regression loss needs a regression dataset and a classification loss a classification one."""
     if info.target == "regression" and not bundle.is_regression:
         raise UsageError(f"{label} is a regression loss but {bundle.name} is a classification dataset (integer "
-                         "labels); give it a dataset with float targets y (.npz/.csv)")
+                         "labels); give it a dataset with float targets y (.npz/.csv), or, if its float targets "
+                         "are all whole numbers, add --set dataset.options.task=regression")
     if info.target != "regression" and bundle.is_regression:
         raise UsageError(f"{label} is a classification loss but {bundle.name} is a regression dataset (float "
                          "targets); use a regression loss such as hl_gauss")
+
+
+#: the share of training targets a regression loss's support may clamp (a tail) before a run is refused
+MAX_CLAMPED = 0.01
+
+
+def _check_support(label: str, loss_fn, bundle) -> None:
+    """A loss on a bounded support ``[vmin, vmax]`` (hl_gauss) clamps the targets outside it: a few in
+    the tails are harmless, most of them (raw targets with a support made for standardised ones) make
+    the run meaningless, so that is refused with the targets' range."""
+    vmin, vmax = getattr(loss_fn, "vmin", None), getattr(loss_fn, "vmax", None)
+    y = bundle.y_train
+    if vmin is None or vmax is None or not len(y):
+        return
+    outside = float(((y < vmin) | (y > vmax)).float().mean())
+    if outside > MAX_CLAMPED:
+        lo, hi = float(y.min()), float(y.max())
+        raise UsageError(f"{label}: {outside:.0%} of {bundle.name}'s training targets (range [{lo:g}, {hi:g}]) lie "
+                         f"outside its support [{float(vmin):g}, {float(vmax):g}] and would be clamped; set vmin and "
+                         f"vmax to cover them (e.g. vmin={math.floor(lo):g},vmax={math.ceil(hi):g}) or standardise y")
 
 
 def output_size(loss_fn, bundle) -> int:

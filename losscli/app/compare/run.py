@@ -168,6 +168,20 @@ def _tracker(kind: str, uri: str | None, out_dir: Path, log):
                                  tags={"losscli.compare_dir": where}, root=root if kind == "tensorboard" else None), log)
 
 
+def _check_losses(specs: list, cache: dict | None) -> None:
+    """Build each loss once on the data before any run: a loss that cannot train on it (a regression loss
+    on class labels, a support that misses the targets, a weight per class of the wrong length) is one
+    line and exit 2 here, not a failure recorded in every one of its runs."""
+    from losscli.engine.build import build_run_loss, load_base_data
+
+    seen: set[tuple] = set()
+    for spec in specs:
+        key = (spec.loss.label, repr(spec.loss.options), spec.setting()["dataset"])
+        if key not in seen:
+            seen.add(key)
+            build_run_loss(spec, load_base_data(spec, cache))
+
+
 def _run_pending(cfg: Config, todo: list, executors: _Executors, log, progress: bool, cache: dict | None = None,
                  tracker=None) -> list[str]:
     """Train the pending runs through the configured executor; returns why runs stayed pending."""
@@ -175,6 +189,7 @@ def _run_pending(cfg: Config, todo: list, executors: _Executors, log, progress: 
 
     specs, dirs = [s for s, _ in todo], [d for _, d in todo]
     load_base_data(specs[0], cache)  # a dataset that cannot load is one line here, not a failure in every run
+    _check_losses(specs, cache)
     tasks = plan_tasks(specs, dirs, use_batching(cfg.batch_runs, cfg.device, log), log)
     for task in tasks:
         task.tracker = tracker

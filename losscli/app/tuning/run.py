@@ -124,14 +124,14 @@ def plan_studies(cfg: Config, storage: str) -> list[StudyPlan]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from losscli.losses import LOSSES
 
     plans = []
     for loss in cfg.loss_specs():
         for noise in cfg.noise_settings():
             for imbalance in cfg.imbalance_settings():
                 base = RunSpec.from_config(cfg, loss, seed=TRIAL_SEED_OFFSET, noise=noise, imbalance=imbalance)
-                dims = search_space(LOSSES.get(loss.name).info, cfg.train.lr, cfg.tune.lr_factor)
+                # a weighted sum's info has no parameters of its own (they belong to its parts): lr only
+                dims = search_space(loss.info(), cfg.train.lr, cfg.tune.lr_factor)
                 if not dims:
                     continue  # nothing to tune (no parameters and a fixed learning rate)
                 name = _study_name(cfg, base, loss.label)

@@ -55,8 +55,11 @@ def verdict(entry: dict[str, Any], baseline: str, baseline_entry: dict[str, Any]
     t = entry["metrics"].get(primary, {}).get("vs_baseline") or {}
     outcome = t.get("outcome", "no_data")
     if outcome == "no_data":
-        return {"outcome": outcome, "sentence": f"{lab} {phrase}: no comparison with {baseline} (no seed where both "
-                                                 f"runs finished{'' if t.get('n', 0) < 2 else ', or no spread to test'})."}
+        n = t.get("n", 0)
+        why = ("no seed where both runs finished" if not n else
+               "one seed where both runs finished: a test needs 2 or more (--seeds)" if n == 1 else
+               "the paired differences have no spread to test")
+        return {"outcome": outcome, "sentence": f"{lab} {phrase}: no comparison with {baseline} ({why})."}
     evidence = f"{_effect(primary, t)}, adjusted p = {fmt_p(t.get('p_adjusted'))}, {_seeds(t)}"
     flags = _flags(entry, baseline_entry, primary)
     if outcome in ("better", "worse"):  # what comes with adopting: cost, then calibration
