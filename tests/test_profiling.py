@@ -39,6 +39,19 @@ def test_harness_rows_have_schema_and_sane_numbers():
     json.dumps(rep)  # plain data
 
 
+def test_weighted_sums_are_profiled_as_written():
+    # a sum's cost is what adopting "CE plus a regulariser" costs; it was refused ("give one loss here")
+    rep = profile_losses(["ce+0.1*logz_penalty", "ce + 0.5*multi_similarity"], batches=[16], classes=[5],
+                         device="cpu", repeats=2, warmup=0, memory=False)
+    assert [r["loss"] for r in rep["rows"]] == ["ce", "ce + 0.1*logz_penalty", "ce + 0.5*multi_similarity"]
+    assert not rep["skipped"] and all(r["overhead_vs_ce"] > 0 for r in rep["rows"])
+    from losscli.profiling.step import loss_step_ms
+
+    assert loss_step_ms("ce + 0.1*logz_penalty", 16, 5, torch.device("cpu"), repeats=2, warmup=0) > 0
+    with pytest.raises(UsageError, match="unknown loss"):
+        profile_losses(["ce + 0.1*logz_penalti"], batches=[4], classes=[3], device="cpu", repeats=1)
+
+
 def test_ce_against_itself_and_dtype():
     rep = profile_losses(["ce"], batches=[8], classes=[4], dtypes=["bfloat16"], device="cpu", repeats=2, warmup=0)
     assert len(rep["rows"]) == 1  # ce measured once, not twice

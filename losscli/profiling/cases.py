@@ -13,7 +13,10 @@ so a newly registered loss is profiled with no edits:
 - input kinds: ``head="dual"`` outputs ``[N, 2C]``; ``input="embeddings"`` gets ``[N, C]``
   features; ``input="sets"`` gets ``[N, k+2, C]`` set logits whose member labels come from the
   loss's own ``sample_sets``; ``target="regression"`` gets float targets over ``[vmin, vmax]``
-  and ``C`` = ``num_bins``.
+  and ``C`` = ``num_bins``;
+- weighted sums (``"ce + 0.1*logz_penalty"``): built as written (each part keeps its own
+  parameters), metadata derived from the parts; a sum with a metric-learning part gets
+  ``embeddings`` in its context.
 
 A loss that cannot be built or fails a trial forward/backward is reported as skipped
 with the reason (``SkipLoss``) rather than crashing a whole sweep.
@@ -27,6 +30,7 @@ from typing import Any, Callable
 import torch
 
 from losscli.errors import UsageError
+from losscli.losses.cases import EMBEDDING_DIM
 
 
 class SkipLoss(Exception):
@@ -47,19 +51,48 @@ class ProfileCase:
     make_inputs: Callable[[], tuple[torch.Tensor, torch.Tensor, dict]] = field(repr=False)
 
 
+def split_profile_spec(spec: str) -> tuple[str, dict]:
+    """``"focal(gamma=3)"`` -> ``("focal", {"gamma": 3})``; a weighted sum ``"ce+0.1*logz_penalty"``
+    is its own name, canonical and validated (``("ce + 0.1*logz_penalty", {})``): its parts carry
+    their parameters."""
+    from losscli.lossspec import parse_loss_spec, split_composite
+
+    if split_composite(spec) is not None:
+        from losscli.losses import resolve_loss
+
+        return resolve_loss(spec).label, {}
+    return parse_loss_spec(spec)
+
+
+def is_composite(name: str) -> bool:
+    from losscli.lossspec import split_composite
+
+    return split_composite(name) is not None
+
+
+def loss_info(name: str):
+    """The LossInfo of a registered (or plugin) name, or of a weighted sum (derived from its parts)."""
+    from losscli.losses import LOSSES, resolve_loss
+
+    return resolve_loss(name).info() if is_composite(name) else LOSSES.get(name).info
+
+
 def resolve_loss_names(specs: list[str] | None) -> list[tuple[str, str, dict]]:
     """``["ce", "focal(gamma=3)"]`` -> ``[(spec, canonical name, params)]``; unknown names raise.
+    A weighted sum is its own canonical name (see ``split_profile_spec``).
 
     ``None`` or an empty list means every registered loss.
     """
     from losscli.losses import LOSSES
-    from losscli.lossspec import parse_loss_spec
 
     if not specs:
         return [(n, n, {}) for n in LOSSES.names()]
     out = []
     for spec in specs:
-        name, params = parse_loss_spec(spec)
+        name, params = split_profile_spec(spec)
+        if is_composite(name):
+            out.append((name, name, {}))
+            continue
         canonical = LOSSES.canonical(name)  # UnknownNameError (UsageError) with "did you mean"
         if params:  # bad hyperparameters are a usage error before anything runs
             from losscli.losses.base import validate_params
@@ -76,9 +109,12 @@ def synthetic_class_counts(n: int, c: int) -> list[float]:
 
 def build_loss_for_profile(name: str, c: int, n: int, params: dict | None = None, **kwargs: Any) -> torch.nn.Module:
     """``build_loss`` with the registry's test parameters and synthetic class counts."""
-    from losscli.losses import LOSSES, build_loss
+    from losscli.losses import build_loss
 
-    info = LOSSES.get(name).info
+    info = loss_info(name)
+    if is_composite(name):  # the parts keep the parameters written in the spec
+        counts = {"class_counts": synthetic_class_counts(n, c)} if info.needs_class_counts else {}
+        return build_loss(name, **counts, **kwargs)
     merged = dict(info.test_params)
     merged.update(params or {})
     merged.update(kwargs)
@@ -148,6 +184,9 @@ def make_context(info, logits: torch.Tensor, generator: torch.Generator) -> dict
         ctx["index"] = torch.arange(logits.shape[0], device=logits.device)
     if "epoch" in wanted:
         ctx["epoch"] = 0
+    if "embeddings" in wanted:  # a weighted sum with a metric-learning part: features of the same rows
+        ctx["embeddings"] = (torch.randn(logits.shape[0], EMBEDDING_DIM, generator=generator, device=logits.device,
+                                         dtype=torch.float32)).to(logits.dtype)
     return ctx
 
 
@@ -157,9 +196,7 @@ def make_case(spec: str, name: str, params: dict, n: int, c: int, dtype: torch.d
 
     ``check`` runs one forward/backward on a tiny batch first, so a failure is a clean skip.
     """
-    from losscli.losses import LOSSES
-
-    info = LOSSES.get(name).info
+    info = loss_info(name)
     try:
         loss = build_loss_for_profile(name, c, n, params).to(device)
     except UsageError as exc:

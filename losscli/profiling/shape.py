@@ -43,10 +43,9 @@ class _ShapeSkip(Exception):
 
 def _per_sample_fn(name: str, c: int, params: dict | None = None) -> tuple[Callable, Any]:
     """``f(logits [M, C], target [M]) -> [M]`` per-sample losses (float64)."""
-    from losscli.losses import LOSSES
-    from losscli.profiling.cases import build_loss_for_profile
+    from losscli.profiling.cases import build_loss_for_profile, loss_info
 
-    info = LOSSES.get(name).info
+    info = loss_info(name)
     if info.batch_coupled:
         raise _ShapeSkip("batch-coupled: no per-sample loss value")
     if info.input != "logits" or info.target != "class":

@@ -14,11 +14,10 @@ import torch
 def loss_step_ms(spec: str, batch_size: int, num_classes: int, device: torch.device,
                  repeats: int = 15, warmup: int = 3) -> float | None:
     """Median forward+backward milliseconds of ``spec`` on ``[batch_size, num_classes]`` float32 logits."""
-    from losscli.profiling.cases import SkipLoss, make_case
+    from losscli.profiling.cases import SkipLoss, make_case, split_profile_spec
     from losscli.profiling.harness import measure_case
-    from losscli.lossspec import parse_loss_spec
 
-    name, params = parse_loss_spec(spec)
+    name, params = split_profile_spec(spec)
     try:
         case = make_case(spec, name, params, batch_size, num_classes, torch.float32, torch.device(device), check=False)
         row = measure_case(case, repeats=repeats, warmup=warmup, compiled=False, measure_memory=False)
