@@ -4,6 +4,10 @@ import pytest
 
 # Tests must never touch the user's cache or the network.
 os.environ.setdefault("LOSSCLI_CACHE", os.path.join(os.path.dirname(__file__), ".cache-unused"))
+# Ray's "no cluster" mode (servers on 127.0.0.1 only) is read from this variable when ray is first
+# imported: set before any test can import it (a test that merely checks an option imports ray too,
+# and the simulated two-node cluster then hung connecting to the machine's outside address).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def pytest_collection_modifyitems(config, items):

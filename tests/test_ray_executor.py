@@ -32,7 +32,11 @@ QUIET = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashbo
 
 def _ray():
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    return pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
+    # the mode is frozen when ray is imported; an earlier test may have imported it before the variable
+    # was set, so set the frozen constant too (losscli's own local instance does the same)
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
+    return ray
 
 
 @pytest.fixture(scope="module")
