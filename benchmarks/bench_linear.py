@@ -1,4 +1,5 @@
-"""Materialised vs row-chunked vs vocabulary-streamed final linear layer + loss: time and memory ratios.
+"""Materialised vs row-chunked vs vocabulary-streamed final linear layer + loss: time and memory ratios,
+with torch's own chunked ``F.linear_cross_entropy`` (torch >= 2.13) as a peer for ce.
 
     python benchmarks/bench_linear.py                      # N=8192, D=512, C=65536, float32, CPU, 1 thread
     python benchmarks/bench_linear.py --n 2048 --c 8192    # quick
@@ -26,7 +27,7 @@ from losscli.cli.output import render_table
 from losscli.device import resolve_device
 from losscli.environment import environment
 from losscli.profiling.harness import dtype_name, parse_dtype
-from losscli.profiling.linear_bench import compare_linear
+from losscli.profiling.linear_bench import RATIO_TAGS, compare_linear
 
 MEMORY_TARGET, TIME_TARGET, GRAD_TARGET = 0.01, 1.3, 1e-4
 
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
           f"gradient max rel err <= {GRAD_TARGET:g}")
     table = []
     for r in rows:
-        for method, tag in (("materialised", None), ("chunked", ""), ("streamed", "stream_")):
+        for method, tag in (("materialised", None), *RATIO_TAGS.items()):
             if r.get(f"{method}_ms") is None and f"{method}_error" not in r:
                 continue
             table.append({

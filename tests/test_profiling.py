@@ -155,6 +155,18 @@ def test_cli_linear_dim_table(tmp_path):
     assert data["skipped"][0]["loss"] == "jaccard"
 
 
+def test_linear_bench_measures_torchs_own_chunked_linear_ce_beside_losscli():
+    from losscli.profiling.linear_bench import compare_linear
+
+    row = compare_linear("ce", n=64, c=40, d=8, repeats=1, warmup=0)
+    if hasattr(torch.nn, "LinearCrossEntropyOptions"):  # torch >= 2.13
+        assert row["torch_ms"] > 0 and row["torch_time_ratio"] > 0
+        assert row["torch_grad_max_rel_err"] < 1e-4  # the same gradients as the materialised path
+    else:
+        assert row["torch_ms"] is None
+    assert compare_linear("focal", n=16, c=10, d=4, repeats=1, warmup=0)["torch_ms"] is None  # ce only
+
+
 def test_trace_writes_file(tmp_path):
     rep = profile_losses(["ce"], batches=[8], classes=[4], device="cpu", repeats=1, warmup=0, trace_dir=str(tmp_path))
     row = rep["rows"][0]

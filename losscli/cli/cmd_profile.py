@@ -15,9 +15,11 @@ from losscli.serialize import render_table
 _COST_COLUMNS = ["loss", "n", "c", "dtype", "forward_ms", "backward_ms", "total_ms", "total_ms_p20", "total_ms_p80",
                  "peak_mb", "peak_delta_mb", "overhead_vs_ce", "overhead_p20", "overhead_p80", "memory_vs_ce"]
 _GPU_COLUMNS = ["bandwidth_gbs", "bandwidth_frac"]
+# torch_*: torch's own chunked F.linear_cross_entropy (ce only, torch >= 2.13), the field's peer
 _LINEAR_COLUMNS = ["loss", "n", "c", "d", "dtype", "chunk_size", "materialised_ms", "chunked_ms", "streamed_ms",
-                   "time_ratio", "stream_time_ratio", "materialised_extra_mb", "chunked_extra_mb", "streamed_extra_mb",
-                   "extra_ratio", "stream_extra_ratio", "grad_max_rel_err", "stream_grad_max_rel_err"]
+                   "torch_ms", "time_ratio", "stream_time_ratio", "torch_time_ratio", "materialised_extra_mb",
+                   "chunked_extra_mb", "streamed_extra_mb", "torch_extra_mb", "extra_ratio", "stream_extra_ratio",
+                   "torch_extra_ratio", "grad_max_rel_err", "stream_grad_max_rel_err"]
 _SHAPE_COLUMNS = ["loss", "bounded", "bounded_registry", "max_value", "symmetric", "symmetric_registry", "sum_spread",
                   "calibrated", "proper", "minimiser_max_error", "flag"]
 

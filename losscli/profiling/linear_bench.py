@@ -23,7 +23,30 @@ from losscli.profiling import memory as mem
 from losscli.profiling.harness import _free, _is_oom, dtype_name
 from losscli.profiling.timing import summarise, time_callable
 
-METHODS = ("materialised", "chunked", "streamed")
+METHODS = ("materialised", "chunked", "streamed", "torch")
+#: method -> the prefix of its ratio keys (materialised is the reference)
+RATIO_TAGS = {"chunked": "", "streamed": "stream_", "torch": "torch_"}
+
+
+def _torch_native(loss: str, params: dict):
+    """``torch.nn.functional.linear_cross_entropy`` on its chunked path (torch >= 2.13), the field's
+    own fused linear + CE, for plain ``ce`` (its chunked path refuses label smoothing and falls back
+    to materialising); None for other losses or an older torch."""
+    import torch.nn.functional as F
+
+    from losscli.losses import resolve_loss
+
+    options = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+    if options is None or not hasattr(F, "linear_cross_entropy"):
+        return None
+    spec = resolve_loss(loss, params)
+    if spec.name != "ce" or spec.options:
+        return None
+
+    def run(hidden, weight, target):
+        return F.linear_cross_entropy(hidden, weight, target, options=options())
+
+    return run
 
 
 def compare_linear(loss: str = "ce", *, n: int, c: int, d: int, dtype: torch.dtype = torch.float32,
@@ -64,6 +87,9 @@ def _compare(loss, *, n, c, d, dtype, device, repeats, warmup, chunk_size, memor
     if streamed:
         variants["streamed"] = lambda: linear_loss(hidden, weight, target, loss, chunk_size=chunk_size,
                                                    vocab_block=vocab_block, stream=True, **params)
+    native = _torch_native(loss, params)
+    if native is not None:
+        variants["torch"] = lambda: native(hidden, weight, target)
     row: dict[str, Any] = {"loss": loss, "n": n, "c": c, "d": d, "dtype": dtype_name(dtype), "device": device.type,
                            "chunk_size": cs, "streams": streamed, "threads": torch.get_num_threads()}
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -100,7 +126,7 @@ def _compare(loss, *, n, c, d, dtype, device, repeats, warmup, chunk_size, memor
         row[f"{name}_ms_p20"] = t["p20"] if t else None
         row[f"{name}_ms_p80"] = t["p80"] if t else None
     ref_ms = row["materialised_ms"]
-    for name, tag in (("chunked", ""), ("streamed", "stream_")):
+    for name, tag in RATIO_TAGS.items():
         ms = row.get(f"{name}_ms")
         row[f"{tag}time_ratio"] = ms / ref_ms if (ms and ref_ms) else None
         ok = memory and row.get("materialised_peak_mb") and row.get(f"{name}_peak_mb")
