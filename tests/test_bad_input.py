@@ -181,6 +181,13 @@ def test_ray_address_where_nothing_answers(capsys, tmp_path):
     _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--executor", "ray", "--address",
                       f"127.0.0.1:{port}", "--out", str(out)], capsys, "nothing answers")
     assert not out.exists()  # refused before the compare directory was made
+    from losscli.app.executors.ray import _unreachable
+
+    with socket.socket(socket.AF_INET6) as s:  # a listening IPv6 literal is reachable, brackets and all
+        s.bind(("::1", 0))
+        s.listen()
+        assert _unreachable(f"[::1]:{s.getsockname()[1]}") is None
+    assert _unreachable("auto") is None  # Ray resolves these itself
 
 
 def test_numbers_in_scientific_notation_are_numbers(tmp_path):

@@ -377,6 +377,7 @@ def _unreachable(address: str, timeout: float = 3.0) -> str | None:
     host, sep, port = address.split("://", 1)[-1].rpartition(":")
     if not sep or not port.isdigit():
         return None
+    host = host.strip("[]")  # an IPv6 literal: [::1]:6379
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
             return None
