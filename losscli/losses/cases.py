@@ -55,24 +55,31 @@ def make_loss(spec: LossSpec, num_classes: int, **kwargs: Any):
     return build_loss(spec, **{**extra, **kwargs})
 
 
-def make_context(info, logits: torch.Tensor, seed: int = 0) -> dict[str, Any]:
-    """Forward keyword arguments the loss needs (``info.needs``), matching ``logits``' rows."""
+def make_context(info, logits: torch.Tensor, seed: int = 0, generator: torch.Generator | None = None,
+                 teacher_scale: float = 1.0) -> dict[str, Any]:
+    """Forward keyword arguments the loss needs (``info.needs``), matching ``logits``' rows: random
+    teacher logits (``teacher_scale`` x standard normal; a dual head's teacher has half its columns),
+    sample ids, epoch 0 and, for a composite with embedding parts, features of the same rows. Drawn
+    from ``generator`` on the logits' device when given (profiling), else from CPU generators
+    seeded with ``seed`` (the contract)."""
+    def normal(shape: list[int], offset: int) -> torch.Tensor:
+        if generator is not None:
+            return torch.randn(shape, generator=generator, device=logits.device, dtype=torch.float32)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
+
     ctx: dict[str, Any] = {}
     wanted = set(info.needs)
     if "teacher_logits" in wanted:
-        g = torch.Generator().manual_seed(seed + 7)
         shape = list(logits.shape)
         if info.head == "dual":  # the head outputs [N, 2C]; the teacher has C classes
             shape[-1] //= 2
-        ctx["teacher_logits"] = torch.randn(shape, generator=g, dtype=logits.dtype).to(logits.device)
+        ctx["teacher_logits"] = (normal(shape, 7) * teacher_scale).to(dtype=logits.dtype, device=logits.device)
     if "index" in wanted:
         ctx["index"] = torch.arange(logits.shape[0], device=logits.device)
     if "epoch" in wanted:
         ctx["epoch"] = 0
     if "embeddings" in wanted:  # a composite with embedding parts: features of the same rows
-        g = torch.Generator().manual_seed(seed + 11)
-        emb = torch.randn(logits.shape[0], EMBEDDING_DIM, generator=g, dtype=torch.float64)
-        ctx["embeddings"] = emb.to(dtype=logits.dtype, device=logits.device)
+        ctx["embeddings"] = normal([logits.shape[0], EMBEDDING_DIM], 11).to(dtype=logits.dtype, device=logits.device)
     return ctx
 
 

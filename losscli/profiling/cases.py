@@ -4,8 +4,9 @@ The registry is used generically: whatever a loss declares it needs is synthesis
 so a newly registered loss is profiled with no edits:
 
 - ``needs_class_counts``: uniform synthetic counts (``max(1, N // C)`` per class);
-- ``needs`` ``teacher_logits``: random normal logits of the student's shape;
-  ``index``: ``arange(N)``; ``epoch``: 0;
+- ``needs``: the contract's own context builder (``losscli.losses.cases.make_context``): random
+  normal teacher logits of the student's shape (scale 3 here), ``index`` ``arange(N)``, ``epoch`` 0,
+  ``embeddings`` for a sum with a metric-learning part;
 - ``head="cosine"``: the head's output is cosine similarities, so inputs lie in [-1, 1];
   ``head="distance"``: squared distances, so inputs are non-negative;
 - multi-label losses get ``[N, C]`` multi-hot targets (about 10% positives);
@@ -15,8 +16,7 @@ so a newly registered loss is profiled with no edits:
   loss's own ``sample_sets``; ``target="regression"`` gets float targets over ``[vmin, vmax]``
   and ``C`` = ``num_bins``;
 - weighted sums (``"ce + 0.1*logz_penalty"``): built as written (each part keeps its own
-  parameters), metadata derived from the parts; a sum with a metric-learning part gets
-  ``embeddings`` in its context.
+  parameters), metadata derived from the parts.
 
 A loss that cannot be built or fails a trial forward/backward is reported as skipped
 with the reason (``SkipLoss``) rather than crashing a whole sweep.
@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 
 from losscli.errors import UsageError
-from losscli.losses.cases import EMBEDDING_DIM
+from losscli.losses import cases as loss_cases
 
 
 class SkipLoss(Exception):
@@ -171,25 +171,6 @@ def make_target(info, n: int, c: int, device: torch.device, generator: torch.Gen
     return target
 
 
-def make_context(info, logits: torch.Tensor, generator: torch.Generator) -> dict:
-    ctx: dict[str, Any] = {}
-    wanted = set(info.needs)
-    if "teacher_logits" in wanted:
-        shape = list(logits.shape)
-        if info.head == "dual":  # the dual head outputs [N, 2C]; the teacher has C classes
-            shape[-1] //= 2
-        ctx["teacher_logits"] = (torch.randn(shape, generator=generator, device=logits.device,
-                                             dtype=torch.float32) * 3).to(logits.dtype)
-    if "index" in wanted:
-        ctx["index"] = torch.arange(logits.shape[0], device=logits.device)
-    if "epoch" in wanted:
-        ctx["epoch"] = 0
-    if "embeddings" in wanted:  # a weighted sum with a metric-learning part: features of the same rows
-        ctx["embeddings"] = (torch.randn(logits.shape[0], EMBEDDING_DIM, generator=generator, device=logits.device,
-                                         dtype=torch.float32)).to(logits.dtype)
-    return ctx
-
-
 def make_case(spec: str, name: str, params: dict, n: int, c: int, dtype: torch.dtype, device: torch.device,
               seed: int = 0, check: bool = True) -> ProfileCase:
     """Build the loss and an input factory; raise ``SkipLoss`` with a reason if it cannot run.
@@ -213,7 +194,7 @@ def make_case(spec: str, name: str, params: dict, n: int, c: int, dtype: torch.d
         logits = make_logits(info, shape[0], c, dtype, device, g) if len(shape) == 2 and shape[1] == c else \
             (torch.randn(shape, generator=g, device=device, dtype=torch.float32) * 3).to(dtype).requires_grad_(True)
         target = make_kind_target(info, loss, n_rows, c, device, g)
-        ctx = make_context(info, logits, g)
+        ctx = loss_cases.make_context(info, logits, generator=g, teacher_scale=3.0)
         return logits, target, ctx
 
     if check:
