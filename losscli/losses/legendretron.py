@@ -23,6 +23,7 @@ from torch import nn
 
 from losscli.errors import UsageError
 from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.eager import eager_under_compile
 
 _SCALING_MIN = 0.001  # official ActNorm: scale = exp(logs) + 0.001
 
@@ -108,7 +109,7 @@ class LegendreHead(nn.Module):
 
     # torch.compile cannot trace the link (autograd.grad inside forward, ActNorm's data-dependent
     # initialisation writes to parameters): it runs eagerly, the rest of the model stays compiled
-    @torch.compiler.disable
+    @eager_under_compile
     def link(self, u: torch.Tensor) -> torch.Tensor:
         """The learned monotone map ``R^{C-1} -> R^{C-1}`` (before softmax+)."""
         graph = torch.is_grad_enabled()  # False under the engine's no_grad prediction: detach at the end

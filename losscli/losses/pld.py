@@ -19,6 +19,7 @@ import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.fused.transforms import can_inspect_values, keep_for_backward, needs_grad, rowwise_vmap, vmap_active
+from losscli.losses.eager import eager_under_compile
 
 # The prefix sums P_k = sum_{j<=k} exp(r_j - max r) are formed directly, so the smallest, exp(r_0 - max r),
 # must stay a normal float with margin (and 1 / P_0, which bounds the gradient's reversed sums, finite):
@@ -138,7 +139,7 @@ def prefix_choice_losses(r: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return out.index_put((rows_slow,), (w_slow * (torch.logcumsumexp(r_slow, dim=1) - r_slow)).sum(dim=1))
 
 
-@torch.compiler.disable  # a numpy sort and a data-dependent row split: runs eagerly under torch.compile
+@eager_under_compile  # a numpy sort and a data-dependent row split: runs eagerly under torch.compile
 def pld_per_sample(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
     order = reversed_teacher_order(teacher, target)
     r = student.gather(1, order)

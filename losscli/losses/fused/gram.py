@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from losscli.losses.fused.transforms import keep_for_backward, needs_grad
+from losscli.losses.eager import eager_under_compile
 
 _TILE = 256  # symmetrising tile: two 256 x 256 float32 tiles stay in L2
 _EPS = 1e-12  # F.normalize's default
@@ -123,7 +124,7 @@ def symmetrised(dense: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@torch.compiler.disable  # data-dependent pair lists and block skipping: runs eagerly under torch.compile
+@eager_under_compile  # data-dependent pair lists and block skipping: runs eagerly under torch.compile
 def cosine_gram_loss(x: torch.Tensor, evaluate: Callable) -> torch.Tensor:
     """The loss ``evaluate`` computes on the cosine similarities of the rows of ``x`` ``[N, D]``,
     differentiable in ``x``."""
