@@ -8,6 +8,7 @@ use this module.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from enum import Enum
@@ -59,30 +60,24 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
-_LOADER: Any = None
-
-
+@functools.lru_cache(maxsize=None)
 def _strict_loader():
     """PyYAML's safe loader (the libyaml C parser when installed: ~10x faster on the run reports a
-    compare resume reads) that refuses a mapping key given twice."""
-    global _LOADER
-    if _LOADER is None:
-        import yaml
+    compare resume reads) that refuses a mapping key given twice. Built on first use: yaml is not
+    imported by ``--help``."""
+    import yaml
 
-        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    class StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise _DuplicateKey(key.value, key.start_mark.line + 1)
+                    seen.add(key.value)
+            return super().construct_mapping(node, deep=deep)
 
-        class StrictSafeLoader(base):  # type: ignore[misc, valid-type]
-            def construct_mapping(self, node, deep=False):
-                seen: set = set()
-                for key, _ in node.value:
-                    if isinstance(key, yaml.ScalarNode):
-                        if key.value in seen:
-                            raise _DuplicateKey(key.value, key.start_mark.line + 1)
-                        seen.add(key.value)
-                return super().construct_mapping(node, deep=deep)
-
-        _LOADER = StrictSafeLoader
-    return _LOADER
+    return StrictSafeLoader
 
 
 def load_yaml(text: str | bytes, what: str) -> Any:

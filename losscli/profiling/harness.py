@@ -101,7 +101,7 @@ def trace_case(fn: Callable, logits, target, ctx, device: torch.device, path: st
 def min_bytes(n: int, c: int, dtype: torch.dtype) -> int:
     """A lower bound on any loss's memory at ``[n, c]``: the logits, their gradient and one saved
     ``[n, c]`` buffer (cross-entropy's own minimum)."""
-    return 3 * n * c * torch.empty((), dtype=dtype).element_size()
+    return 3 * n * c * dtype.itemsize
 
 
 def device_memory_bytes(device: torch.device) -> int | None:
