@@ -133,6 +133,30 @@ def test_class_index_targets_are_one_hot_for_multilabel_losses():
         assert LOSSES.get(name).info.multilabel
 
 
+@pytest.mark.parametrize("spec", [
+    "bce", "sigmoid_focal", "sigmoid_focal(alpha=-1)", "sigmoid_focal(gamma=1.5)", "sigmoid_focal(gamma=0)",
+    "asl", "asl(gamma_neg=1)", "asl(gamma_neg=2.5)", "asl(clip=0)", "asl(gamma_pos=1)",
+])
+@pytest.mark.parametrize("scale", [1.0, 40.0, 1e4])
+def test_class_index_kernels_equal_the_one_hot_kernels(spec, scale):
+    # class indices skip the [N, C] one-hot (the kernels patch the target column): same values and
+    # gradients as the 0/1 path to the bit, ignored rows included, at moderate and saturated logits
+    g = torch.Generator().manual_seed(int(scale))
+    n, c = 37, 11
+    z = torch.randn(n, c, generator=g, dtype=torch.float64) * scale
+    y = torch.randint(0, c, (n,), generator=g)
+    y[::5] = -100
+    fn = build_loss(spec, reduction="none")
+    z1, z2 = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    by_index = fn(z1, y)
+    by_one_hot = fn(z2, F.one_hot(y.clamp_min(0), c).double()) * (y >= 0)
+    by_index.sum().backward()
+    by_one_hot.sum().backward()
+    assert torch.equal(by_index, by_one_hot)
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-15, atol=0.0)
+    assert torch.isfinite(z1.grad).all()
+
+
 def test_asl_gradient_is_not_detached():
     z, t = _random_ml(n=4, c=3, seed=6, scale=1.5)
     z.requires_grad_(True)

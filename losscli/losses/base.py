@@ -49,6 +49,13 @@ def refuse_under_vmap(name: str, reason: str) -> None:
         raise VmapUnsupported(f"{name} cannot run under torch.func.vmap: {reason}; call it on each batch instead")
 
 
+def one_hot_targets(target: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[N, C]`` 0/1 targets from ``[N]`` class indices in range (a multi-label loss on single-label data)."""
+    # a comparison, not F.one_hot (which reads the values: not under torch.func.vmap)
+    classes = torch.arange(num_classes, device=target.device)
+    return torch.eq(target.unsqueeze(1), classes).to(dtype)
+
+
 class Loss(nn.Module):
     """Base of every registered loss.
 
@@ -61,6 +68,10 @@ class Loss(nn.Module):
     #: True when ``per_sample`` applies ``self.weight`` itself (e.g. label smoothing,
     #: whose smoothing term weights every class by its own weight)
     handles_weight: ClassVar[bool] = False
+    #: multi-label losses only: True when ``per_sample`` also takes ``[N]`` class indices (each row's
+    #: one positive label, ignored rows already mapped to class 0) and so never needs the ``[N, C]``
+    #: one-hot matrix; ``one_hot_targets`` makes it for the paths that do
+    takes_class_indices: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -213,11 +224,10 @@ class Loss(nn.Module):
                         f"got {int(target[bad][0])}"
                     )
             if self.info.multilabel:  # a single-label dataset used with a multi-label loss
-                valid = target != self.ignore_index
-                # a comparison, not F.one_hot (which reads the values: not under torch.func.vmap)
-                classes = torch.arange(c, device=target.device)
-                onehot = torch.eq(torch.where(valid, target, 0).unsqueeze(1), classes).to(logits.dtype)
-                return logits, onehot, "multilabel"
+                safe = torch.where(target != self.ignore_index, target, 0)
+                if self.takes_class_indices:
+                    return logits, safe, "multilabel"
+                return logits, one_hot_targets(safe, c, logits.dtype), "multilabel"
             return logits, target, "index"
         if target.dim() == 2:
             if tuple(target.shape) != (n, c):

@@ -1,7 +1,8 @@
 """Multi-label sigmoid losses (BCE, sigmoid focal, ASL) and single-label ASL.
 
-Multi-label losses take ``[N, C]`` 0/1 targets (1-D class indices are one-hot encoded by
-the base class) and their per-sample value is the **sum over the C labels**, so
+Multi-label losses take ``[N, C]`` 0/1 targets or 1-D class indices (passed through as
+indices: the fused kernels patch the one positive column instead of reading an ``[N, C]``
+one-hot matrix; the plain expressions get ``_dense``'s one-hot) and their per-sample value is the **sum over the C labels**, so
 ``reduction="sum"`` equals torchvision's / ASL's sum over all entries (LOSSES.md Part A).
 In eager mode each loss is one fused node (``losscli.losses.fused.sigmoid_terms``: value and
 hand-derived gradient per block of rows; with 0/1 targets a label costs one ``sigmoid`` and one
@@ -15,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from losscli.losses.base import Loss, Param, Reference, register_loss
+from losscli.losses.base import Loss, Param, Reference, one_hot_targets, register_loss
 from losscli.losses.fused.powers import POW_FLOOR
 from losscli.losses.fused import sigmoid_terms
 from losscli.losses.fused.dice_asl_terms import ASLSingleTerm
@@ -31,6 +32,11 @@ _ASL_REF = Reference(
 )
 
 
+def _dense(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``[N, C]`` targets for the plain expressions (class indices one-hot encoded)."""
+    return one_hot_targets(target, logits.shape[1], logits.dtype) if target.dim() == 1 else target
+
+
 @register_loss(
     "bce",
     aliases=("binary_cross_entropy", "multilabel_bce"),
@@ -44,9 +50,11 @@ _ASL_REF = Reference(
     "Targets in [0, 1] (soft multi-label targets) are accepted.",
 )
 class MultiLabelBCE(Loss):
+    takes_class_indices = True
+
     def per_sample(self, logits, target, **context):
         if torch.compiler.is_compiling():  # the compiler fuses the plain expression itself
-            return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
+            return F.binary_cross_entropy_with_logits(logits, _dense(target, logits), reduction="none").sum(dim=1)
         return sigmoid_terms.bce(logits, target)  # one fused node (same value, hand-derived gradient)
 
 
@@ -67,12 +75,14 @@ class MultiLabelBCE(Loss):
     "The focal factor is not detached (true gradient).",
 )
 class SigmoidFocal(Loss):
+    takes_class_indices = True
+
     def per_sample(self, logits, target, **context):
         # the default: one fused node in eager mode. Under torch.compile the plain expression is
         # used instead: the compiler fuses it itself, and it mis-compiled this node (GPU test).
         if self.gamma > 0 and not torch.compiler.is_compiling():
             return sigmoid_terms.sigmoid_focal(logits, target, self.alpha, self.gamma)
-        return sigmoid_terms.plain_sigmoid_focal(logits, target, self.alpha, self.gamma)
+        return sigmoid_terms.plain_sigmoid_focal(logits, _dense(target, logits), self.alpha, self.gamma)
 
 
 @register_loss(
@@ -98,10 +108,12 @@ class SigmoidFocal(Loss):
     "Defaults from ASL's train.py (gamma_pos=0). reduction='sum' equals ASL's loss (a sum over batch and labels).",
 )
 class ASL(Loss):
+    takes_class_indices = True
+
     def per_sample(self, logits, target, **context):
         args = (self.gamma_neg, self.gamma_pos, self.clip, self.eps)
         if torch.compiler.is_compiling():  # as in SigmoidFocal: eager only
-            return sigmoid_terms.plain_asl(logits, target, *args)
+            return sigmoid_terms.plain_asl(logits, _dense(target, logits), *args)
         return sigmoid_terms.asl(logits, target, *args)
 
 

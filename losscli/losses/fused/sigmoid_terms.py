@@ -12,6 +12,12 @@ gradient ``dl/dz`` (backward is one multiply). Two kernels per loss:
 - **other targets** (soft labels): the formulas as written, a few more passes.
 
 A block is 0/1 when ``t (1 - t)`` is 0 everywhere (exact: a sum-free test of every entry).
+
+**Class indices** (``t`` given as ``[N]`` integers: a single-label dataset, the common case in
+``compare``): each row has one positive label, so the kernels compute every entry as a negative
+and then patch the positive column with ``gather``/``scatter``. No ``[N, C]`` one-hot matrix is
+built (on a CPU building it cost as much as the loss's own sigmoid), and the passes that blend
+``t`` in become ``[N, 1]`` column updates. Same values and gradients as the 0/1 kernels.
 """
 
 from __future__ import annotations
@@ -73,7 +79,24 @@ def _floored_pow(base: torch.Tensor, gamma: float) -> torch.Tensor:
     return base.clamp_min(POW_FLOOR).pow(gamma)
 
 
+def _flip_positive(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``u = z (1 - 2t)`` for one-hot ``t`` given as column indices ``idx`` ``[B, 1]`` (a new tensor)."""
+    u = z.clone()
+    return u.scatter_(1, idx, z.gather(1, idx).neg_())
+
+
+def _is_index(t: torch.Tensor) -> bool:
+    return t.dim() == 1
+
+
 # ----------------------------------------------------------------------------------------------- BCE
+def _bce_index_block(z, idx, h):
+    b, q, _ = softplus_and_sigmoid(_flip_positive(z, idx))
+    if h is not None:  # sigmoid(z) - t = q (1 - 2t)
+        h.copy_(q).scatter_(1, idx, q.gather(1, idx).neg_())
+    return b.sum(dim=1)
+
+
 def _bce_block(z, t, h):
     if _is_binary(t):
         b, q, _ = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
@@ -88,7 +111,9 @@ def _plain_bce(z, t):
 
 
 def bce(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``sum_k BCEWithLogits(z_k, t_k)`` per row, one autograd node."""
+    """``sum_k BCEWithLogits(z_k, t_k)`` per row, one autograd node (``t``: ``[N, C]`` or ``[N]`` class indices)."""
+    if _is_index(t):
+        return blocked(z, lambda zb, hb, ib: _bce_index_block(zb, ib, hb), t.unsqueeze(1))
     return blocked(z, lambda zb, hb, tb: _bce_block(zb, tb, hb), t)
 
 
@@ -99,6 +124,26 @@ def _weighted_row_sum(x: torch.Tensor, t: torch.Tensor, alpha: float) -> torch.T
         return x.sum(dim=1)
     out = x.sum(dim=1).mul_(1.0 - alpha)
     return out.add_(x.mul_(t).sum(dim=1), alpha=2.0 * alpha - 1.0)
+
+
+def _focal_index_block(z, idx, h, alpha, gamma):
+    # the 0/1 kernel below with t one-hot: a_t is (1 - alpha) off the target and alpha on it
+    b, q, r = softplus_and_sigmoid(_flip_positive(z, idx))
+    a = _power(q, gamma)
+    x = torch.mul(a, b)
+    if alpha < 0:
+        value = x.sum(dim=1)
+    else:
+        value = x.sum(dim=1).mul_(1.0 - alpha).add_(x.gather(1, idx).squeeze(1), alpha=2.0 * alpha - 1.0)
+    if h is not None:
+        d = torch.addcmul(q, r, b, value=gamma).mul_(a)  # q^gamma (q + gamma (1 - q) b)
+        d_pos = d.gather(1, idx).mul_(-alpha if alpha >= 0 else -1.0)  # a_t (1 - 2t) on the target
+        if alpha >= 0:
+            torch.mul(d, 1.0 - alpha, out=h)
+        else:
+            h.copy_(d)
+        h.scatter_(1, idx, d_pos)
+    return value
 
 
 def _focal_block(z, t, h, alpha, gamma):
@@ -129,13 +174,41 @@ def plain_sigmoid_focal(z, t, alpha, gamma):
 
 
 def sigmoid_focal(z: torch.Tensor, t: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
-    """torchvision's sigmoid focal loss summed over the labels of each row, one autograd node (gamma > 0)."""
+    """torchvision's sigmoid focal loss summed over the labels of each row, one autograd node (gamma > 0;
+    ``t``: ``[N, C]`` or ``[N]`` class indices)."""
+    if _is_index(t):
+        return blocked(z, lambda zb, hb, ib: _focal_index_block(zb, ib, hb, alpha, gamma), t.unsqueeze(1))
     return blocked(z, lambda zb, hb, tb: _focal_block(zb, tb, hb, alpha, gamma), t)
 
 
 # ----------------------------------------------------------------------------------------------- ASL
+def _asl_fast(gamma_neg, gamma_pos, clip, eps) -> bool:
+    return clip > 0 and clip >= eps and gamma_pos == 0 and gamma_neg >= 1
+
+
+def _asl_index_block(z, idx, h, gamma_neg, gamma_pos, clip, eps):
+    if not _asl_fast(gamma_neg, gamma_pos, clip, eps):
+        t = torch.zeros_like(z).scatter_(1, idx, 1.0)
+        return _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps)
+    # the 0/1 kernel below with t one-hot: every entry as a negative, then the target column
+    qn = _flip_positive(z, idx).neg_().sigmoid_()  # p on the target, 1 - p elsewhere
+    arg_pos = qn.gather(1, idx)  # p: a positive's argument has no clip
+    tp = torch.ge(arg_pos, eps).to(z.dtype)  # the eps clamp's gradient gate (only a positive can reach it)
+    arg = torch.add(qn, clip).clamp_max_(1.0).scatter_(1, idx, arg_pos.clamp_min(eps))
+    log_arg = torch.log(arg)
+    pm = torch.rsub(arg, 1.0).scatter_(1, idx, 0.0)  # p_m, 0 on the target
+    pm_g1 = _power(pm, gamma_neg - 1.0) if gamma_neg > 1 else torch.ones_like(z).scatter_(1, idx, 0.0)
+    w = torch.mul(pm_g1, pm).scatter_(1, idx, 1.0)  # t + p_m^gn
+    value = torch.mul(w, log_arg).sum(dim=1).neg_()
+    if h is not None:
+        d = torch.addcdiv(log_arg, pm, arg, value=-1.0 / gamma_neg).mul_(pm_g1).mul_(qn)
+        d.mul_(gamma_neg).scatter_(1, idx, tp)  # the target's term is 0 before tp is added
+        torch.mul(qn, d, out=h).sub_(d)  # -(1 - qn) d
+    return value
+
+
 def _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps):
-    if clip > 0 and clip >= eps and gamma_pos == 0 and gamma_neg >= 1 and _is_binary(t):
+    if _asl_fast(gamma_neg, gamma_pos, clip, eps) and _is_binary(t):
         # qn = sigmoid(z (2t - 1)): p for a positive label, 1 - p for a negative one.
         # arg = qn + clip (1 - t), at most 1: p for a positive, 1 - p_m for a negative (p_m = max(p - clip, 0));
         # one log serves both: pos = log max(p, eps), neg = p_m^gn log(1 - p_m), p_m = (1 - arg) (1 - t).
@@ -182,5 +255,9 @@ def plain_asl(z, t, gamma_neg, gamma_pos, clip, eps):
 
 
 def asl(z: torch.Tensor, t: torch.Tensor, gamma_neg: float, gamma_pos: float, clip: float, eps: float) -> torch.Tensor:
-    """ASL (AsymmetricLossOptimized, weights not detached) summed over the labels of each row, one node."""
+    """ASL (AsymmetricLossOptimized, weights not detached) summed over the labels of each row, one node
+    (``t``: ``[N, C]`` or ``[N]`` class indices)."""
+    if _is_index(t):
+        kernel = lambda zb, hb, ib: _asl_index_block(zb, ib, hb, gamma_neg, gamma_pos, clip, eps)  # noqa: E731
+        return blocked(z, kernel, t.unsqueeze(1))
     return blocked(z, lambda zb, hb, tb: _asl_block(zb, tb, hb, gamma_neg, gamma_pos, clip, eps), t)
