@@ -47,7 +47,9 @@ def to_plain(obj: Any) -> Any:
 def dump_yaml(data: Any) -> str:
     import yaml
 
-    return yaml.safe_dump(to_plain(data), sort_keys=False, allow_unicode=True, width=120)
+    # libyaml's emitter when PyYAML has it: the same text as the pure-Python one, ~5x faster
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(to_plain(data), Dumper=dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
 def dump_json(data: Any) -> str:

@@ -70,3 +70,18 @@ def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
         atomic_write_bytes(tmp_path / "report.yaml", b"x" * 10)
     assert info.value.filename == str(tmp_path / "report.yaml") and info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
+def test_yaml_text_is_the_pure_python_emitters():
+    # dump_yaml uses libyaml's emitter when present: reports must read exactly as before
+    import yaml
+
+    from losscli.serialize import dump_yaml, to_plain
+
+    data = {
+        "schema": "losscli/compare/v2", "empty": {}, "none": None, "flag": True,
+        "text": "héllo: a\nsecond line", "quoted": "yes", "num_like": "1e3", "long": "word " * 40,
+        "floats": [0.1, 1e-300, float("nan"), float("inf"), -0.0, 123456789.125], "ints": [0, -3, 2**40],
+        "nested": [{"loss": "focal(gamma=2)", "p": [0.5, [1, 2]]}, [], "- dash"],
+    }
+    assert dump_yaml(data) == yaml.safe_dump(to_plain(data), sort_keys=False, allow_unicode=True, width=120)

@@ -95,9 +95,15 @@ def make_target(info, params: dict, n: int, c: int, seed: int = 0) -> torch.Tens
         if n >= 2:  # out-of-range targets are clamped to the support by the loss
             y[0], y[1] = lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo)
         return y.float()
-    target = torch.randint(0, c, (n,), generator=g)
-    if n >= c:  # every class appears (batch-level losses use the "present" classes)
-        target[:c] = torch.arange(c)
+    return class_labels(n, c, g)
+
+
+def class_labels(n: int, c: int, generator: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
+    """``[n]`` random class labels drawn from ``generator`` (on ``device``), every class present when
+    ``n >= c`` (batch-level losses use the classes present in the batch)."""
+    target = torch.randint(0, c, (n,), generator=generator, device=device)
+    if n >= c:
+        target[:c] = torch.arange(c, device=device)
     return target
 
 

@@ -165,10 +165,7 @@ def make_target(info, n: int, c: int, device: torch.device, generator: torch.Gen
         y = (torch.rand(n, c, generator=generator, device=device) < 0.1).float()
         y[torch.arange(n, device=device), torch.randint(0, c, (n,), generator=generator, device=device)] = 1.0
         return y
-    target = torch.randint(0, c, (n,), generator=generator, device=device)
-    if n >= c:  # every class present (batch-level losses look at present classes)
-        target[:c] = torch.arange(c, device=device)
-    return target
+    return loss_cases.class_labels(n, c, generator, device)
 
 
 def make_case(spec: str, name: str, params: dict, n: int, c: int, dtype: torch.dtype, device: torch.device,
