@@ -207,16 +207,26 @@ def prob_improvement(a: Sequence[Any], b: Sequence[Any], higher_is_better: bool 
     return float(((diff > 0) + 0.5 * (diff == 0)).mean())
 
 
-def power(effect: float, seed_sd: float, extra_variance: float, n: int, level: float) -> float:
-    """Power of the two-sided t-test at ``level`` to detect ``effect`` with ``n`` seeds."""
-    se2 = seed_sd**2 / n + extra_variance
-    if se2 <= 0:
-        return 1.0
-    seed_var = seed_sd**2 / n
-    df = se2**2 / (seed_var**2 / (n - 1)) if seed_var > 0 else 1e9
+def _t_power(effect: float, se2: float, df: float, level: float) -> float:
     tcrit = float(sps.t.ppf(1 - level / 2, df))
     nc = abs(effect) / math.sqrt(se2)
-    return float(sps.nct.sf(tcrit, df, nc) + sps.nct.cdf(-tcrit, df, nc))
+    lower = float(sps.nct.cdf(-tcrit, df, nc))  # the wrong-sign tail: tiny, and nan when nc is large
+    return float(sps.nct.sf(tcrit, df, nc)) + (lower if math.isfinite(lower) else 0.0)
+
+
+def power(effect: float, seed_sd: float, extra_variance: float, n: int, level: float) -> float:
+    """Power of the two-sided t-test at ``level`` to detect ``effect`` with ``n`` seeds, as
+    :func:`paired_test` runs it: with a test-set term it rejects only when the seeds-only test
+    (n - 1 df) rejects too, so its power is at most the smaller of the two, which is used."""
+    seed_var = seed_sd**2 / n
+    se2 = seed_var + extra_variance
+    if se2 <= 0:
+        return 1.0
+    df = se2**2 / (seed_var**2 / (n - 1)) if seed_var > 0 else 1e9
+    p = _t_power(effect, se2, df, level)
+    if seed_var > 0 and extra_variance > 0:
+        p = min(p, _t_power(effect, seed_var, n - 1, level))
+    return p
 
 
 def seeds_needed(effect: float | None, seed_sd: float | None, extra_variance: float = 0.0,

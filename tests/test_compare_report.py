@@ -245,6 +245,45 @@ def test_inconclusive_says_how_many_seeds_would_resolve_it():
     assert f"about {t['seeds_needed']} seeds would likely resolve" in entry(report, "gce(q=0.7)", "sym:0.4")["verdict"]["sentence"]
 
 
+def _with_examples(results, n_test=40, rng_seed=0):
+    """Attach per-example test outcomes (as compare does from each run's logits) on one shared test
+    set, with each run's accuracy recomputed from them: every loss gets its own hard examples, so
+    the test set, not the seeds, carries most of the difference's uncertainty."""
+    from losscli.metrics.outcomes import example_outcomes
+
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(rng_seed)
+    y = torch.from_numpy(rng.integers(0, 4, n_test))
+    easy = {name: rng.random(n_test) < 0.7 for name in ("ce", "gce", "focal")}
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        right = easy[r["loss"]["name"]] ^ (rng.random(n_test) < 0.1)  # some seed-to-seed variation
+        logits = 3.0 * torch.nn.functional.one_hot(torch.where(torch.from_numpy(right), y, (y + 1) % 4), 4).float()
+        r["examples"] = example_outcomes(logits, y)
+        r["metrics"]["test"]["accuracy"] = float(right.mean())
+    return results
+
+
+def test_seeds_needed_counts_the_test_set_variance():
+    # seeds_needed read a key the t-test never wrote, so it planned seeds as if the test set were
+    # infinite: with 40 test examples no number of seeds resolves a few points
+    results, config, env = make_results(seeds=tuple(range(4)))
+    report = build_compare_report(_with_examples(results), config, env)
+    level = 0.05 / report["statistics"]["family_size"]
+    checked = 0
+    for e in report["results"]:
+        t = None if e["is_baseline"] else e["metrics"]["accuracy"]["vs_baseline"]
+        if not t or t["outcome"] != "inconclusive" or abs(t["diff"]) < 0.01:
+            continue
+        assert t["extra_variance"] > 0
+        assert t["seeds_needed"] == stats.seeds_needed(t["diff"], t["diff_std"], t["extra_variance"], level)
+        assert t["seeds_needed"] is None  # the test-set SD alone (~10 points) hides the difference
+        assert "the test set is too small" in e["verdict"]["sentence"], e["verdict"]["sentence"]
+        checked += 1
+    assert checked
+
+
 def test_inconclusive_below_the_minimum_effect_says_more_seeds_would_not_help():
     results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.002, seed_sd=0.005, rng_seed=1)
     report = build_compare_report(results, config, env)

@@ -65,6 +65,14 @@ def test_integer_valued_targets_need_the_task_option(tmp_path):
     np.savez(path, x=np.zeros((4, 2)), y=np.array([0.5, np.nan, 1.0, 2.0]))
     with pytest.raises(UsageError, match="must be finite"):
         load_dataset(str(path))
+    # negative whole numbers (e.g. integer temperatures) said only "labels must be >= 0"
+    np.savez(path, x=np.zeros((40, 2)), y=np.arange(40, dtype=np.float32) - 20)
+    with pytest.raises(UsageError, match=r"labels must be >= 0.*--set dataset\.options\.task=regression"):
+        load_dataset(str(path))
+    assert load_dataset(str(path), options={"task": "regression"}).is_regression
+    np.savez(path, x=np.zeros((40, 2)), y=np.arange(40) - 20)  # integer labels: no regression hint
+    with pytest.raises(UsageError, match=r"labels must be >= 0, got -\d+$"):
+        load_dataset(str(path))
 
 
 def test_csv_files(tmp_path):

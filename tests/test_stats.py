@@ -133,6 +133,23 @@ def test_power_matches_a_simulation_and_seeds_needed_is_minimal():
     assert abs((p < level).mean() - stats.power(effect, sd, 0.0, n, level)) < 0.03
 
 
+def test_power_is_finite_and_seeds_needed_is_not_the_seeds_already_run():
+    # a large effect with a tiny spread: scipy's nct lower tail is nan there, and nan < POWER is
+    # False, so 2 inconclusive seeds (t with 1 df at alpha/2) were said to be enough
+    level, effect, sd = 0.025, 0.073, 0.00424
+    assert stats.power(effect, sd, 0.0, 2, level) == pytest.approx(0.66, abs=0.01)
+    assert stats.seeds_needed(effect, sd, 0.0, level) == 3
+
+
+def test_power_keeps_the_seeds_only_floor_of_the_test():
+    # paired_test's p is never below the seeds-only test's (n - 1 df): a test-set term cannot make
+    # 2 seeds enough when the seeds-only test with 1 df cannot reject
+    level, effect, sd, v = 0.025, 0.073, 0.00424, 1e-4
+    assert stats.power(effect, sd, v, 2, level) == pytest.approx(stats.power(effect, sd, 0.0, 2, level))
+    assert stats.seeds_needed(effect, sd, v, level) == 3
+    assert stats.power(0.02, 0.02, 1e-6, 20, 0.05) <= stats.power(0.02, 0.02, 0.0, 20, 0.05)
+
+
 def test_seeds_needed_is_none_when_the_test_set_hides_the_effect():
     assert stats.seeds_needed(0.02, 0.02, extra_variance=0.0001) is None  # test-set SD 0.01: z = 2 at best
     assert stats.seeds_needed(0.0, 0.02) is None

@@ -141,9 +141,12 @@ def _as_y(y: Any, what: str) -> torch.Tensor:
             raise UsageError(f"{what}: labels must be integers")
     elif t.dtype == torch.bool or t.dtype.is_complex:
         raise UsageError(f"{what}: labels must be integers, got {t.dtype}")
+    was_float = t.dtype.is_floating_point
     t = t.to(torch.int64).reshape(-1)
     if len(t) and int(t.min()) < 0:
-        raise UsageError(f"{what}: labels must be >= 0, got {int(t.min())}")
+        hint = ("; float targets that are all whole numbers are read as class labels: for regression add "
+                "--set dataset.options.task=regression") if was_float else ""
+        raise UsageError(f"{what}: labels must be >= 0, got {int(t.min())}{hint}")
     return t
 
 

@@ -36,7 +36,8 @@ def decide(entries: list[dict[str, Any]], metrics: list[str], *, alpha: float, c
             t["seeds_needed"] = None
             if t["outcome"] == "inconclusive" and t.get("diff_std") is not None:
                 level = alpha / max(len(family), 1)  # Bonferroni: Holm's first step, the strictest
-                t["seeds_needed"] = stats.seeds_needed(t["diff"], t["diff_std"], t.get("testset_variance") or 0.0,
+                # the test-set term the paired t-test added (0 for t-seeds and signflip)
+                t["seeds_needed"] = stats.seeds_needed(t["diff"], t["diff_std"], t.get("extra_variance") or 0.0,
                                                        level)
 
 
