@@ -170,7 +170,7 @@ def test_sizes_that_would_hang_or_exhaust_memory(capsys, tmp_path):
                       "--device", "cpu", "--quiet"], capsys, "lower --batch or --classes")
 
 
-def test_ray_address_where_nothing_answers(capsys, tmp_path):
+def test_ray_address_where_nothing_answers(capsys, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     import socket
 
@@ -190,7 +190,12 @@ def test_ray_address_where_nothing_answers(capsys, tmp_path):
             assert _unreachable(f"[::1]:{s.getsockname()[1]}") is None
     except OSError:  # no IPv6 loopback on this machine
         pass
-    assert _unreachable("auto") is None  # Ray resolves these itself
+    # `auto` is resolved as Ray resolves it (RAY_ADDRESS first) and probed before anything is made
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    assert "nothing answers" in _unreachable("auto")
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--executor", "ray", "--address", "auto",
+                      "--out", str(out)], capsys, "nothing answers")
+    assert not out.exists()
 
 
 def test_numbers_in_scientific_notation_are_numbers(tmp_path):

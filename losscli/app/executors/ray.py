@@ -369,12 +369,34 @@ def _absolute_sqlite(url: str) -> str:
     return url
 
 
+def _resolve_auto(address: str) -> tuple[str | None, str | None]:
+    """``(address, problem)``: ``auto`` resolved as Ray resolves it (``RAY_ADDRESS``, else the running
+    cluster recorded under Ray's temp directory), so that "no cluster" is found before the compare
+    directory is made; other addresses unchanged. Uses a private Ray helper; without it, ``auto`` is
+    left to ``ray.init``."""
+    if address != "auto":
+        return address, None
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:
+        return None, None
+    try:
+        return canonicalize_bootstrap_address(address), None
+    except ConnectionError:
+        return None, "no running Ray cluster was found on this machine (nor in RAY_ADDRESS)"
+    except Exception:  # noqa: BLE001 - an unreadable address file: let ray.init report it
+        return None, None
+
+
 def _unreachable(address: str, timeout: float = 3.0) -> str | None:
-    """Why nothing answers at ``address`` (``host:port`` or ``ray://host:port``), or None when a TCP
-    connection opens or the address is one Ray resolves itself (``auto``, a session directory)."""
+    """Why nothing answers at ``address`` (``host:port``, ``ray://host:port`` or ``auto``), or None when
+    a TCP connection opens or the address is one Ray resolves itself (a session directory)."""
     import socket
 
-    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    resolved, problem = _resolve_auto(address)
+    if problem is not None or resolved is None:
+        return problem
+    host, sep, port = resolved.split("://", 1)[-1].rpartition(":")
     if not sep or not port.isdigit():
         return None
     host = host.strip("[]")  # an IPv6 literal: [::1]:6379
