@@ -395,3 +395,14 @@ def test_reliability_per_loss_uses_the_shared_diagram(tmp_path):
     rel = {k: v for k, v in plots.items() if k.startswith("reliability")}
     assert len(rel) == len(LOSSES)
     assert all(_is_png(tmp_path / "out" / v) for v in rel.values())
+
+
+def test_terminal_table_shows_a_zero_spread_but_not_one_seeds():
+    from losscli.cli.cmd_compare import _compact_rows
+
+    report = {"metrics": ["accuracy"], "primary_metric": "accuracy"}
+    same = {"loss": "ce", "n_ok": 3, "accuracy": 0.9, "accuracy_std": 0.0}  # three identical seeds
+    one = {"loss": "gce", "n_ok": 1, "accuracy": 0.8, "accuracy_std": 0.0}
+    shown = _compact_rows([same, one], report)
+    assert shown[0]["accuracy %"] == "90.0 ± 0.0"
+    assert shown[1]["accuracy %"] == "80.0"

@@ -118,7 +118,8 @@ def _compact_rows(rows: list[dict], report: dict) -> list[dict]:
         if mean is None:
             return "-"
         scale, digits = (100, 1) if metric_info(key).percent else (1, 3)
-        return f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if std else "")
+        spread = std is not None and (row.get("n_ok") or 0) > 1  # one seed has no spread; identical seeds show ± 0
+        return f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if spread else "")
 
     out = []
     for r in rows:
