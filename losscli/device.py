@@ -65,6 +65,24 @@ def seeded(seed: int, stream: int = 0):
         yield
 
 
+def memory_bytes() -> int | None:
+    """This machine's memory in bytes: physical memory, or the cgroup's limit when lower (a container);
+    None where the OS does not say."""
+    import os
+
+    try:
+        total = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit) as fh:
+                total = min(total, int(fh.read().strip()))
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+    return total
+
+
 #: models below this many parameters train fastest single-threaded on CPU: intra-op threads
 #: only add synchronisation (measured: cnn1d step 1.7 ms with 1 thread, 4.7 ms with 2 under load)
 SMALL_MODEL_PARAMS = 2_000_000

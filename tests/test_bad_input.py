@@ -67,6 +67,20 @@ TRAIN_CASES = [
     (["--set", "dataset.options.separation=nan"], "separation"),
     (["--set", "dataset.options.seed=abc"], "seed"),
     (["--set", "dataset.options.n_train=100000000000"], "too many"),
+    # found by the hostile pass of the hostile branch (exit 1 with raw text, a kill, a hang, or ignored)
+    (["--seed", str(2**70), "--noise", "sym:0.4"], "32-bit seed"),  # ValueError: Overflow when unpacking long
+    (["--seed", "-1"], "32-bit seed"),
+    (["--set", f"dataset.split_seed={2**70}"], "dataset.split_seed"),
+    (["--lr", "1e300"], "train.lr"),  # RuntimeError: value cannot be converted to type float without overflow
+    (["--set", "threads=1000000"], "threads"),  # MemoryError
+    (["--set", "model.options.hidden=abc"], "positive integer"),  # int()'s ValueError
+    (["--set", "model.options.hidden=[1]"], "positive integer"),  # int()'s TypeError
+    (["--set", "model.options.depth=1000000"], "at most 1000"),  # minutes building a million layers
+    (["--set", "model.options.hidden=1000000000"], "memory"),  # 37 s allocating, then the allocator's error
+    (["--tracking-uri", "somewhere"], "without --tracker"),  # ignored: nothing logged where the user looked
+    (["--loss", "torch.nn:MSELoss"], "fails on a batch"),  # exit 1 in the first step, torch's warning too
+    (["--loss", "ce + 0.5*torch.nn:MSELoss"], "fails on a batch"),
+    (["--teacher", "."], "does not distil"),  # recorded in config.yaml and ignored
 ]
 
 
@@ -97,6 +111,19 @@ COMPARE_CASES = [
     (["--noise", ""], "'noise' is empty"),  # silently meant clean labels, as --loss '' meant ce
     (["--noise", ",,"], "'noise' is empty"),
     (["--imbalance", " "], "'imbalance' is empty"),
+    # found by the hostile pass of the hostile branch
+    (["--seeds", "10000000000"], "at most 10000"),  # MemoryError listing the seeds
+    (["--set", f"seeds=[{2**70}]"], "32-bit seed"),
+    (["--losses", "ce,gce,focal,mae,sce,rce", "--seeds", "10000", "--noise", "none,sym:0.2"], "at most 100000"),
+    (["--min-effect", "1e300"], "statistics.min_effect"),  # no difference could ever reach it
+    (["--tune", "1", "--set", "tune.lr_factor=1e300"], "tune.lr_factor"),  # tuned lr=1e-272 without a word
+    (["--tune", "1", "--set", "tune.sampler_seed=-5"], "tune.sampler_seed"),  # Optuna's ValueError, exit 1
+    (["--address", "10.0.0.1:6379"], "--executor ray"),  # ran locally: the user thought on the cluster
+    (["--gpus-per-run", "0.5"], "--executor ray"),
+    (["--storage", "sqlite:///x.db"], "--tune"),
+    (["--tracking-uri", "somewhere"], "without --tracker"),
+    (["--set", "gpus_per_run=.nan"], "finite number"),  # said "must be float"
+    (["--losses", "ce,torch.nn:MSELoss"], "fails on a batch"),  # every run failed, with torch's warnings
 ]
 
 
@@ -161,6 +188,16 @@ def test_presets_that_are_hostile(capsys, tmp_path):
     nested = tmp_path / "nested.yaml"
     nested.write_text("train: {lr: 0.1, lr: 0.2}\n")
     _one_line_exit_2(["train", "--preset", str(nested)], capsys, "'lr' twice")
+    # a section of the wrong type was replaced by a flag's section: the preset's error vanished
+    for text in ("train: [1, 2]\n", "train: !!binary aGVsbG8=\n", "losses: {a: 1}\n"):
+        wrong = tmp_path / "wrong.yaml"
+        wrong.write_text(text)
+        _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--preset", str(wrong),
+                          "--out", str(tmp_path / "w")], capsys, "preset")
+        assert not (tmp_path / "w").exists()
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()  # said "not found"
+    _one_line_exit_2(["presets", str(folder)], capsys, "is a directory")
 
 
 def test_sizes_that_would_hang_or_exhaust_memory(capsys, tmp_path):
@@ -168,6 +205,30 @@ def test_sizes_that_would_hang_or_exhaust_memory(capsys, tmp_path):
     _one_line_exit_2(["calibrate", str(finished_run_dir(tmp_path)), "--bins", "100000000"], capsys, "too many")
     _one_line_exit_2(["profile", "--losses", "ce", "--batch", "1000000000000", "--classes", "1000000000000",
                       "--device", "cpu", "--quiet"], capsys, "lower --batch or --classes")
+
+
+def test_profile_sizes_and_seeds_that_failed_late(capsys, tmp_path):
+    prof = ["profile", "--losses", "ce", "--batch", "8", "--classes", "3", "--device", "cpu", "--repeats", "1",
+            "--warmup", "0", "--no-memory", "--quiet"]
+    _one_line_exit_2([*prof, "--threads", "1000000"], capsys, "--threads")  # a segfault in torch's thread pool
+    _one_line_exit_2([*prof, "--seed", str(2**70)], capsys, "32-bit seed")  # exit 1: "every configuration failed"
+    _one_line_exit_2([*prof, "--linear-dim", "4", "--chunk-size", "0"], capsys, "--chunk-size")  # exit 1, each skipped
+    # 2 TB per curve: every loss skipped, "(no rows)" and exit 0
+    _one_line_exit_2(["profile", "--shape", "--losses", "ce", "--shape-classes", "1000000000", "--quiet"], capsys,
+                     "at most 1000")
+    code, _, err = _invoke(["profile", "--shape", "--losses", "kd", "--quiet"], capsys)  # nothing analysable
+    assert code == 1 and "no loss could be analysed" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_paths_that_were_misread(capsys, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    _one_line_exit_2(["eval", str(a_file)], capsys, "is not a directory")  # said "does not exist"
+    run = finished_run_dir(tmp_path)
+    (run / "other.pt").write_bytes(b"")
+    # any name but model.pt was ignored: the model.pt beside it was evaluated instead
+    _one_line_exit_2(["eval", "--checkpoint", str(run / "other.pt")], capsys, "model.pt")
+    _one_line_exit_2(["eval", "--checkpoint", str(a_file)], capsys, "model.pt")
 
 
 def test_ray_address_where_nothing_answers(capsys, tmp_path, monkeypatch):

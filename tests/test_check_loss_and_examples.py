@@ -63,6 +63,19 @@ def test_a_failing_check_exits_1_with_a_table(capsys):
     assert err.strip().splitlines()[-1] == f"error: {FX}:Unchecked fails the loss contract: bad_inputs"
 
 
+def test_a_plugins_warnings_go_into_the_check_detail():
+    # torch's two-line broadcasting warning, once per check, came before the table on stderr
+    import warnings
+
+    from losscli.losses.contract import run_check
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_check("torch.nn:MSELoss", "reductions")
+    assert result.status == "fail" and "(warning: UserWarning: Using a target size" in result.detail
+    assert not [w for w in caught if issubclass(w.category, UserWarning)]
+
+
 def test_formats_and_options(capsys):
     code, out, _ = _invoke(["check-loss", "focal", "-p", "gamma=3", "--check", "mean", "--check", "weight",
                             "--format", "yaml"], capsys)

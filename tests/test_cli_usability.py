@@ -203,3 +203,32 @@ def test_quiet_train_on_hugging_face_data_prints_nothing(tmp_path, capsys):
     code, _, err = _invoke(["train", "--dataset", f"hf:{tmp_path / 't.csv'}", "--epochs", "1", "--device", "cpu",
                             "--quiet", "--out", str(tmp_path / "run")], capsys)
     assert code == 0 and err == "", err  # not a line from datasets ("Generating train split") either
+
+
+def test_ctrl_c_says_what_is_kept(monkeypatch, tmp_path, capsys):
+    """Typer turns Ctrl-C into a returned 130 outside standalone mode: train, profile, eval and calibrate
+    exited 130 without a word (compare said it). Train names the checkpoint and --resume."""
+    import losscli.engine.trainer as trainer
+    import losscli.profiling.harness as harness
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train_run", interrupted)
+    out = tmp_path / "run"
+    code, _, err = _invoke(["train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1", "--device", "cpu",
+                            "--quiet", "--out", str(out)], capsys)
+    assert code == 130 and len(err.strip().splitlines()) == 1
+    assert "interrupted" in err and f"--resume --out {out}" in err
+    monkeypatch.setattr(harness, "profile_losses", interrupted)
+    code, _, err = _invoke(["profile", "--losses", "ce", "--batch", "8", "--classes", "3", "--device", "cpu",
+                            "--quiet"], capsys)
+    assert code == 130 and err.strip() == "error: interrupted; completed results are kept on disk"
+
+
+def test_losses_shows_a_spec_with_parameters(capsys):
+    # 'focal(gamma=3)' said "unknown loss 'focal(gamma=3)'" and listed focal among the known ones
+    code, out, _ = _invoke(["losses", "focal(gamma=3)"], capsys)
+    assert code == 0 and "gamma = 3.0" in out
+    code, _, err = _invoke(["losses", "focal(gamma=abc)"], capsys)
+    assert code == 2 and "gamma" in err and "unknown loss" not in err

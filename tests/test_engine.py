@@ -90,6 +90,23 @@ def test_nan_stops_the_run_cleanly(tmp_path):
     assert (tmp_path / "nan" / "config.yaml").is_file()
 
 
+def test_divergence_in_the_last_step_fails_the_run_cleanly(tmp_path):
+    """Every step's loss finite, the weights after the last one not (weight decay 1e300): the final
+    metrics raised "logits contains NaN or +inf values" (exit 2, no report); now the run fails like a NaN
+    loss, with the report on disk, in both trainers."""
+    from losscli.engine.batched import train_group
+    from losscli.engine.trainer import train_run
+
+    train = {"epochs": 1, "weight_decay": 1e300, "batch_size": 1024}  # one step: the last one diverges
+    report = train_run(_spec(train=train), tmp_path / "wd", progress=False)
+    assert report["status"] == "failed" and "outputs became non-finite" in report["error"]
+    assert "after epoch 1" in report["error"]
+    assert yaml.safe_load((tmp_path / "wd" / "report.yaml").read_text())["status"] == "failed"
+    reports = train_group([_spec(train=train), _spec("gce", seed=1, train=train)], [tmp_path / "g0", tmp_path / "g1"])
+    assert [r["status"] for r in reports] == ["failed", "failed"]  # a group shares its training settings
+    assert all("outputs became non-finite" in r["error"] for r in reports)
+
+
 def test_noise_reported_in_train_metrics(tmp_path):
     from losscli.engine.trainer import train_run
 

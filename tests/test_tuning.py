@@ -50,6 +50,25 @@ def test_search_space_rules():
     assert (dims[LR].low, dims[LR].high, dims[LR].log) == (pytest.approx(0.001), pytest.approx(0.1), True)
 
 
+def test_study_seeds_stay_in_optunas_range():
+    # the plain sum sampler_seed + a 32-bit hash passed 2**32: Optuna's ValueError, exit 1
+    import hashlib
+
+    from losscli.app.tuning.run import study_seed
+
+    seeds = [study_seed(s, f"study-{i}") for s in (0, 2**32 - 1) for i in range(50)]
+    assert all(0 <= s < 2**32 for s in seeds)
+    assert study_seed(0, "a") == int(hashlib.sha256(b"a").hexdigest()[:8], 16)  # unchanged below 2**32
+
+
+def test_tuned_lr_stays_in_the_trainers_range():
+    # lr * lr_factor above train.lr's limit: every such trial would be refused by the trainer's validation
+    from losscli.config.validate import MAX_LR
+
+    (dim,) = search_space(_info(), lr=MAX_LR / 10, lr_factor=1000.0)
+    assert dim.name == LR and dim.high == MAX_LR and dim.low == pytest.approx(MAX_LR / 10_000)
+
+
 def test_every_registered_loss_has_a_valid_search_space():
     for name in LOSSES.names():
         for d in search_space(LOSSES.get(name).info, 0.01, 10.0):

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from losscli.config.schema import Config
 from losscli.config.validate import validate
-from losscli.errors import UsageError
+from losscli.errors import Interrupted, UsageError
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -37,10 +37,11 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
     from losscli.atomic import check_writable_dir
     from losscli.engine import rundir
     from losscli.engine.runspec import RunSpec
+    from losscli.engine.teacher import check_teacher_used
     from losscli.engine.trainer import train_run
     from losscli.report.run import render_run_markdown
 
-    kind = check_tracker(tracker)
+    kind = check_tracker(tracker, tracking_uri)
     if cfg is None:
         if not (resume and out):
             raise UsageError("train needs a configuration (only --resume --out DIR reads the run's own)")
@@ -49,6 +50,7 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
     else:
         validate(cfg, "train")
         spec = RunSpec.from_config(cfg, teacher=teacher)
+        check_teacher_used(spec)
         run_dir = Path(out) if out else default_run_dir(cfg)
         if resume:
             _same_config(spec, run_dir)
@@ -68,9 +70,13 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
     if kind:
         tcfg = TrackerConfig(kind, tracking_uri, root=tracking_uri if kind == "tensorboard" else None)
         hooks = open_run(prepare(tcfg, log), spec, run_dir, log)
-    report = train_run(spec, run_dir, overwrite=overwrite, progress=progress, log=log,
-                       render_markdown=render_run_markdown, resume=resume, checkpoints=True,
-                       log_every=log_every, hooks=hooks)
+    try:
+        report = train_run(spec, run_dir, overwrite=overwrite, progress=progress, log=log,
+                           render_markdown=render_run_markdown, resume=resume, checkpoints=True,
+                           log_every=log_every, hooks=hooks)
+    except KeyboardInterrupt:  # it exited 130 without a word; the epoch checkpoint is what is kept
+        raise Interrupted(f"interrupted; {run_dir} keeps the checkpoint of its last finished epoch: continue with "
+                          f"`losscli train --resume --out {run_dir}`") from None
     return report, run_dir
 
 

@@ -67,4 +67,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} (set LOSSCLI_DEBUG=1 for the traceback)",
               file=sys.stderr)
         sys.exit(1)
+    if result == 130:  # Typer turns Ctrl-C into a returned 130 outside standalone mode: it exited silently
+        print("error: interrupted; completed results are kept on disk", file=sys.stderr)
     sys.exit(result if isinstance(result, int) else 0)

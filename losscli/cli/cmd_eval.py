@@ -29,9 +29,14 @@ def eval_command(
 
     if (run_dir is None) == (checkpoint is None):
         raise UsageError("pass a RUN_DIR or --checkpoint FILE (one of them)")
+    if checkpoint is not None and (Path(checkpoint).name != "model.pt" or not Path(checkpoint).is_file()):
+        # any other name was ignored: the model.pt beside it was evaluated instead
+        raise UsageError(f"--checkpoint {checkpoint!r} is not a run's model.pt; pass the model.pt a run directory "
+                         "holds (its config.yaml beside it), or the run directory itself")
     directory = Path(run_dir) if run_dir else Path(checkpoint).parent
     if not directory.is_dir():
-        raise UsageError(f"run directory {str(directory)!r} does not exist")
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise UsageError(f"run directory {str(directory)!r} {what}; pass a directory written by `losscli train`")
     from losscli.app.evaluate import evaluate_run
 
     report = evaluate_run(directory, dataset=dataset, data_dir=data_dir, calibrator=calibrator, n_bins=bins, device=device)

@@ -35,8 +35,10 @@ def losses_command(
             data = spec.info().to_dict()
             data["parts"] = [{"weight": w, "label": p.label, "family": p.info().family,
                               "paper": _paper(asdict(p.info().reference))} for w, p in spec.parts]
-        else:
-            data = LOSSES.get(name).info.to_dict()
+        else:  # a spec with parameters ('focal(gamma=3)') is shown with them: it said "unknown loss"
+            spec = resolve_loss(name)  # one line for an unknown loss or a bad parameter
+            data = spec.info().to_dict()
+            data["params"] = {**data["params"], **spec.params}
             data["linear_loss"] = _linear_support(data["name"])
         if fmt in (Format.table, Format.md):
             emit(data, fmt, text=_describe(data, md=fmt == Format.md))

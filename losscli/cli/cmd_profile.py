@@ -126,12 +126,16 @@ def profile_command(
         rows = [{**r, "flag": ("DISAGREES: " + ",".join(r["disagreements"])) if r["disagreements"] else ""}
                 for r in report["rows"]]
         _emit(report, fmt, [("loss shapes (C=%d)" % shape_classes, rows, _SHAPE_COLUMNS)], say)
+        if not rows:  # every loss skipped: "(no rows)" and exit 0 before
+            raise RunFailedError("no loss could be analysed (see skipped)")
         return
 
     import torch  # heavy: only once the command runs
 
-    if threads is not None and threads < 1:
-        raise UsageError("--threads must be >= 1")
+    from losscli.config.validate import MAX_THREADS
+
+    if threads is not None and not 1 <= threads <= MAX_THREADS:  # a million threads: a segfault in torch's pool
+        raise UsageError(f"--threads must be in [1, {MAX_THREADS}], got {threads}")
     # one thread unless asked: the same setting as benchmarks/bench_losses.py, so the numbers compare
     torch.set_num_threads(threads or 1)
 

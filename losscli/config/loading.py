@@ -43,6 +43,8 @@ def list_presets() -> list[dict[str, str]]:
 def preset_path(name_or_file: str) -> Path:
     path = Path(name_or_file)
     if path.suffix in (".yaml", ".yml") or os.sep in name_or_file:
+        if path.is_dir():
+            raise UsageError(f"preset {name_or_file!r} is a directory; pass a preset name or a YAML file")
         if not path.is_file():
             raise UsageError(f"preset file {name_or_file!r} not found")
         return path
@@ -82,6 +84,13 @@ def build_config(preset: Optional[str] = None, overrides: Optional[dict] = None,
     user: dict = _deep_merge({}, overrides or {})
     for key, value in parse_assignments(sets or [], what="--set").items():
         user = _deep_merge(user, _dotted(key, value))
+    # each layer is checked on its own first: merging replaces a section that is not a mapping, so a
+    # preset's `train: [1, 2]` (or `!!binary`) under `--epochs 1` vanished without a word
+    try:
+        from_dict(base)
+    except UsageError as exc:
+        raise UsageError(f"preset {preset!r}: {exc}") from None
+    from_dict(user)
     merged = _deep_merge(base, user)
     if _dataset_changed(base, user) and not _model_given(user) and isinstance(merged.get("model"), dict):
         mine = user.get("model") if isinstance(user.get("model"), dict) else {}
@@ -151,14 +160,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own message ("must be a finite number", not "must be float")
+            return _coerce(options[0], value, key)
+        for arg in options:
             try:
                 return _coerce(arg, value, key)
             except UsageError:
                 continue
-        names = " or ".join(getattr(a, "__name__", str(a)) for a in args if a is not type(None))
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in options)
         raise UsageError(f"config key {key!r} must be {names}, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):

@@ -111,12 +111,16 @@ class Config:
         if isinstance(self.seeds, int):
             if self.seeds < 1:
                 raise UsageError(f"config key 'seeds' must be >= 1 (a count) or a non-empty list, got {self.seeds}")
+            _check_seed_count(self.seeds)
             return list(range(self.seeds))
         if not self.seeds:
             raise UsageError("config key 'seeds' is an empty list; give a count (--seeds 6) or at least one seed")
+        _check_seed_count(len(self.seeds))
         bad = [s for s in self.seeds if isinstance(s, bool) or not isinstance(s, int)]
         if bad:
             raise UsageError(f"config key 'seeds' must hold integers, got {bad[0]!r}")
+        for s in self.seeds:
+            check_seed(s, "config key 'seeds': each seed")
         dupes = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
         if dupes:
             raise UsageError(f"config key 'seeds' lists seed {dupes[0]} twice; each seed once")
@@ -160,6 +164,29 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+#: seeds are 32-bit: runs derive further seeds from them (label noise: seed * 1_000_003 + ..., which
+#: overflowed torch's 64-bit generator for seeds beyond ~9e12) and Optuna's sampler takes [0, 2**32)
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: Any, what: str) -> int:
+    """``value`` as a seed: an integer in [0, 2**32) (see :data:`SEED_LIMIT`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise UsageError(f"{what} must be an integer in [0, {SEED_LIMIT - 1}] (a 32-bit seed), got {value!r}")
+    return value
+
+
+#: seeds per loss and setting: each is a full training run, and the paired tests decide with tens
+#: (``--seeds 10000000000`` ran out of memory listing them)
+MAX_SEEDS = 10_000
+
+
+def _check_seed_count(n: int) -> None:
+    if n > MAX_SEEDS:
+        raise UsageError(f"config key 'seeds' asks for {n} seeds; at most {MAX_SEEDS} (each seed is a training run "
+                         "per loss and setting, and the paired tests decide with tens)")
 
 
 def _as_list(value: Any, key: str) -> list:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from losscli.config.schema import Config, TrainConfig
+from losscli.config.schema import Config, TrainConfig, check_seed
 from losscli.errors import UsageError
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -19,11 +19,20 @@ PRECISIONS = ("auto", "fp32", "bf16")
 PRUNERS = ("halving", "hyperband", "none")
 #: dataset/model options are hashed into run keys: plain, small values only
 MAX_OPTION_CHARS = 10_000
+#: a peak learning rate above this cannot be meant (near 1e37 torch's float32 optimizer update overflows)
+MAX_LR = 1e6
+#: the tuned learning rate spans [lr / f, lr * f]: wider than 12 decades cannot be meant
+MAX_LR_FACTOR = 1e6
+#: CPU threads per run: no machine has more cores, and torch's thread pool dies creating millions
+MAX_THREADS = 1024
 
 
 def validate(cfg: Config, command: str = "compare") -> Config:
     """Check ``cfg`` for ``command`` (``train`` or ``compare``); returns it unchanged."""
     validate_train(cfg.train)
+    check_seed(cfg.seed, "config key 'seed'")
+    check_seed(cfg.dataset.split_seed, "config key 'dataset.split_seed'")
+    check_seed(cfg.tune.sampler_seed, "config key 'tune.sampler_seed'")
     _check(0.0 <= cfg.dataset.val_fraction < 1.0, "dataset.val_fraction", "must be in [0, 1)", cfg.dataset.val_fraction)
     _check(isinstance(cfg.dataset.name, str) and cfg.dataset.name.strip() != "", "dataset.name",
            "must name a dataset (see README, Data)", cfg.dataset.name)
@@ -32,7 +41,8 @@ def validate(cfg: Config, command: str = "compare") -> Config:
     _check(cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}", cfg.precision)
     _check(isinstance(cfg.device, str) and cfg.device.strip() != "", "device", "must be auto, cpu, cuda or cuda:N",
            cfg.device)
-    _check(cfg.threads is None or cfg.threads >= 1, "threads", "must be >= 1", cfg.threads)
+    _check(cfg.threads is None or 1 <= cfg.threads <= MAX_THREADS, "threads",
+           f"must be in [1, {MAX_THREADS}] (CPU threads per run)", cfg.threads)
     _check(cfg.jobs is None or cfg.jobs >= 1, "jobs", "must be >= 1 (worker processes)", cfg.jobs)
     st, tu = cfg.statistics, cfg.tune
     from losscli.stats import CORRECTIONS, TESTS
@@ -41,13 +51,23 @@ def validate(cfg: Config, command: str = "compare") -> Config:
     _check(st.correction in CORRECTIONS, "statistics.correction", f"must be one of {', '.join(CORRECTIONS)}",
            st.correction)
     _check(0 < st.alpha < 1, "statistics.alpha", "must be in (0, 1)", st.alpha)
-    _check(st.min_effect >= 0, "statistics.min_effect", "must be >= 0 (points)", st.min_effect)
+    # points of a metric shown in percent: a difference of 100 points or more cannot happen
+    _check(0 <= st.min_effect < 100, "statistics.min_effect", "must be in [0, 100) (points)", st.min_effect)
     _check(tu.trials >= 0, "tune.trials", "must be >= 0", tu.trials)
     _check(tu.pruner in PRUNERS, "tune.pruner", f"must be one of {', '.join(PRUNERS)}", tu.pruner)
-    _check(tu.lr_factor >= 1, "tune.lr_factor", "must be >= 1", tu.lr_factor)
+    _check(1 <= tu.lr_factor <= MAX_LR_FACTOR, "tune.lr_factor",
+           f"must be in [1, {MAX_LR_FACTOR:g}] (the learning rate is searched in [lr / f, lr * f])", tu.lr_factor)
     _check(cfg.executor is None or isinstance(cfg.executor, str), "executor", "must be local, pool or ray",
            cfg.executor)
     _check(cfg.gpus_per_run is None or cfg.gpus_per_run > 0, "gpus_per_run", "must be > 0", cfg.gpus_per_run)
+    # options only one executor (or tuning) reads: given elsewhere they were silently ignored
+    for key, value in (("address", cfg.address), ("gpus_per_run", cfg.gpus_per_run)):
+        if value is not None and str(cfg.executor).strip().lower() != "ray":  # the registry ignores case
+            raise UsageError(f"config key {key!r} (--{key.replace('_', '-')}) is for --executor ray, but the "
+                             f"executor is {cfg.executor or 'auto (local or pool)'}; add --executor ray or drop it")
+    if tu.storage is not None and not tu.trials:
+        raise UsageError("config key 'tune.storage' (--storage) is the study storage of --tune, but no tuning was "
+                         "asked for; add --tune N or drop --storage")
     if command == "train":
         cfg.loss_spec()
         cfg.single_setting()
@@ -64,7 +84,7 @@ def validate_train(t: TrainConfig) -> None:
     _check(t.epochs >= 1, "train.epochs", "must be >= 1", t.epochs)
     _check(t.batch_size >= 1, "train.batch_size", "must be >= 1", t.batch_size)
     _check(t.eval_every >= 1, "train.eval_every", "must be >= 1 (evaluate every N epochs)", t.eval_every)
-    _check(_number(t.lr) and t.lr > 0, "train.lr", "must be a finite number > 0", t.lr)
+    _check(_number(t.lr) and 0 < t.lr <= MAX_LR, "train.lr", f"must be a finite number in (0, {MAX_LR:g}]", t.lr)
     _check(_number(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "must be a finite number >= 0",
            t.weight_decay)
     _check(_number(t.momentum) and 0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)", t.momentum)

@@ -152,7 +152,9 @@ def _fit_group(g: GroupContext) -> list[dict[str, Any]]:
                 continue
             rec.add_train_time(sw.seconds / R, spe * min(cfg.batch_size, n_train))  # the group's time, shared evenly
             rec.add_eval_time(ew.seconds / R)
-            if not rec.check_finite(step_losses[r], epoch):
+            if not (rec.check_finite(step_losses[r], epoch)
+                    and rec.check_outputs(epoch, {"validation": (val_acc[r], data0.x_val.shape[0]),
+                                                  "test": (test_acc[r], data0.x_test.shape[0])})):
                 rec.finish_failed()
                 alive[r] = False
                 if g.log:
@@ -233,8 +235,11 @@ def _stacked_accuracy(forward_shared, params, buffers, x, y, amp, chunk: int = 4
     if x.shape[0] == 0:
         return [float("nan")] * R
     correct = torch.zeros(R, device=x.device)
+    finite = torch.ones(R, dtype=torch.bool, device=x.device)
     for start in range(0, x.shape[0], chunk):
         with autocast(amp, x.device):
             logits = forward_shared(params, buffers, x[start:start + chunk])  # [R, n, C]
         correct += (logits.argmax(-1) == y[start:start + chunk]).sum(-1)
-    return (correct / x.shape[0]).tolist()
+        finite &= torch.isfinite(logits).flatten(1).all(1)
+    # NaN for a run whose outputs are not finite (RunRecorder.check_outputs fails it)
+    return torch.where(finite, correct / x.shape[0], float("nan")).tolist()

@@ -65,7 +65,47 @@ def build_run_loss(spec: RunSpec, bundle) -> torch.nn.Module:
     loss_fn = build_loss(spec.loss, class_counts=[float(c) for c in bundle.class_counts])
     if info.input == "sets":  # the set sampler's needs (k + 1 classes present...), before anything is written
         loss_fn.sample_sets(bundle.y_train, torch.Generator(), num_sets=0)
+    _probe_plugin(spec.loss.label, loss_fn, bundle)
     return loss_fn
+
+
+#: rows of the batch a plugin loss is tried on before any run
+PROBE_ROWS = 8
+
+
+def _probe_plugin(label: str, loss_fn, bundle) -> None:
+    """A loss with code from outside losscli (``--loss pkg.module:Name``, a part of a sum) is called once,
+    forward and backward, on random logits and the first training targets, before anything trains: one
+    that cannot train on this data (``torch.nn:MSELoss`` on class indices, an output without a gradient)
+    is one line and exit 2 here, not a raw exception in the first step of every run. The registry's
+    losses keep their contract (``losscli check-loss``) and are not probed; neither are losses that need
+    the engine's context (embeddings, teacher logits) or take sets."""
+    import copy
+    import warnings
+
+    from losscli.errors import LossCLIError
+    from losscli.losses.base import Loss
+    from losscli.losses.plugin import ModuleLoss
+    from losscli.plugins import describe_exception
+
+    if not any(isinstance(m, ModuleLoss) or (isinstance(m, Loss) and not type(m).__module__.startswith("losscli."))
+               for m in loss_fn.modules()):
+        return
+    if loss_fn.info.needs or loss_fn.info.input != "logits" or not len(bundle.y_train):
+        return
+    target = bundle.y_train[:PROBE_ROWS]
+    columns = output_size(loss_fn, bundle)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the plugin's own warnings (torch's broadcasting one) say it again below
+        logits = torch.randn(target.shape[0], columns, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        try:
+            out = copy.deepcopy(loss_fn)(logits, target)  # a copy: a stateful loss starts its run untouched
+            out.float().sum().backward()
+        except Exception as exc:  # noqa: BLE001 - the plugin's code: any failure is the same answer
+            why = " ".join(str(exc).split()) if isinstance(exc, LossCLIError) else describe_exception(exc)
+            raise UsageError(f"{label} fails on a batch of {bundle.name} (logits [{target.shape[0]}, {columns}] "
+                             f"float32, targets {list(target.shape)} {str(target.dtype).replace('torch.', '')}): "
+                             f"{why}; check it with `losscli check-loss '{label}'`") from None
 
 
 def _check_task(label: str, info, bundle) -> None:
@@ -111,11 +151,14 @@ def model_name(spec: RunSpec, bundle) -> str:
     return spec.model.name if spec.model.name != "auto" else auto_model(bundle.kind)
 
 
-def build_run_model(spec: RunSpec, bundle, loss_fn) -> torch.nn.Module:
-    """Model with the run's seeded init; a loss that brings its own head gets it installed."""
+def build_run_model(spec: RunSpec, bundle, loss_fn, training: bool = True) -> torch.nn.Module:
+    """Model with the run's seeded init; a loss that brings its own head gets it installed. One that
+    cannot fit in this machine's memory (``training``: with what training it on the CPU takes) is refused
+    before it is built."""
     from losscli.models import build_model
 
     n_out = output_size(loss_fn, bundle)
+    _check_memory(spec, bundle, n_out, training)
     with seeded(spec.seed, STREAM_INIT):
         model = build_model(model_name(spec, bundle), bundle.input_shape, n_out, kind=bundle.kind,
                             **dict(spec.model.options))
@@ -123,6 +166,39 @@ def build_run_model(spec: RunSpec, bundle, loss_fn) -> torch.nn.Module:
         if head is not None:
             model.head = head
     return model
+
+
+#: CPU memory of a training run on the CPU in multiples of the model's weights: the weights, their
+#: gradients, AdamW's two moments, its temporaries and the best epoch's copy (an mlp with 5e7 parameters
+#: peaked at ~6x); on a GPU the CPU holds the built model and that copy
+TRAIN_MEMORY_FACTOR = {"cpu": 6, "other": 2}
+
+
+def _check_memory(spec: RunSpec, bundle, n_out: int, training: bool) -> None:
+    """Refuse a model that cannot fit: ``mlp`` with ``hidden=10**9`` spent 37 s allocating before the
+    allocator failed (exit 1), and a 10**7-dimensional synthetic dataset had the run killed for memory."""
+    from losscli.device import memory_bytes, resolve_device
+    from losscli.models import weight_bytes
+
+    memory = memory_bytes()
+    weights = weight_bytes(model_name(spec, bundle), bundle.input_shape, n_out, kind=bundle.kind,
+                           **dict(spec.model.options))
+    if memory is None or weights is None:
+        return
+    factor = 1
+    if training:
+        factor = TRAIN_MEMORY_FACTOR["cpu" if resolve_device(spec.device).type == "cpu" else "other"]
+    data = sum(t.numel() * t.element_size() for t in (bundle.x_train, bundle.x_val, bundle.x_test)
+               if isinstance(t, torch.Tensor))
+    need = factor * weights + data
+    if need > memory:
+        gib = 2**30
+        options = ", ".join(f"{k}={v!r}" for k, v in spec.model.options.items())
+        what = f"training it takes about {factor}x its weights" if factor > 1 else "it holds its weights"
+        raise UsageError(f"model {model_name(spec, bundle)}{f' ({options})' if options else ''} on {bundle.name} has "
+                         f"{weights / gib:.3g} GiB of weights; {what} plus {data / gib:.3g} GiB of data, "
+                         f"{need / gib:.3g} GiB, more than this machine's {memory / gib:.3g} GiB of memory; choose "
+                         "smaller model options (or fewer input features)")
 
 
 def _loss_head(spec: RunSpec, loss_fn, model: torch.nn.Module, n_out: int) -> torch.nn.Module | None:
@@ -150,7 +226,7 @@ def restore_run(loaded, device: torch.device, cache: dict | None = None):
     spec = loaded.spec
     bundle = load_run_data(spec, cache)
     loss_fn = build_run_loss(spec, bundle)
-    model = build_run_model(spec, bundle, loss_fn)
+    model = build_run_model(spec, bundle, loss_fn, training=False)
     state = loaded.state()
     model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     loss_state = {k[len("loss."):]: v for k, v in state.items() if k.startswith("loss.")}

@@ -38,10 +38,13 @@ def selection_score(bundle) -> tuple[str, bool]:
 
 @torch.no_grad()
 def epoch_score(model, loss_fn, x: torch.Tensor, y: torch.Tensor, bundle, amp) -> float:
-    """The selection metric on one split (NaN when the split is empty)."""
+    """The selection metric on one split (NaN when the split is empty, or when the model's outputs on it
+    are not finite: weights that diverged in the epoch's last steps, see ``RunRecorder.check_outputs``)."""
     if x.shape[0] == 0:
         return float("nan")
     logits = predict_logits(model, loss_fn, x, amp_dtype=amp)
+    if not bool(torch.isfinite(logits).all()):
+        return float("nan")
     if bundle.is_regression:
         return (loss_fn.decode(logits).double() - y.cpu().double()).square().mean().item()
     return (logits.argmax(1) == y.cpu()).float().mean().item()

@@ -114,6 +114,17 @@ class RunRecorder:
                        "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
         return False
 
+    def check_outputs(self, epoch: int, scores: dict[str, tuple[float, int]]) -> bool:
+        """False (and the run marked failed) if a non-empty split's score is NaN: the model's outputs were
+        not finite, the weights having diverged in the epoch's last steps (every step's loss was finite).
+        ``scores`` maps a split to ``(score, rows)``; an empty split's NaN score is expected."""
+        bad = [split for split, (score, rows) in scores.items() if rows and score != score]
+        if not bad:
+            return True
+        self.failed = (f"the model's outputs became non-finite (NaN or inf) on the {bad[0]} split after epoch {epoch}; "
+                       "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
+        return False
+
     def record_epoch(self, epoch: int, train_loss: float, val_score: float, test_score: float, lr: float,
                      state: dict[str, torch.Tensor]) -> None:
         """One epoch's numbers (appended to metrics.jsonl) and the weights after it (CPU copies).

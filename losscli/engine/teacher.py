@@ -24,6 +24,14 @@ def require_teacher(spec: RunSpec) -> bool:
     return True
 
 
+def check_teacher_used(spec: RunSpec) -> None:
+    """A teacher given to a run whose loss does not distil is a one-line error: ``train --loss ce --teacher
+    DIR`` recorded the teacher and ignored it without a word."""
+    if spec.teacher and "teacher_logits" not in spec.loss.info().needs:
+        raise UsageError(f"--teacher is for the distilling losses (kd, pld, dhkd, or a sum with one); {spec.loss.label} "
+                         "does not distil: drop --teacher")
+
+
 def teacher_logits(spec: RunSpec, bundle, device: torch.device) -> torch.Tensor | None:
     """``[N_train, C]`` teacher logits when the run's loss distils, else None."""
     from losscli.engine import rundir

@@ -171,6 +171,11 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
                 val = epoch_score(model, loss_fn, data.x_val, data.y_val, ctx.bundle, ctx.amp)
                 test = epoch_score(model, loss_fn, data.x_test, data.y_test, ctx.bundle, ctx.amp)
             rec.add_eval_time(ew.seconds)
+            if not rec.check_outputs(epoch, {"validation": (val, data.x_val.shape[0]),
+                                             "test": (test, data.x_test.shape[0])}):
+                bar.close()
+                _drop_checkpoint(ctx)
+                return rec.finish_failed()
             train_loss = step_losses.mean().item()
             rec.record_epoch(epoch, train_loss, val, test, optimizer.param_groups[0]["lr"], _state(model, loss_fn))
             if not ctx.bundle.is_regression:  # the hook's contract is a validation accuracy

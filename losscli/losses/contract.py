@@ -302,16 +302,30 @@ def run_check(case: "Case | str | LossSpec", check: str) -> CheckResult:
     """Run one check; its exceptions become a ``fail`` with the reason (one line)."""
     if check not in CHECKS:
         raise UsageError(f"unknown check {check!r}; checks: {', '.join(CHECKS)}")
+    import warnings
+
     case = case if isinstance(case, Case) else contract_case(case)
-    try:
-        detail = CHECKS[check][1](case)
-    except Skip as exc:
-        return CheckResult(check, "skip", str(exc))
-    except AssertionError as exc:
-        return CheckResult(check, "fail", _one_line(str(exc)) or "assertion failed")
-    except Exception as exc:  # noqa: BLE001 - a loss that raises fails the check, with the reason
-        return CheckResult(check, "fail", _one_line(describe_exception(exc)))
-    return CheckResult(check, "pass", detail)
+    # the loss's own warnings (a plugin's torch broadcasting warning: two lines per check on stderr)
+    # go into the check's detail, where the report shows them
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            detail = CHECKS[check][1](case)
+        except Skip as exc:
+            return CheckResult(check, "skip", str(exc))
+        except AssertionError as exc:
+            return CheckResult(check, "fail", _with_warning(_one_line(str(exc)) or "assertion failed", caught))
+        except Exception as exc:  # noqa: BLE001 - a loss that raises fails the check, with the reason
+            return CheckResult(check, "fail", _with_warning(_one_line(describe_exception(exc)), caught))
+    return CheckResult(check, "pass", _with_warning(detail, caught))
+
+
+def _with_warning(detail: str, caught: list) -> str:
+    """``detail`` plus the first warning the check raised, if any (one line)."""
+    if not caught:
+        return detail
+    first = caught[0]
+    return _one_line(f"{detail} (warning: {first.category.__name__}: {first.message})")
 
 
 def check_loss(spec: "Case | str | LossSpec | dict", checks: list[str] | None = None,

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
-from losscli.models.base import AUTO, MODELS, Classifier, auto_model, build_model, model_options, register_model
+from losscli.models.base import (AUTO, MODELS, Classifier, auto_model, build_model, model_options, register_model,
+                                 weight_bytes)
 
 from losscli.models import bow, cnn1d, linear, mlp, resnet  # noqa: E402,F401  (register)
 
-__all__ = ["AUTO", "MODELS", "Classifier", "auto_model", "build_model", "model_options", "register_model"]
+__all__ = ["AUTO", "MODELS", "Classifier", "auto_model", "build_model", "model_options", "register_model",
+           "weight_bytes"]

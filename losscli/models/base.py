@@ -11,6 +11,7 @@ parameters works.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable
 
 import torch
@@ -101,6 +102,21 @@ def build_model(name: str, input_shape, num_classes: int, kind: str | None = Non
     return entry.obj(shape, int(num_classes), **options)
 
 
+def weight_bytes(name: str, input_shape, num_classes: int, kind: str | None = None, **options: Any) -> int | None:
+    """Bytes of a built-in model's parameters and buffers, counted on the meta device (no memory, no
+    RNG), with :func:`build_model`'s checks; None for a plugin's model (its factory may not build there)."""
+    resolved = auto_model(kind) if (name is None or str(name).lower() == "auto") and kind is not None else name
+    if not MODELS.entry(resolved).obj.__module__.startswith("losscli."):
+        return None
+    with torch.device("meta"):
+        model = build_model(resolved, input_shape, num_classes, kind=kind, **options)
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+#: layers or blocks per stage: deeper cannot be meant (the mlp with depth=10**6 took minutes just to build)
+MAX_DEPTH = 1000
+
+
 def flat_dim(shape: tuple[int, ...]) -> int:
     n = 1
     for s in shape:
@@ -108,7 +124,11 @@ def flat_dim(shape: tuple[int, ...]) -> int:
     return n
 
 
-def positive(value: Any, what: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
+def positive(value: Any, what: str, most: int | None = None) -> int:
+    # text or a list ('abc', [1]) raised int()'s own ValueError/TypeError: exit 1 with raw text
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or int(value) != value or value < 1:
         raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    if most is not None and value > most:
+        raise UsageError(f"{what} must be at most {most}, got {value!r}")
     return int(value)

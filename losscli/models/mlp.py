@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from losscli.models.base import Classifier, flat_dim, positive, register_model
+from losscli.models.base import MAX_DEPTH, Classifier, flat_dim, positive, register_model
 
 
 @register_model("mlp", kinds=("vector", "sequence1d", "image"))
@@ -14,7 +14,7 @@ class MLP(Classifier):
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, *, hidden: int = 100, depth: int = 2):
         super().__init__()
-        hidden, depth = positive(hidden, "mlp: hidden"), positive(depth, "mlp: depth")
+        hidden, depth = positive(hidden, "mlp: hidden"), positive(depth, "mlp: depth", most=MAX_DEPTH)
         layers: list[nn.Module] = []
         d = flat_dim(tuple(input_shape))
         for _ in range(depth):

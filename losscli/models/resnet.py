@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from losscli.errors import UsageError
-from losscli.models.base import Classifier, positive, register_model
+from losscli.models.base import MAX_DEPTH, Classifier, positive, register_model
 
 NORMS = ("group", "batch", "none")
 
@@ -67,7 +67,7 @@ class ResNet(Classifier):
             raise UsageError(f"resnet needs image input_shape (C, H, W), got {tuple(input_shape)}")
         if norm not in NORMS:
             raise UsageError(f"resnet: norm must be one of {', '.join(NORMS)}, got {norm!r}")
-        width, blocks = positive(width, "resnet: width"), positive(blocks, "resnet: blocks")
+        width, blocks = positive(width, "resnet: width"), positive(blocks, "resnet: blocks", most=MAX_DEPTH)
         self.input_shape = shape
         self.stem = nn.Sequential(nn.Conv2d(shape[0], width, 3, padding=1, bias=norm == "none"),
                                   make_norm(norm, width), nn.ReLU())

@@ -258,6 +258,9 @@ def profile_losses(
         raise UsageError("batch sizes must be >= 1 and class counts >= 2")
     if repeats < 1 or warmup < 0:
         raise UsageError("repeats must be >= 1 and warmup >= 0")
+    from losscli.config.schema import check_seed
+
+    check_seed(seed, "--seed")  # inputs are drawn with 1000 * seed + ...: 2**70 failed every configuration
     capacity = device_memory_bytes(dev)
     if capacity and all(min_bytes(n, c, dt) > capacity for n in batches for c in classes for dt in dts):
         n, c, dt = min(((n, c, dt) for n in batches for c in classes for dt in dts), key=lambda k: min_bytes(*k))

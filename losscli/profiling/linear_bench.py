@@ -158,6 +158,10 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
     from losscli.losses.stream_terms import unsupported_reason
     from losscli.lossspec import parse_loss_spec
 
+    if chunk_size is not None and chunk_size < 1:  # was caught per loss: every loss "skipped", exit 1
+        from losscli.errors import UsageError
+
+        raise UsageError(f"--chunk-size must be >= 1 (rows per chunk), got {chunk_size}")
     say = progress or (lambda msg: None)
     rows, skipped = [], []
     for spec in losses:

@@ -207,16 +207,25 @@ def analyse_loss(name: str, c: int = 4, params: dict | None = None, seed: int = 
     return row
 
 
+#: classes of the shape analysis: it grows faster than C**2 (C=50: ~1.5 min per loss; C=1000: over 15 min)
+MAX_SHAPE_CLASSES = 1000
+
+
 def analyse_losses(specs: list[str] | None = None, c: int = 4, seed: int = 0, with_curves: bool = True,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``losscli/shape/v1`` report: one row per loss, skipped losses with reasons."""
     from losscli.profiling.cases import resolve_loss_names
     from losscli.environment import environment
 
-    if c < 2:
-        from losscli.errors import UsageError
+    from losscli.config.schema import check_seed
+    from losscli.errors import UsageError
 
+    if c < 2:
         raise UsageError("--shape needs at least 2 classes")
+    if c > MAX_SHAPE_CLASSES:  # 10**9 skipped every loss (2 TB per curve) and printed "(no rows)", exit 0
+        raise UsageError(f"--shape-classes {c} is too many: at most {MAX_SHAPE_CLASSES} (the analysis grows faster "
+                         "than C squared: C=50 takes minutes per loss); a loss's shape shows at a few classes")
+    check_seed(seed, "--seed")
     say = progress or (lambda msg: None)
     rows, skipped = [], []
     for spec, name, params in resolve_loss_names(specs):

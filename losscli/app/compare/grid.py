@@ -15,6 +15,23 @@ from losscli.engine.runspec import RunSpec
 from losscli.errors import UsageError
 
 
+#: runs in one compare grid: beyond this it is weeks of training and its report a table nobody reads
+#: (two million runs spent minutes hashing their keys before the first one started)
+MAX_GRID_RUNS = 100_000
+
+
+def check_grid_size(cfg: Config) -> int:
+    """The number of runs in ``cfg``'s grid; a grid over :data:`MAX_GRID_RUNS` is a UsageError."""
+    sizes = {"losses": len(cfg.loss_specs()), "noise": len(cfg.noise_settings()),
+             "imbalance": len(cfg.imbalance_settings()), "seeds": len(cfg.seed_list())}
+    n = sizes["losses"] * sizes["noise"] * sizes["imbalance"] * sizes["seeds"]
+    if n > MAX_GRID_RUNS:
+        parts = " x ".join(f"{v} {k}" for k, v in sizes.items())
+        raise UsageError(f"the compare grid has {n} runs ({parts}); at most {MAX_GRID_RUNS}: fewer seeds, "
+                         "losses or settings, or split it into several compares")
+    return n
+
+
 def expand_grid(cfg: Config, tuned: dict | None = None) -> list[RunSpec]:
     """losses x noise x imbalance x seeds, settings outermost (equal configurations once).
 
@@ -22,6 +39,7 @@ def expand_grid(cfg: Config, tuned: dict | None = None) -> list[RunSpec]:
     that setting (from ``compare --tune``); those runs use them, with the configured seeds."""
     from dataclasses import replace
 
+    check_grid_size(cfg)
     specs = []
     for imbalance in cfg.imbalance_settings():
         for noise in cfg.noise_settings():

@@ -40,7 +40,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     validate(cfg, "compare")
     # a missing backend (pip install "losscli[ray]"), or a Ray address where nothing answers: one line before any work
     check_executor(cfg.executor, **({"address": cfg.address} if cfg.executor == "ray" else {}))
-    kind = check_tracker(tracker)
+    kind = check_tracker(tracker, tracking_uri)
     grid = expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
     for spec in grid:  # a distilling loss without its teacher fails every run of it: say so now, not after
         require_teacher(spec)

@@ -25,9 +25,13 @@ from losscli.errors import UsageError
 TRACKERS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}  # name -> (module, extra)
 
 
-def check_tracker(kind: str | None) -> str | None:
-    """The tracker's canonical name, or None; one line (exit 2) for an unknown or missing one."""
+def check_tracker(kind: str | None, uri: str | None = None) -> str | None:
+    """The tracker's canonical name, or None; one line (exit 2) for an unknown or missing one, or for a
+    tracking ``uri`` without a tracker (it was ignored: nothing was logged where the user looked)."""
     if kind is None:
+        if uri is not None:
+            raise UsageError(f"--tracking-uri {uri} without --tracker: nothing would be logged there; add "
+                             "--tracker tensorboard or --tracker mlflow")
         return None
     name = kind.strip().lower()
     if name not in TRACKERS:

@@ -48,6 +48,13 @@ class StudyPlan:
         return f"noise {self.base.noise}, imbalance {self.base.imbalance}"
 
 
+def study_seed(sampler_seed: int, study_name: str) -> int:
+    """The sampler seed of one study: one per study (equal seeds would make every study start with the
+    same random trials), in [0, 2**32) as Optuna's sampler requires (the plain sum passed it: a
+    ValueError, exit 1, for a large ``tune.sampler_seed``)."""
+    return (sampler_seed + int(hashlib.sha256(study_name.encode()).hexdigest()[:8], 16)) % 2**32
+
+
 def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(Path(out_dir) / 'tuning.db').resolve()}"
 
@@ -135,9 +142,7 @@ def plan_studies(cfg: Config, storage: str) -> list[StudyPlan]:
                 if not dims:
                     continue  # nothing to tune (no parameters and a fixed learning rate)
                 name = _study_name(cfg, base, loss.label)
-                # a seed per study: equal seeds would make every study start with the same random trials
-                seed = cfg.tune.sampler_seed + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
-                sampler = optuna.samplers.TPESampler(seed=seed,
+                sampler = optuna.samplers.TPESampler(seed=study_seed(cfg.tune.sampler_seed, name),
                                                      n_startup_trials=max(2, cfg.tune.trials // 3))
                 try:
                     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",

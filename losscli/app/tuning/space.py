@@ -70,7 +70,10 @@ def search_space(info, lr: float, lr_factor: float) -> list[Dim]:
     """The dimensions tuned for the loss described by ``info`` (a ``LossInfo``), learning rate last."""
     dims = [d for d in (_param_dim(p) for p in info.params) if d is not None]
     if lr_factor > 1:
-        dims.append(Dim(LR, "float", lr / lr_factor, lr * lr_factor, log=True))
+        from losscli.config.validate import MAX_LR
+
+        # within train.lr's own range: a trial above it would be refused by the trainer's validation
+        dims.append(Dim(LR, "float", lr / lr_factor, min(lr * lr_factor, MAX_LR), log=True))
     return dims
 
 
