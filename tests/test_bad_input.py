@@ -242,7 +242,7 @@ def test_ray_address_where_nothing_answers(capsys, tmp_path, monkeypatch):
     _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--executor", "ray", "--address",
                       f"127.0.0.1:{port}", "--out", str(out)], capsys, "nothing answers")
     assert not out.exists()  # refused before the compare directory was made
-    from losscli.app.executors.ray import _unreachable
+    from losscli.app.executors.ray_address import unreachable as _unreachable
 
     try:
         with socket.socket(socket.AF_INET6) as s:  # a listening IPv6 literal is reachable, brackets and all

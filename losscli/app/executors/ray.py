@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from losscli.app.executors.base import register_executor
+from losscli.app.executors.ray_address import unreachable
 from losscli.app.executors.task import Task, TaskOutcome
 from losscli.errors import UsageError
 
@@ -136,7 +137,7 @@ class RayExecutor:
     def check(address: str | None = None) -> None:
         import_ray()
         address = address or os.environ.get("RAY_ADDRESS") or None
-        problem = _unreachable(address) if address else None
+        problem = unreachable(address) if address else None
         if problem is not None:  # before the compare directory is made, not after
             raise UsageError(f"cannot connect to the Ray cluster at --address {address}: {problem}; "
                              "start one with `ray start --head` or omit --address")
@@ -177,7 +178,7 @@ class RayExecutor:
                          _node_ip_address="127.0.0.1", **quiet)  # loopback: nothing outside can reach it
                 self.started = True
             else:
-                problem = _unreachable(address)
+                problem = unreachable(address)
                 if problem is not None:  # Ray itself would retry for a minute, logging from C++ on stderr
                     raise ConnectionError(problem)
                 ray.init(address=address, **quiet)
@@ -367,44 +368,6 @@ def _absolute_sqlite(url: str) -> str:
     if url.startswith(prefix) and not url[len(prefix):].startswith("/") and url[len(prefix):] != ":memory:":
         return prefix + str(Path(url[len(prefix):]).resolve())
     return url
-
-
-def _resolve_auto(address: str) -> tuple[str | None, str | None]:
-    """``(address, problem)``: ``auto`` resolved as Ray resolves it (``RAY_ADDRESS``, else the running
-    cluster recorded under Ray's temp directory), so that "no cluster" is found before the compare
-    directory is made; other addresses unchanged. Uses a private Ray helper; without it, ``auto`` is
-    left to ``ray.init``."""
-    if address != "auto":
-        return address, None
-    try:
-        from ray._private.services import canonicalize_bootstrap_address
-    except ImportError:
-        return None, None
-    try:
-        return canonicalize_bootstrap_address(address), None
-    except ConnectionError:
-        return None, "no running Ray cluster was found on this machine (nor in RAY_ADDRESS)"
-    except Exception:  # noqa: BLE001 - an unreadable address file: let ray.init report it
-        return None, None
-
-
-def _unreachable(address: str, timeout: float = 3.0) -> str | None:
-    """Why nothing answers at ``address`` (``host:port``, ``ray://host:port`` or ``auto``), or None when
-    a TCP connection opens or the address is one Ray resolves itself (a session directory)."""
-    import socket
-
-    resolved, problem = _resolve_auto(address)
-    if problem is not None or resolved is None:
-        return problem
-    host, sep, port = resolved.split("://", 1)[-1].rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    host = host.strip("[]")  # an IPv6 literal: [::1]:6379
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"nothing answers at {host}:{port} ({exc.strerror or exc})"
 
 
 def _first_line(exc: BaseException) -> str:
