@@ -31,6 +31,10 @@ class RunHooks(Protocol):
     def finished(self, report: dict) -> None: ...
 
 
+#: what to try when a run diverges (a non-finite loss or non-finite outputs)
+DIVERGED_ADVICE = "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters"
+
+
 class RunRecorder:
     def __init__(self, spec: RunSpec, run_dir: Path | None, env: dict, bundle, model_name: str,
                  render_markdown: Callable[[dict], str] | None = None, hooks: RunHooks | None = None):
@@ -111,7 +115,7 @@ class RunRecorder:
             return True
         step = int(bad[0, 0])
         self.failed = (f"non-finite loss ({float(losses[step])}) at epoch {epoch}, step {step + 1} of {len(losses)}; "
-                       "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
+                       + DIVERGED_ADVICE)
         return False
 
     def check_outputs(self, epoch: int, scores: dict[str, tuple[float, int]]) -> bool:
@@ -122,7 +126,7 @@ class RunRecorder:
         if not bad:
             return True
         self.failed = (f"the model's outputs became non-finite (NaN or inf) on the {bad[0]} split after epoch {epoch}; "
-                       "try a lower --lr, gradient clipping (--set train.grad_clip=1.0) or other loss parameters")
+                       + DIVERGED_ADVICE)
         return False
 
     def record_epoch(self, epoch: int, train_loss: float, val_score: float, test_score: float, lr: float,

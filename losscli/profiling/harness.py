@@ -105,14 +105,13 @@ def min_bytes(n: int, c: int, dtype: torch.dtype) -> int:
 
 
 def device_memory_bytes(device: torch.device) -> int | None:
-    """Total memory of ``device`` (physical RAM for the CPU), None where unknown."""
+    """Total memory of ``device`` (for the CPU: physical RAM, or a container's lower limit), None where unknown."""
     if device.type == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory)
-    if device.type == "cpu" and hasattr(os, "sysconf"):
-        try:
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-        except (ValueError, OSError):
-            return None
+    if device.type == "cpu":
+        from losscli.device import memory_bytes
+
+        return memory_bytes()
     return None
 
 
