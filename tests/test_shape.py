@@ -50,3 +50,31 @@ def test_batch_coupled_loss_skipped_with_reason():
     _need("jaccard")
     rep = analyse_losses(["jaccard"], c=3, with_curves=False)
     assert rep["rows"] == [] and "batch-coupled" in rep["skipped"][0]["reason"]
+
+
+def test_minimiser_targets_have_a_clear_mode_at_any_class_count():
+    import torch
+
+    from losscli.profiling import shape
+
+    gen = torch.Generator().manual_seed(0)
+    for c in (4, 50, 1000):  # a flat Dirichlet's top two are ~0.007 apart at C = 1000
+        q = shape._with_clear_mode(shape._dirichlet(c, gen))
+        top = q.topk(2).values
+        assert float(top[0] - top[1]) >= shape.MODE_GAP - 1e-12
+        assert abs(float(q.sum()) - 1.0) < 1e-12 and bool((q >= 0).all())
+    clear = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    assert torch.equal(shape._with_clear_mode(clear), clear)  # already clear: untouched
+
+
+def test_symmetry_sum_is_the_same_in_any_tile_size(monkeypatch):
+    import torch
+
+    from losscli.profiling import shape
+
+    f, _ = shape._per_sample_fn("gce", 6)
+    whole = shape.check_symmetric(f, 6, torch.Generator().manual_seed(1))
+    monkeypatch.setattr(shape, "TILE_ELEMENTS", 6 * 6 * 5)  # five rows per call
+    tiled = shape.check_symmetric(f, 6, torch.Generator().manual_seed(1))
+    assert tiled["sum_spread"] == pytest.approx(whole["sum_spread"], rel=1e-12)
+    assert tiled["symmetric"] == whole["symmetric"]

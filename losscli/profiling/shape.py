@@ -35,6 +35,9 @@ DTYPE = torch.float64
 #: bounded when the max over scales up to 1e4 exceeds the max up to 1e2 by at most this
 #: fraction (a loss growing even logarithmically in the logits grows by far more)
 BOUND_GROWTH = 0.05
+#: the minimiser check's target distributions have their top two classes at least this far apart
+MODE_GAP = 0.1
+TILE_ELEMENTS = 1 << 24  # 128 MB of float64: the largest [rows * C, C] tile one symmetry call builds
 
 
 class _ShapeSkip(Exception):
@@ -121,9 +124,14 @@ def check_bounded(f: Callable, c: int, gen: torch.Generator, samples: int = 256)
 
 def check_symmetric(f: Callable, c: int, gen: torch.Generator, samples: int = 256) -> dict[str, Any]:
     z = torch.cat([torch.randn(samples, c, generator=gen, dtype=DTYPE) * s for s in (0.5, 2.0, 5.0)])
-    n = z.shape[0]
-    with torch.no_grad():  # all c targets of each row in one call (see minimise_expected)
-        total = f(z.repeat_interleave(c, dim=0), torch.arange(c).repeat(n)).view(n, c).sum(dim=1)
+    # all c targets of each row in one call (see minimise_expected), rows in chunks of at most
+    # TILE_ELEMENTS tiled logits (768 rows x C^2 would be 6 GB of float64 at C=1000)
+    rows = max(1, TILE_ELEMENTS // (c * c))
+    with torch.no_grad():
+        total = torch.cat([
+            f(zc.repeat_interleave(c, dim=0), torch.arange(c).repeat(zc.shape[0])).view(-1, c).sum(dim=1)
+            for zc in z.split(rows)
+        ])
     if not torch.isfinite(total).all():
         return {"sum_spread": math.inf, "symmetric": False}
     spread = float((total.max() - total.min()) / max(1.0, float(total.mean().abs())))
@@ -157,18 +165,26 @@ def minimise_expected(f: Callable, q: torch.Tensor, steps: int = 400, lr: float 
 
 
 def check_minimiser(f: Callable, c: int, gen: torch.Generator, n_dist: int = 16) -> dict[str, Any]:
-    qs = []
-    while len(qs) < n_dist:
-        q = _dirichlet(c, gen)
-        top = q.topk(2).values
-        if float(top[0] - top[1]) >= 0.1:
-            qs.append(q)
-    q = torch.stack(qs)
+    q = torch.stack([_with_clear_mode(_dirichlet(c, gen)) for _ in range(n_dist)])
     z = minimise_expected(f, q)
     p = torch.softmax(z, dim=1)
     calibrated = bool((p.argmax(1) == q.argmax(1)).all())
     err = float((p - q).abs().max())
     return {"calibrated": calibrated, "proper": bool(err < 0.02), "minimiser_max_error": err}
+
+
+def _with_clear_mode(q: torch.Tensor, gap: float = MODE_GAP) -> torch.Tensor:
+    """``q`` with mass moved onto its top class until the top two differ by at least ``gap``: the
+    argmax of the minimiser is then well defined. (Rejecting draws instead never ended for large C:
+    the top two of a flat Dirichlet with C = 1000 are ~0.007 and ~0.006.)"""
+    top = q.topk(2)
+    shortfall = gap - float(top.values[0] - top.values[1])
+    if shortfall <= 0:
+        return q
+    s = shortfall / (1.0 - gap)  # (d + s) / (1 + s) = gap for the top-two difference d
+    q = q.clone()
+    q[top.indices[0]] += s
+    return q / (1.0 + s)
 
 
 def _dirichlet(c: int, gen: torch.Generator) -> torch.Tensor:
