@@ -78,3 +78,18 @@ def test_symmetry_sum_is_the_same_in_any_tile_size(monkeypatch):
     tiled = shape.check_symmetric(f, 6, torch.Generator().manual_seed(1))
     assert tiled["sum_spread"] == pytest.approx(whole["sum_spread"], rel=1e-12)
     assert tiled["symmetric"] == whole["symmetric"]
+
+
+def test_properness_is_judged_relative_to_the_mode_at_many_classes():
+    # at C = 100 every probability is small: label smoothing's minimiser is off by ~0.014 in absolute
+    # terms (under an absolute 0.02 tolerance it passed as proper) but by ~9% of the top probability
+    import torch
+
+    from losscli.profiling import shape
+
+    gen = torch.Generator().manual_seed(0)
+    ls, _ = shape._per_sample_fn("label_smoothing", 100)
+    ce, _ = shape._per_sample_fn("ce", 100)
+    smoothed = shape.check_minimiser(ls, 100, gen, n_dist=4)
+    assert not smoothed["proper"] and smoothed["minimiser_rel_error"] > 0.05
+    assert shape.check_minimiser(ce, 100, gen, n_dist=4)["proper"]

@@ -21,7 +21,7 @@ _LINEAR_COLUMNS = ["loss", "n", "c", "d", "dtype", "chunk_size", "materialised_m
                    "chunked_extra_mb", "streamed_extra_mb", "torch_extra_mb", "extra_ratio", "stream_extra_ratio",
                    "torch_extra_ratio", "grad_max_rel_err", "stream_grad_max_rel_err"]
 _SHAPE_COLUMNS = ["loss", "bounded", "bounded_registry", "max_value", "symmetric", "symmetric_registry", "sum_spread",
-                  "calibrated", "proper", "minimiser_max_error", "flag"]
+                  "calibrated", "proper", "minimiser_rel_error", "flag"]
 
 
 def _check_output_paths(plot: Optional[str], trace: Optional[str]) -> None:
