@@ -1,5 +1,6 @@
 """Statistics for comparing losses across seeds: summaries, paired tests, multiple-comparison
-control, effect sizes, probability of improvement, seeds needed. Distributions from scipy.stats.
+control, effect sizes, probability of improvement, seeds needed (to detect a difference or to
+narrow its interval). Distributions from scipy.stats.
 
 Tests (``paired_test(test=...)``) on per-seed paired differences ``d_s = loss_s - baseline_s``:
 
@@ -246,6 +247,34 @@ def seeds_needed(effect: float | None, seed_sd: float | None, extra_variance: fl
     while lo < hi:  # power grows with n: the smallest n reaching the target
         mid = (lo + hi) // 2
         if power(effect, seed_sd, extra_variance, mid, level) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def seeds_for_interval(margin: float | None, seed_sd: float | None, extra_variance: float = 0.0,
+                       confidence: float = 0.95) -> int | None:
+    """Fewest seeds (>= 2) whose ``confidence`` interval of the mean difference is likely no wider
+    than ``margin`` on each side, if the per-seed spread is ``seed_sd``; None when no number of
+    seeds up to ``MAX_SEEDS`` would get there (the test-set variance alone is too wide).
+
+    The half-width is taken as ``t(n - 1) * sqrt(sd^2 / n + v)``: the seeds-only degrees of freedom
+    with the whole standard error, at least as wide as :func:`paired_test`'s interval.
+    """
+    if margin is None or seed_sd is None or not margin > 0 or not math.isfinite(margin):
+        return None
+    quantile = 0.5 + confidence / 2.0
+
+    def half(n: int) -> float:
+        return float(sps.t.ppf(quantile, n - 1)) * math.sqrt(seed_sd**2 / n + extra_variance)
+
+    if half(MAX_SEEDS) > margin:
+        return None
+    lo, hi = 2, MAX_SEEDS
+    while lo < hi:  # the half-width shrinks with n: the smallest n within the margin
+        mid = (lo + hi) // 2
+        if half(mid) <= margin:
             hi = mid
         else:
             lo = mid + 1

@@ -284,13 +284,31 @@ def test_seeds_needed_counts_the_test_set_variance():
     assert checked
 
 
-def test_inconclusive_below_the_minimum_effect_says_more_seeds_would_not_help():
-    results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.002, seed_sd=0.005, rng_seed=1)
+def test_inconclusive_below_the_minimum_effect_says_how_far_its_interval_reaches():
+    # a small observed difference with a wide interval: it said "more seeds would not make it worth
+    # adopting", although the interval allowed a difference of several points
+    results, config, env = make_results(seeds=(0, 1, 2), gce_gain=0.002, seed_sd=0.01, rng_seed=1)
     report = build_compare_report(results, config, env)
     e = entry(report, "gce(q=0.7)", "sym:0.4")
     t = e["metrics"]["accuracy"]["vs_baseline"]
     assert t["outcome"] == "inconclusive" and abs(t["diff"]) < 0.01
-    assert "more seeds would not make it worth adopting" in e["verdict"]["sentence"]
+    assert max(abs(t["diff_ci95"][0]), abs(t["diff_ci95"][1])) > 0.01
+    need = stats.seeds_for_interval(0.01 - abs(t["diff"]), t["diff_std"], 0.0)
+    assert t["seeds_needed"] == need and need > 3
+    sentence = e["verdict"]["sentence"]
+    assert "smaller than the 1-point minimum effect as observed, but its interval reaches" in sentence
+    assert f"about {need} seeds would likely narrow it to within the minimum effect" in sentence
+    assert "would not make it worth adopting" not in sentence
+
+
+def test_inconclusive_with_an_interval_inside_the_minimum_effect_says_so():
+    results, config, env = make_results(seeds=tuple(range(6)), gce_gain=0.0, seed_sd=0.001, rng_seed=3)
+    report = build_compare_report(results, config, env)
+    e = entry(report, "gce(q=0.7)", "sym:0.4")
+    t = e["metrics"]["accuracy"]["vs_baseline"]
+    assert t["outcome"] == "inconclusive" and -0.01 < t["diff_ci95"][0] and t["diff_ci95"][1] < 0.01
+    assert t["seeds_needed"] is None
+    assert "its 95% interval lies within the 1-point minimum effect" in e["verdict"]["sentence"]
 
 
 def test_wording_has_no_bare_plural_bugs():

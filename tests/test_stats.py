@@ -159,3 +159,17 @@ def test_seeds_needed_is_none_when_the_test_set_hides_the_effect():
 def test_rank_average_ties_and_direction():
     assert stats.rank([0.9, 0.8, 0.9, None]) == [1.5, 3, 1.5, None]
     assert stats.rank([0.1, 0.3, 0.2], higher_is_better=False) == [1, 3, 2]
+
+
+def test_seeds_for_interval_is_the_fewest_seeds_within_the_margin():
+    from scipy import stats as sps
+
+    def half(n, sd, v):
+        return sps.t.ppf(0.975, n - 1) * (sd**2 / n + v) ** 0.5
+
+    for sd, v, margin in ((0.03, 0.0, 0.01), (0.02, 1e-5, 0.01), (0.005, 0.0, 0.02)):
+        n = stats.seeds_for_interval(margin, sd, v)
+        assert half(n, sd, v) <= margin
+        assert n == 2 or half(n - 1, sd, v) > margin
+    assert stats.seeds_for_interval(0.01, 0.02, 0.0001) is None  # the test-set term alone is 1.96 points wide
+    assert stats.seeds_for_interval(0.0, 0.02) is None and stats.seeds_for_interval(0.01, None) is None

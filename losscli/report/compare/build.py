@@ -86,8 +86,10 @@ def _statistics(test: str, correction: str, alpha: float, min_effect: float, n_s
         "min_effect_unit": "points, for metrics shown in percent (accuracy, macro-F1, ...); other metrics have none",
         "significant": "adjusted p < alpha and |difference| >= the minimum effect",
         "prob_improvement": "P(a run of the loss beats a run of the baseline), over all seed pairs, ties half",
-        "seeds_needed": f"seeds for {stats.POWER:.0%} power at alpha / family size, from the observed difference "
-                        "and spread (inconclusive comparisons only)",
+        "seeds_needed": f"inconclusive comparisons only: for a difference of at least the minimum effect, seeds for "
+                        f"{stats.POWER:.0%} power at alpha / family size; for a smaller one, seeds to narrow the 95% "
+                        "interval to within the minimum effect; from the observed difference, spread and test-set "
+                        "variance",
         "testset_variance": {"resamples": N_RESAMPLES, "metrics": sorted(WEIGHTED)} if test == "t" else None,
         "summary": "mean, sample std (ddof=1), 95% CI of the mean from Student's t (n-1 df)",
         "n_seeds": n_seeds,

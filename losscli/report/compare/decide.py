@@ -1,6 +1,7 @@
 """From raw paired tests to decisions: correct each metric's family of comparisons (every
 loss-vs-baseline comparison in the report), apply the minimum effect, name the outcome, and
-estimate the seeds an inconclusive comparison would need."""
+estimate the seeds an inconclusive comparison would need (to detect a difference of at least the
+minimum effect, or to narrow the interval of a smaller one to within it)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,7 @@ def decide(entries: list[dict[str, Any]], metrics: list[str], *, alpha: float, c
             t["significant"] = t["outcome"] in ("better", "worse")
             t["seeds_needed"] = None
             if t["outcome"] == "inconclusive" and t.get("diff_std") is not None:
-                level = alpha / max(len(family), 1)  # Bonferroni: Holm's first step, the strictest
-                # the test-set term the paired t-test added (0 for t-seeds and signflip)
-                t["seeds_needed"] = stats.seeds_needed(t["diff"], t["diff_std"], t.get("extra_variance") or 0.0,
-                                                       level)
+                t["seeds_needed"] = _seeds_needed(t, threshold, alpha / max(len(family), 1))
 
 
 def _outcome(t: dict[str, Any], hib: bool, alpha: float, threshold: float) -> str:
@@ -49,3 +47,22 @@ def _outcome(t: dict[str, Any], hib: bool, alpha: float, threshold: float) -> st
     if abs(t["diff"]) < threshold:
         return "negligible"
     return "better" if (t["diff"] > 0) == hib else "worse"
+
+
+def _seeds_needed(t: dict[str, Any], threshold: float, level: float) -> int | None:
+    """Seeds that would likely settle an inconclusive comparison. A difference of at least the
+    minimum effect: enough to detect it (80% power at ``level``, Bonferroni: Holm's first step, the
+    strictest). A smaller one would not be worth acting on even if real: enough to narrow the 95%
+    interval to within the minimum effect (None when it already is)."""
+    extra = t.get("extra_variance") or 0.0  # the test-set term the paired t-test added (0: t-seeds, signflip)
+    if not threshold or abs(t["diff"]) >= threshold:
+        return stats.seeds_needed(t["diff"], t["diff_std"], extra, level)
+    if within_min_effect(t, threshold):
+        return None
+    return stats.seeds_for_interval(threshold - abs(t["diff"]), t["diff_std"], extra)
+
+
+def within_min_effect(t: dict[str, Any], threshold: float) -> bool:
+    """The 95% interval of the difference lies strictly inside (-threshold, +threshold)."""
+    ci = t.get("diff_ci95")
+    return bool(threshold) and ci is not None and None not in ci and -threshold < ci[0] and ci[1] < threshold

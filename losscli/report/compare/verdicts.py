@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from losscli.metrics.info import metric_info
+from losscli.report.compare.decide import within_min_effect
 from losscli.report.format import fmt_diff, fmt_interval, fmt_p, fmt_value
 from losscli.report.labels import plural, setting_phrase
 
@@ -75,7 +76,7 @@ def verdict(entry: dict[str, Any], baseline: str, baseline_entry: dict[str, Any]
                                                  f"below the {100 * t['min_effect']:g}-point minimum effect{tail}."}
     need = t.get("seeds_needed")
     if t.get("min_effect") and abs(t.get("diff") or 0.0) < t["min_effect"]:
-        more = f"below the {100 * t['min_effect']:g}-point minimum effect, so more seeds would not make it worth adopting"
+        more = _below_min_effect(primary, t)
     elif need is not None:
         more = f"about {plural(need, 'seed')} would likely resolve a difference this size"
     elif t.get("diff") in (0, 0.0):
@@ -83,6 +84,25 @@ def verdict(entry: dict[str, Any], baseline: str, baseline_entry: dict[str, Any]
     else:
         more = "more seeds would not resolve it: the test set is too small for a difference this size"
     return {"outcome": outcome, "sentence": f"no verdict yet for {lab} {phrase}: {evidence}; {more}{tail}."}
+
+
+def _below_min_effect(metric: str, t: dict[str, Any]) -> str:
+    """An inconclusive difference smaller than the minimum effect: not worth acting on if that is its
+    size, but only the interval says whether it could be larger."""
+    m = t["min_effect"]
+    points = f"{100 * m:g}-point minimum effect"
+    if within_min_effect(t, m):
+        return f"its 95% interval lies within the {points}: a difference worth acting on is unlikely"
+    ci = t.get("diff_ci95")
+    reach = "" if ci is None else f", but its interval reaches {fmt_diff(metric, max(ci, key=abs))}"
+    need = t.get("seeds_needed")
+    if need is not None:
+        after = f"about {plural(need, 'seed')} would likely narrow it to within the minimum effect"
+    elif t.get("extra_variance"):
+        after = "no number of seeds would narrow it that far: the test set is too small"
+    else:
+        after = "narrowing it that far would take more seeds than losscli plans for"
+    return f"smaller than the {points} as observed{reach}; {after}"
 
 
 def setting_verdicts(entries: list[dict[str, Any]], baseline: str, primary: str, multi_dataset: bool) -> list[str]:
