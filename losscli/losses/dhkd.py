@@ -17,6 +17,7 @@ import math
 
 import torch
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
+from losscli.losses.fused.npmath import log1p_
 from losscli.losses.fused.row_linear import ce_block
 from losscli.losses.fused.select import float_mask, select
 from losscli.losses.fused.softmax_core import blocked
@@ -35,7 +36,7 @@ def _log_cosh_and_tanh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.tanh(a)
     small = float_mask(a, torch.lt, 1.0)
     big_a = a.clamp_min(1.0)
-    ln = select(small, t.square().neg_(), torch.exp(big_a * -2.0)).log1p_()
+    ln = log1p_(select(small, t.square().neg_(), torch.exp(big_a * -2.0)))
     return select(small, ln * -0.5, big_a.sub_(math.log(2.0)).add_(ln)), t
 
 

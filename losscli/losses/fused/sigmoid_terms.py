@@ -27,6 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from losscli.losses.fused.npmath import log1p_
 from losscli.losses.fused.powers import POW_FLOOR, int_pow
 from losscli.losses.fused.softmax_core import blocked
 
@@ -59,7 +60,7 @@ def softplus_and_sigmoid(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     """
     q = torch.sigmoid(u)
     r = torch.rsub(q, 1.0)
-    tail = torch.minimum(q, r).neg_().log1p_()  # log sigmoid(|u|) = -softplus(-|u|)
+    tail = log1p_(torch.minimum(q, r).neg_())  # log sigmoid(|u|) = -softplus(-|u|)
     return u.clamp_min_(0.0).sub_(tail), q, r
 
 
@@ -127,22 +128,24 @@ def _weighted_row_sum(x: torch.Tensor, t: torch.Tensor, alpha: float) -> torch.T
 
 
 def _focal_index_block(z, idx, h, alpha, gamma):
-    # the 0/1 kernel below with t one-hot: a_t is (1 - alpha) off the target and alpha on it
+    # the 0/1 kernel below with t one-hot: a_t is w = 1 - alpha off the target and alpha on it (1 and 1
+    # when alpha < 0). Written for few [B, C] allocations: h and then b are reused in place.
     b, q, r = softplus_and_sigmoid(_flip_positive(z, idx))
     a = _power(q, gamma)
-    x = torch.mul(a, b)
-    if alpha < 0:
-        value = x.sum(dim=1)
-    else:
-        value = x.sum(dim=1).mul_(1.0 - alpha).add_(x.gather(1, idx).squeeze(1), alpha=2.0 * alpha - 1.0)
+    w, w_pos = (1.0 - alpha, alpha) if alpha >= 0 else (1.0, 1.0)
     if h is not None:
-        d = torch.addcmul(q, r, b, value=gamma).mul_(a)  # q^gamma (q + gamma (1 - q) b)
-        d_pos = d.gather(1, idx).mul_(-alpha if alpha >= 0 else -1.0)  # a_t (1 - 2t) on the target
-        if alpha >= 0:
-            torch.mul(d, 1.0 - alpha, out=h)
-        else:
-            h.copy_(d)
+        d_pos = torch.addcmul(q.gather(1, idx), r.gather(1, idx), b.gather(1, idx), value=gamma)
+        d_pos.mul_(a.gather(1, idx)).mul_(-w_pos)  # a_t (1 - 2t) on the target
+        torch.addcmul(q, r, b, value=gamma, out=h).mul_(a)  # q^gamma (q + gamma (1 - q) b)
+        if w != 1.0:
+            h.mul_(w)
         h.scatter_(1, idx, d_pos)
+    x = b.mul_(a)  # the per-label terms q^gamma softplus(u), before a_t
+    value = x.sum(dim=1)
+    if w != 1.0:
+        value.mul_(w)
+    if w_pos != w:
+        value.add_(x.gather(1, idx).squeeze(1), alpha=w_pos - w)
     return value
 
 
