@@ -37,19 +37,18 @@ def _numpy_view(x: torch.Tensor) -> np.ndarray | None:
     return x.numpy()
 
 
-def log1p_(x: torch.Tensor) -> torch.Tensor:
-    """``x.log1p_()``, through NumPy where it is faster (see the module docstring)."""
-    a = _numpy_view(x)
-    if a is None:
-        return x.log1p_()
-    np.log1p(a, out=a)
-    return x
+def _in_place(torch_op: str, numpy_op: str):
+    def op(x: torch.Tensor) -> torch.Tensor:
+        a = _numpy_view(x)
+        if a is None:
+            return getattr(x, torch_op)()
+        getattr(np, numpy_op)(a, out=a)
+        return x
+
+    op.__name__ = op.__qualname__ = torch_op
+    op.__doc__ = f"``x.{torch_op}()``, through NumPy where it is faster (see the module docstring)."
+    return op
 
 
-def expm1_(x: torch.Tensor) -> torch.Tensor:
-    """``x.expm1_()``, through NumPy where it is faster (see the module docstring)."""
-    a = _numpy_view(x)
-    if a is None:
-        return x.expm1_()
-    np.expm1(a, out=a)
-    return x
+log1p_ = _in_place("log1p_", "log1p")
+expm1_ = _in_place("expm1_", "expm1")
