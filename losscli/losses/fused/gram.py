@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from losscli.losses.fused.softmax_core import graph_is_freed_after_this_pass
 from losscli.losses.fused.transforms import keep_for_backward, needs_grad
 from losscli.losses.eager import eager_under_compile
 
@@ -97,7 +98,8 @@ class _CosineGramLoss(torch.autograd.Function):
             grad_e.index_add_(0, grad.rows, values.unsqueeze(1) * e[grad.cols])
             grad_e.index_add_(0, grad.cols, values.unsqueeze(1) * e[grad.rows])
         else:
-            h = symmetrised(grad.dense, upstream)
+            # the dense part is read once when this backward frees the graph: overwrite it there
+            h = symmetrised(grad.dense, upstream, in_place=graph_is_freed_after_this_pass())
             h.index_put_((grad.rows, grad.cols), values, accumulate=True)
             h.index_put_((grad.cols, grad.rows), values, accumulate=True)
             grad_e = h @ e
@@ -106,11 +108,14 @@ class _CosineGramLoss(torch.autograd.Function):
         return grad_e.addcmul_(e, radial, value=-1.0).div_(denom), None, None
 
 
-def symmetrised(dense: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
+def symmetrised(dense: torch.Tensor, row_scale: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """``W + W^T`` for ``W = diag(row_scale) dense``, tile by tile: a whole-matrix transposed add
-    walks one operand column-wise through memory and costs as much as several plain passes."""
+    walks one operand column-wise through memory and costs as much as several plain passes.
+
+    ``in_place`` writes it over ``dense`` (each pair of mirrored tiles is read before either is
+    written), saving an ``[N, N]`` buffer: a third of the node's peak memory."""
     n = dense.shape[0]
-    out = torch.empty_like(dense)
+    out = dense if in_place else torch.empty_like(dense)
     scale = row_scale.to(dense.dtype).unsqueeze(1)
     for i in range(0, n, _TILE):
         rows = slice(i, min(n, i + _TILE))

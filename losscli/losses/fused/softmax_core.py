@@ -177,7 +177,7 @@ class _LogSoftmaxAt(torch.autograd.Function):
             return None, None, None, None, None
         p, idx, om_y = ctx.saved_tensors
         gs = (g if ctx.scale is None else g * ctx.scale).unsqueeze(1)
-        grad = p.mul_(gs.neg()) if _graph_is_freed_after_this_pass() else torch.mul(p, gs.neg())
+        grad = p.mul_(gs.neg()) if graph_is_freed_after_this_pass() else torch.mul(p, gs.neg())
         if om_y is None:
             return grad.scatter_add_(1, idx, gs), None, None, None, None
         # the target's entry g (1 - p_y), from the exact 1 - p_y (out of place under torch.func:
@@ -225,7 +225,7 @@ class _LogSoftmaxAtAndSum(torch.autograd.Function):
         if g2 is None:
             g2 = torch.zeros_like(p[..., 0])
         coef = (g1 + c * g2).neg_().unsqueeze(1)
-        if _graph_is_freed_after_this_pass():  # p has no other reader (see _graph_is_freed_after_this_pass)
+        if graph_is_freed_after_this_pass():  # p has no other reader (see graph_is_freed_after_this_pass)
             grad = p.mul_(coef).add_(g2.unsqueeze(1))
         else:
             grad = torch.addcmul(g2.unsqueeze(1), p, coef)
@@ -238,7 +238,7 @@ def log_softmax_y_and_sum(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.
     return lp, total
 
 
-def _graph_is_freed_after_this_pass() -> bool:
+def graph_is_freed_after_this_pass() -> bool:
     """True inside a backward pass that frees the graph afterwards (no ``retain_graph``/``create_graph``).
 
     Then a node's saved gradient template is read once, and backward can scale it in place instead
@@ -296,7 +296,7 @@ class _Blocked(torch.autograd.Function):
         grads = [None] * (len(ctx.needs_input_grad) - 1)  # row inputs (targets, teachers) are constants
         if g is None or h is None:  # no gradient reached the value, or z did not require one
             return None, *grads
-        if _graph_is_freed_after_this_pass():  # h has no other reader: scale it in place
+        if graph_is_freed_after_this_pass():  # h has no other reader: scale it in place
             return h.mul_(g.unsqueeze(-1)), *grads
         return torch.mul(h, g.unsqueeze(-1)), *grads
 
