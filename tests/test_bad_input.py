@@ -385,3 +385,21 @@ def test_pt_file_with_code_gets_losscli_message(tmp_path, capsys):
     err = _one_line_exit_2(["train", "--dataset", str(bad), "--model", "mlp", "--epochs", "1", "--device", "cpu",
                             "--quiet", "--out", str(tmp_path / "r")], capsys, "never loads code")
     assert "weights_only=False" not in err
+
+
+def test_compare_dir_where_one_run_is_wanted(capsys, tmp_path):
+    """eval/calibrate/--teacher given a compare's directory said "KeyError: 'dataset'" (its config.yaml read as
+    a run's) and advised deleting the directory: they name it a compare directory and point at one of its runs."""
+    out = tmp_path / "cmp"
+    code, _, err = _invoke(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--imbalance", "none",
+                            "--jobs", "1", "--out", str(out)], capsys)
+    assert code == 0, err
+    (run,) = sorted((out / "runs").iterdir())
+    for args in (["eval", str(out)], ["calibrate", str(out)],
+                 ["train", *SYN, "--loss", "kd", "--teacher", str(out), "--out", str(tmp_path / "s")],
+                 ["train", "--resume", "--out", str(out)]):
+        err = _one_line_exit_2(args, capsys, "is a compare directory")
+        assert "KeyError" not in err and "delete" not in err
+        assert f"e.g. {run}" in err  # a run that exists, to pass instead
+    assert _invoke(["eval", str(run), "--format", "json"], capsys)[0] == 0  # the run named is one eval takes
+    assert not (tmp_path / "s").exists()
