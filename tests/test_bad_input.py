@@ -81,6 +81,11 @@ TRAIN_CASES = [
     (["--loss", "torch.nn:MSELoss"], "fails on a batch"),  # exit 1 in the first step, torch's warning too
     (["--loss", "ce + 0.5*torch.nn:MSELoss"], "fails on a batch"),
     (["--teacher", "."], "does not distil"),  # recorded in config.yaml and ignored
+    # leftovers of the hostile pass
+    (["--loss", "focal(gamma=)"], "value for 'gamma' is empty; write a value, as in focal(gamma=2)"),  # "cannot be None"
+    (["--loss", "ce + 0.5*focal(gamma= )"], "value for 'gamma' is empty"),
+    (["--loss", "ce(weight=)"], "value for 'weight' is empty"),  # "got None"
+    (["--loss", "focal", "--param", "gamma="], "value for 'gamma' is empty"),
 ]
 
 
@@ -124,6 +129,9 @@ COMPARE_CASES = [
     (["--tracking-uri", "somewhere"], "without --tracker"),
     (["--set", "gpus_per_run=.nan"], "finite number"),  # said "must be float"
     (["--losses", "ce,torch.nn:MSELoss"], "fails on a batch"),  # every run failed, with torch's warnings
+    # leftovers of the hostile pass
+    (["--losses", "ce,focal(gamma=)"], "value for 'gamma' is empty"),
+    (["--set", "losses=[ce, '(ce+focal)(weight=)']"], "value for 'weight' is empty"),
 ]
 
 
@@ -403,3 +411,18 @@ def test_compare_dir_where_one_run_is_wanted(capsys, tmp_path):
         assert f"e.g. {run}" in err  # a run that exists, to pass instead
     assert _invoke(["eval", str(run), "--format", "json"], capsys)[0] == 0  # the run named is one eval takes
     assert not (tmp_path / "s").exists()
+
+
+def test_losses_with_an_empty_parameter_value(capsys):
+    # said "focal: parameter 'gamma' cannot be None"
+    err = _one_line_exit_2(["losses", "focal(gamma=)"], capsys, "the value for 'gamma' is empty")
+    assert "focal(gamma=2)" in err and "None" not in err
+    err = _one_line_exit_2(["check-loss", "focal(gamma=)"], capsys, "the value for 'gamma' is empty")
+    assert "focal(gamma=2)" in err
+    # a plugin loss given by import path: its default too
+    _one_line_exit_2(["losses", "examples.custom_loss:SoftCappedCE(cap=)"], capsys,
+                     "as in examples.custom_loss:SoftCappedCE(cap=4)")
+    _one_line_exit_2(["losses", "(ce + focal)(weight=)"], capsys, "(ce + focal)(weight=VALUE)")
+    from losscli.lossspec import parse_assignments
+
+    assert parse_assignments(["train.grad_clip="], what="--set") == {"train.grad_clip": None}  # --set: YAML's null
