@@ -86,6 +86,7 @@ TRAIN_CASES = [
     (["--loss", "ce + 0.5*focal(gamma= )"], "value for 'gamma' is empty"),
     (["--loss", "ce(weight=)"], "value for 'weight' is empty"),  # "got None"
     (["--loss", "focal", "--param", "gamma="], "value for 'gamma' is empty"),
+    (["--epochs", str(10**12)], "train.epochs"),  # accepted: ran for ever
 ]
 
 
@@ -130,8 +131,12 @@ COMPARE_CASES = [
     (["--set", "gpus_per_run=.nan"], "finite number"),  # said "must be float"
     (["--losses", "ce,torch.nn:MSELoss"], "fails on a batch"),  # every run failed, with torch's warnings
     # leftovers of the hostile pass
+    (["--executor", "local", "--jobs", "2"], "--executor pool"),  # ran one task at a time without a word
+    (["--executor", "Local", "--jobs", "2"], "--executor pool"),
     (["--losses", "ce,focal(gamma=)"], "value for 'gamma' is empty"),
     (["--set", "losses=[ce, '(ce+focal)(weight=)']"], "value for 'weight' is empty"),
+    (["--epochs", "100001"], "must be in [1, 100000]"),
+    (["--tune", str(10**12)], "tune.trials"),  # accepted without bound
 ]
 
 
@@ -221,6 +226,11 @@ def test_profile_sizes_and_seeds_that_failed_late(capsys, tmp_path):
     _one_line_exit_2([*prof, "--threads", "1000000"], capsys, "--threads")  # a segfault in torch's thread pool
     _one_line_exit_2([*prof, "--seed", str(2**70)], capsys, "32-bit seed")  # exit 1: "every configuration failed"
     _one_line_exit_2([*prof, "--linear-dim", "4", "--chunk-size", "0"], capsys, "--chunk-size")  # exit 1, each skipped
+    # ignored without a word: no chunked layer is measured without --linear-dim
+    _one_line_exit_2([*prof, "--chunk-size", "1024"], capsys, "--chunk-size 1024 applies only with --linear-dim")
+    _one_line_exit_2([*prof, "--shape", "--chunk-size", "1024"], capsys, "applies only with --linear-dim")
+    _one_line_exit_2([*prof, "--repeats", str(10**12)], capsys, "--repeats must be in [1, 100000]")  # ran for ever
+    _one_line_exit_2([*prof, "--warmup", str(10**12)], capsys, "--warmup must be in [0, 100000]")
     # 2 TB per curve: every loss skipped, "(no rows)" and exit 0
     _one_line_exit_2(["profile", "--shape", "--losses", "ce", "--shape-classes", "1000000000", "--quiet"], capsys,
                      "at most 1000")
