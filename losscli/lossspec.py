@@ -69,8 +69,26 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def parse_assignments(items: list[str], what: str = "parameter") -> dict[str, Any]:
-    """``["gamma=2", "alpha=[1,2]"]`` -> ``{"gamma": 2, "alpha": [1, 2]}``; a key given twice is an error."""
+class EmptyValueError(UsageError):
+    """``name=`` with nothing after the ``=`` (read as YAML it was None: "cannot be None", "got None").
+
+    ``loss`` is the loss whose parameter it is (None for the options of a sum or ``--param``), ``key``
+    the parameter; :func:`losscli.losses.resolve_loss` names the parameter's default in the message."""
+
+    def __init__(self, message: str, loss: str | None, key: str, where: str):
+        super().__init__(message)
+        self.loss, self.key, self.where = loss, key, where
+
+
+def _empty_value(where: str, key: str, form: str, loss: str | None, hint: str = "") -> EmptyValueError:
+    return EmptyValueError(f"{_short(where)}: the value for {key!r} is empty; write a value, as in {form}{hint}",
+                           loss, key, where)
+
+
+def parse_assignments(items: list[str], what: str = "parameter", *, empty: Any = None) -> dict[str, Any]:
+    """``["gamma=2", "alpha=[1,2]"]`` -> ``{"gamma": 2, "alpha": [1, 2]}``; a key given twice is an error.
+
+    ``empty(key, item)``: the error for ``key=`` with no value (None: the value is None, as YAML reads it)."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -81,8 +99,16 @@ def parse_assignments(items: list[str], what: str = "parameter") -> dict[str, An
             raise UsageError(f"{what} {_short(item)!r} has an empty name")
         if key in out:
             raise UsageError(f"{what} {key!r} is given twice")
+        if empty is not None and not value.strip():
+            raise empty(key, item)
         out[key] = parse_value(value)
     return out
+
+
+def parse_params(items: list[str], what: str = "--param") -> dict[str, Any]:
+    """``--param k=v`` items (loss parameters): as :func:`parse_assignments`, an empty value refused."""
+    return parse_assignments(items, what=what,
+                             empty=lambda key, item: _empty_value(f"{what} {item}", key, f"{what} {key}=VALUE", None))
 
 
 def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -102,7 +128,9 @@ def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:
         raise UsageError(f"cannot parse loss spec {_short(spec)!r}; write name or name(param=value,...)")
     name = m.group(0)
     inner = rest[1:-1] if rest else ""
-    params = parse_assignments(split_top_level(inner), what=f"{name} parameter") if inner.strip() else {}
+    hint = f" (`losscli losses {name}` shows its default)"
+    params = parse_assignments(split_top_level(inner), what=f"{name} parameter", empty=lambda key, _: _empty_value(
+        text, key, f"{name}({key}=VALUE)", name, hint)) if inner.strip() else {}
     return name, params
 
 
@@ -184,7 +212,8 @@ def split_composite(spec: str) -> tuple[list[tuple[float, str]], dict[str, Any]]
         if rest is not None and (rest == "" or (rest.startswith("(") and rest.endswith(")"))):
             grouped, text = True, text[1:end]
             inner = rest[1:-1] if rest else ""
-            options = parse_assignments(split_top_level(inner), what="composite loss option") if inner.strip() else {}
+            options = parse_assignments(split_top_level(inner), what="composite loss option", empty=lambda key, _: (
+                _empty_value(spec.strip(), key, f"({text.strip()})({key}=VALUE)", None))) if inner.strip() else {}
     terms = _split_plus(text)
     if len(terms) == 1 and not grouped and _weighted(terms[0]) is None:
         return None  # one loss, no weight: not a composite

@@ -81,6 +81,12 @@ TRAIN_CASES = [
     (["--loss", "torch.nn:MSELoss"], "fails on a batch"),  # exit 1 in the first step, torch's warning too
     (["--loss", "ce + 0.5*torch.nn:MSELoss"], "fails on a batch"),
     (["--teacher", "."], "does not distil"),  # recorded in config.yaml and ignored
+    # leftovers of the hostile pass
+    (["--loss", "focal(gamma=)"], "value for 'gamma' is empty; write a value, as in focal(gamma=2)"),  # "cannot be None"
+    (["--loss", "ce + 0.5*focal(gamma= )"], "value for 'gamma' is empty"),
+    (["--loss", "ce(weight=)"], "value for 'weight' is empty"),  # "got None"
+    (["--loss", "focal", "--param", "gamma="], "value for 'gamma' is empty"),
+    (["--epochs", str(10**12)], "train.epochs"),  # accepted: ran for ever
 ]
 
 
@@ -124,6 +130,13 @@ COMPARE_CASES = [
     (["--tracking-uri", "somewhere"], "without --tracker"),
     (["--set", "gpus_per_run=.nan"], "finite number"),  # said "must be float"
     (["--losses", "ce,torch.nn:MSELoss"], "fails on a batch"),  # every run failed, with torch's warnings
+    # leftovers of the hostile pass
+    (["--executor", "local", "--jobs", "2"], "--executor pool"),  # ran one task at a time without a word
+    (["--executor", "Local", "--jobs", "2"], "--executor pool"),
+    (["--losses", "ce,focal(gamma=)"], "value for 'gamma' is empty"),
+    (["--set", "losses=[ce, '(ce+focal)(weight=)']"], "value for 'weight' is empty"),
+    (["--epochs", "100001"], "must be in [1, 100000]"),
+    (["--tune", str(10**12)], "tune.trials"),  # accepted without bound
 ]
 
 
@@ -213,6 +226,11 @@ def test_profile_sizes_and_seeds_that_failed_late(capsys, tmp_path):
     _one_line_exit_2([*prof, "--threads", "1000000"], capsys, "--threads")  # a segfault in torch's thread pool
     _one_line_exit_2([*prof, "--seed", str(2**70)], capsys, "32-bit seed")  # exit 1: "every configuration failed"
     _one_line_exit_2([*prof, "--linear-dim", "4", "--chunk-size", "0"], capsys, "--chunk-size")  # exit 1, each skipped
+    # ignored without a word: no chunked layer is measured without --linear-dim
+    _one_line_exit_2([*prof, "--chunk-size", "1024"], capsys, "--chunk-size 1024 applies only with --linear-dim")
+    _one_line_exit_2([*prof, "--shape", "--chunk-size", "1024"], capsys, "applies only with --linear-dim")
+    _one_line_exit_2([*prof, "--repeats", str(10**12)], capsys, "--repeats must be in [1, 100000]")  # ran for ever
+    _one_line_exit_2([*prof, "--warmup", str(10**12)], capsys, "--warmup must be in [0, 100000]")
     # 2 TB per curve: every loss skipped, "(no rows)" and exit 0
     _one_line_exit_2(["profile", "--shape", "--losses", "ce", "--shape-classes", "1000000000", "--quiet"], capsys,
                      "at most 1000")
@@ -385,3 +403,36 @@ def test_pt_file_with_code_gets_losscli_message(tmp_path, capsys):
     err = _one_line_exit_2(["train", "--dataset", str(bad), "--model", "mlp", "--epochs", "1", "--device", "cpu",
                             "--quiet", "--out", str(tmp_path / "r")], capsys, "never loads code")
     assert "weights_only=False" not in err
+
+
+def test_compare_dir_where_one_run_is_wanted(capsys, tmp_path):
+    """eval/calibrate/--teacher given a compare's directory said "KeyError: 'dataset'" (its config.yaml read as
+    a run's) and advised deleting the directory: they name it a compare directory and point at one of its runs."""
+    out = tmp_path / "cmp"
+    code, _, err = _invoke(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--imbalance", "none",
+                            "--jobs", "1", "--out", str(out)], capsys)
+    assert code == 0, err
+    (run,) = sorted((out / "runs").iterdir())
+    for args in (["eval", str(out)], ["calibrate", str(out)],
+                 ["train", *SYN, "--loss", "kd", "--teacher", str(out), "--out", str(tmp_path / "s")],
+                 ["train", "--resume", "--out", str(out)]):
+        err = _one_line_exit_2(args, capsys, "is a compare directory")
+        assert "KeyError" not in err and "delete" not in err
+        assert f"e.g. {run}" in err  # a run that exists, to pass instead
+    assert _invoke(["eval", str(run), "--format", "json"], capsys)[0] == 0  # the run named is one eval takes
+    assert not (tmp_path / "s").exists()
+
+
+def test_losses_with_an_empty_parameter_value(capsys):
+    # said "focal: parameter 'gamma' cannot be None"
+    err = _one_line_exit_2(["losses", "focal(gamma=)"], capsys, "the value for 'gamma' is empty")
+    assert "focal(gamma=2)" in err and "None" not in err
+    err = _one_line_exit_2(["check-loss", "focal(gamma=)"], capsys, "the value for 'gamma' is empty")
+    assert "focal(gamma=2)" in err
+    # a plugin loss given by import path: its default too
+    _one_line_exit_2(["losses", "examples.custom_loss:SoftCappedCE(cap=)"], capsys,
+                     "as in examples.custom_loss:SoftCappedCE(cap=4)")
+    _one_line_exit_2(["losses", "(ce + focal)(weight=)"], capsys, "(ce + focal)(weight=VALUE)")
+    from losscli.lossspec import parse_assignments
+
+    assert parse_assignments(["train.grad_clip="], what="--set") == {"train.grad_clip": None}  # --set: YAML's null

@@ -351,3 +351,33 @@ def test_hf_hub_name_offline_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match=r"hf:someone/not-cached-anywhere: cannot load .*offline.*local path"):
         load_dataset("hf:someone/not-cached-anywhere")
     assert datasets.config.HF_HUB_OFFLINE == before  # offline switch restored
+
+
+def test_test_classes_never_seen_in_training_are_a_warning(tmp_path, capsys):
+    """A test split with classes the training split never has was accepted without a word: one warning line
+    (the first few classes, then "and N more"), recorded in the run's report; the run still trains."""
+    import yaml
+
+    from losscli.data import make_bundle
+    from tests.cli_helpers import invoke
+
+    x = torch.randn(30, 3)
+    b = make_bundle("toy", x_train=x, y_train=torch.arange(30) % 2, x_test=x[:12], y_test=torch.arange(12) % 9,
+                    kind="vector", class_names=[f"c{i}" for i in range(9)])
+    (warning,) = b.info["warnings"]
+    assert "7 classes" in warning and "2 (c2), 3 (c3), 4 (c4), 5 (c5), 6 (c6) and 2 more" in warning
+    assert "warnings" not in make_bundle("toy", x_train=x, y_train=torch.arange(30) % 3, x_test=x[:6],
+                                         y_test=torch.arange(6) % 3, kind="vector").info
+    rng = np.random.default_rng(0)
+    path = tmp_path / "unseen.npz"
+    np.savez(path, x=rng.normal(size=(60, 4)).astype(np.float32), y=np.arange(60) % 3,
+             x_test=rng.normal(size=(20, 4)).astype(np.float32), y_test=np.arange(20) % 5)
+    run = tmp_path / "run"
+    code, _, err = invoke(["train", "--dataset", str(path), "--model", "mlp", "--epochs", "1", "--device", "cpu",
+                           "--out", str(run)], capsys)
+    lines = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(lines) == 1 and "2 classes the training split never has (3, 4)" in lines[0], err
+    report = yaml.safe_load((run / "report.yaml").read_text())
+    assert report["status"] == "ok" and report["data"]["warnings"] == [lines[0][len("warning: "):]]
+    code, _, err = invoke(["eval", str(run), "--format", "json"], capsys)
+    assert code == 0 and err.count("warning:") == 1 and "(3, 4)" in err

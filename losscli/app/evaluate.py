@@ -45,6 +45,7 @@ def evaluate_run(run_dir: Path, *, dataset: str | None = None, data_dir: str | N
                 f"{tuple(bundle.input_shape)} and {bundle.num_classes}"
             )
         splits = {"test": (other.x_test, other.y_test)}
+    warnings = _unseen(bundle, dataset, splits["test"][1], run_dir)
     cal = None
     if calibrator:
         from losscli.app.calibrate import load_calibrator
@@ -80,4 +81,19 @@ def evaluate_run(run_dir: Path, *, dataset: str | None = None, data_dir: str | N
                                                                                   bundle.num_classes)]
     if shot_summary(metrics.get("test", {})):
         report["shot_accuracy"] = shot_summary(metrics["test"])
+    if warnings:
+        report["warnings"] = warnings
     return report
+
+
+def _unseen(bundle, dataset: str | None, y_test, run_dir: Path) -> list[str]:
+    """Warnings about test classes the run never trained on (its own data's, recorded when it was
+    loaded; for another ``dataset``, its test classes missing from the run's training split)."""
+    if bundle.is_regression:
+        return []
+    if not dataset:
+        return list(bundle.info.get("warnings") or [])
+    from losscli.data.bundle import unseen_classes_warning
+
+    unseen = sorted(set(y_test.unique().tolist()) - set(bundle.y_train.unique().tolist()))
+    return [unseen_classes_warning(f"{dataset} evaluated with the run in {run_dir}", unseen, bundle.class_names)] if unseen else []

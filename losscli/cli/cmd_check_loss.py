@@ -33,15 +33,16 @@ def check_loss_command(
     clear errors on wrong shapes. Exit 1 when a check fails."""
     from losscli.errors import RunFailedError
     from losscli.losses.contract import CHECKS, check_loss, contract_case
-    from losscli.lossspec import format_composite, format_loss_spec, parse_assignments, parse_loss_spec, split_composite
+    from losscli.losses.resolve import parse_spec
+    from losscli.lossspec import format_composite, format_loss_spec, parse_params, split_composite
 
     if param:  # --param applies to the one loss, or to the whole sum (like train's)
-        given = parse_assignments(param, what="--param")
+        given = parse_params(param)
         composite = split_composite(spec)
         if composite is not None:
             spec = format_composite(composite[0], {**composite[1], **given})
         else:
-            name, params = parse_loss_spec(spec)
+            name, params = parse_spec(spec)
             spec = format_loss_spec(name, {**params, **given})
     case = contract_case(spec, classes)
     label = case.spec.label

@@ -8,7 +8,7 @@ import typer
 
 from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
-from losscli.cli.output import Format, emit
+from losscli.cli.output import Format, emit, log
 
 
 @app.command("eval")
@@ -40,6 +40,8 @@ def eval_command(
     from losscli.app.evaluate import evaluate_run
 
     report = evaluate_run(directory, dataset=dataset, data_dir=data_dir, calibrator=calibrator, n_bins=bins, device=device)
+    for warning in report.get("warnings") or []:
+        log(f"warning: {warning}")
     rows = []
     for split in ("test", "val"):
         if report["metrics"].get(split):

@@ -109,8 +109,9 @@ def profile_command(
     loss_list = parse_csv(losses) if losses is not None else None
     if loss_list is not None and not loss_list:
         raise UsageError("--losses is empty: give a comma list of losses (e.g. ce,focal), or leave it out for all")
-    if repeats < 1 or warmup < 0:
-        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+    from losscli.profiling import check_options
+
+    check_options(repeats=repeats, warmup=warmup, linear_dim=linear_dim, chunk_size=chunk_size)
     _check_output_paths(plot, None if shape else trace)
 
     if shape:

@@ -58,7 +58,8 @@ def train_command(
     from losscli.app.train import run_train
     from losscli.config import build_config
     from losscli.errors import RunFailedError, UsageError
-    from losscli.lossspec import format_composite, format_loss_spec, parse_assignments, parse_loss_spec, split_composite
+    from losscli.losses.resolve import parse_spec
+    from losscli.lossspec import format_composite, format_loss_spec, parse_params, split_composite
 
     quiet_libraries(quiet)
     if resume and overwrite:
@@ -70,13 +71,13 @@ def train_command(
         image_size=image_size, seed=seed, noise=noise, imbalance=imbalance, clean_val=clean_val,
     )
     if loss is not None or param:
-        given = parse_assignments(param or [], what="--param")
+        given = parse_params(param or [])
         composite = split_composite("ce" if loss is None else loss)
         if composite is not None:  # --param applies to the whole sum (weight, ignore_index); validated later
             terms, options = composite
             overrides["loss"] = format_composite(terms, {**options, **given})
         else:
-            name, params = parse_loss_spec("ce" if loss is None else loss)
+            name, params = parse_spec("ce" if loss is None else loss)
             overrides["loss"] = format_loss_spec(name, {**params, **given})
     # --resume with nothing but --out: the run's own config.yaml says what it is
     cfg = None if resume and out and not (overrides or preset or sets or teacher) else build_config(preset, overrides, sets)

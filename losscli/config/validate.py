@@ -25,6 +25,10 @@ MAX_LR = 1e6
 MAX_LR_FACTOR = 1e6
 #: CPU threads per run: no machine has more cores, and torch's thread pool dies creating millions
 MAX_THREADS = 1024
+#: epochs per run: days of training at a few ms per epoch; 10**12 was accepted and ran for ever
+MAX_EPOCHS = 100_000
+#: tuning trials per loss and setting (each is a training run); the samplers settle within hundreds
+MAX_TRIALS = 100_000
 
 
 def validate(cfg: Config, command: str = "compare") -> Config:
@@ -53,7 +57,8 @@ def validate(cfg: Config, command: str = "compare") -> Config:
     _check(0 < st.alpha < 1, "statistics.alpha", "must be in (0, 1)", st.alpha)
     # points of a metric shown in percent: a difference of 100 points or more cannot happen
     _check(0 <= st.min_effect < 100, "statistics.min_effect", "must be in [0, 100) (points)", st.min_effect)
-    _check(tu.trials >= 0, "tune.trials", "must be >= 0", tu.trials)
+    _check(0 <= tu.trials <= MAX_TRIALS, "tune.trials", f"must be in [0, {MAX_TRIALS}] (--tune: trials per loss and "
+           "setting, each a training run)", tu.trials)
     _check(tu.pruner in PRUNERS, "tune.pruner", f"must be one of {', '.join(PRUNERS)}", tu.pruner)
     _check(1 <= tu.lr_factor <= MAX_LR_FACTOR, "tune.lr_factor",
            f"must be in [1, {MAX_LR_FACTOR:g}] (the learning rate is searched in [lr / f, lr * f])", tu.lr_factor)
@@ -65,6 +70,11 @@ def validate(cfg: Config, command: str = "compare") -> Config:
         if value is not None and str(cfg.executor).strip().lower() != "ray":  # the registry ignores case
             raise UsageError(f"config key {key!r} (--{key.replace('_', '-')}) is for --executor ray, but the "
                              f"executor is {cfg.executor or 'auto (local or pool)'}; add --executor ray or drop it")
+    if cfg.jobs is not None and cfg.jobs > 1 and str(cfg.executor).strip().lower() == "local":
+        # the local executor runs one task at a time in this process: --jobs was silently ignored
+        raise UsageError(f"config key 'jobs' (--jobs {cfg.jobs}) runs tasks in parallel, but --executor local runs "
+                         "them one at a time; use --executor pool (or ray), or drop --executor (pool is the default "
+                         "for --jobs > 1)")
     if tu.storage is not None and not tu.trials:
         raise UsageError("config key 'tune.storage' (--storage) is the study storage of --tune, but no tuning was "
                          "asked for; add --tune N or drop --storage")
@@ -81,7 +91,7 @@ def validate(cfg: Config, command: str = "compare") -> Config:
 
 def validate_train(t: TrainConfig) -> None:
     """Ranges of the training keys (also used by trainers given a hand-built config)."""
-    _check(t.epochs >= 1, "train.epochs", "must be >= 1", t.epochs)
+    _check(1 <= t.epochs <= MAX_EPOCHS, "train.epochs", f"must be in [1, {MAX_EPOCHS}] (training epochs)", t.epochs)
     _check(t.batch_size >= 1, "train.batch_size", "must be >= 1", t.batch_size)
     _check(t.eval_every >= 1, "train.eval_every", "must be >= 1 (evaluate every N epochs)", t.eval_every)
     _check(_number(t.lr) and 0 < t.lr <= MAX_LR, "train.lr", f"must be a finite number in (0, {MAX_LR:g}]", t.lr)

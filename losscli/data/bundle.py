@@ -242,6 +242,9 @@ def make_bundle(
         class_names = [str(c) for c in class_names]
         if len(class_names) != num_classes:
             class_names = None
+    unseen = sorted(set(torch.unique(yte).tolist()) - set(torch.unique(ytr).tolist()))
+    if unseen:  # accepted silently before: those test examples can only count as errors
+        info["warnings"] = [*info.get("warnings", []), unseen_classes_warning(name, unseen, class_names)]
     info.setdefault("source", name)
     info["sizes"] = {"train": len(ytr), "val": len(yva), "test": len(yte)}
     info["num_classes"] = int(num_classes)
@@ -256,6 +259,15 @@ def make_bundle(
         x_test=xte, y_test=yte, num_classes=int(num_classes), input_shape=tuple(xtr.shape[1:]),
         kind=kind, class_names=class_names, info=info, train_index=rows, val_index=val_rows,
     )
+
+
+def unseen_classes_warning(name: str, unseen: list[int], class_names: list[str] | None = None, shown: int = 5) -> str:
+    """One line naming test classes the training split never has (the first ``shown``, then "and N more")."""
+    labels = [f"{c} ({class_names[c]})" if class_names and class_names[c] != str(c) else str(c) for c in unseen[:shown]]
+    more = f" and {len(unseen) - shown} more" if len(unseen) > shown else ""
+    return (f"{name}: the test split has {len(unseen)} class{'es' if len(unseen) != 1 else ''} the training split "
+            f"never has ({', '.join(labels)}{more}); the model cannot learn them, so their test examples count as "
+            "errors")
 
 
 def _regression_bundle(name: str, splits: tuple, kind: str, info: dict[str, Any], index: tuple) -> DataBundle:

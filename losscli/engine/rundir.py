@@ -27,6 +27,7 @@ from losscli.serialize import load_yaml
 
 CONFIG, METRICS, MODEL, LOGITS = "config.yaml", "metrics.jsonl", "model.pt", "logits.pt"
 REPORT, REPORT_MD = "report.yaml", "report.md"
+RUNS = "runs"  # a compare's directory holds its runs in OUT/runs/<run>/ (not a run directory)
 RUN_SCHEMA = "losscli/run/v1"
 LOGITS_KEYS = ("val_logits", "val_labels", "test_logits", "test_labels")
 _FIX = "retrain the run (or delete its directory)"
@@ -132,6 +133,7 @@ def read_config(run_dir: Path):
     from losscli.engine.runspec import RunSpec
 
     path = Path(run_dir) / CONFIG
+    refuse_compare_dir(Path(run_dir))
     if not path.is_file():
         raise UsageError(f"{run_dir} is not a losscli run directory (no {CONFIG}); pass a directory written by "
                          "`losscli train`")
@@ -144,6 +146,21 @@ def read_config(run_dir: Path):
     return RunSpec.from_resolved(data, where=str(path))
 
 
+def refuse_compare_dir(run_dir: Path) -> None:
+    """A compare's output directory (``OUT/config.yaml``, ``OUT/report.yaml``, ``OUT/runs/<run>/``) given
+    where one run is wanted: one line saying so and naming a run to pass instead (its config.yaml read
+    as a run's said "KeyError: 'dataset'", and the advice was to delete the directory)."""
+    runs = run_dir / RUNS
+    if not runs.is_dir() or (run_dir / MODEL).exists():
+        return
+    names = sorted(d.name for d in runs.iterdir() if d.is_dir())
+    done = [n for n in names[:50] if run_status(runs / n) == "ok"]
+    example = runs / (done or names or ["<run>"])[0]
+    count = f"{len(names)} run{'s' if len(names) != 1 else ''}"
+    raise UsageError(f"{run_dir} is a compare directory, not one run ({count} in {runs}); pass one run's directory, "
+                     f"e.g. {example}")
+
+
 def load_state(run_dir: Path) -> dict:
     """model.pt as a state dict (tensors only), validated."""
     return _torch_file(Path(run_dir) / MODEL, "the trained weights")
@@ -151,6 +168,7 @@ def load_state(run_dir: Path) -> dict:
 
 def load_logits(run_dir: Path) -> dict:
     """logits.pt: {val_logits, val_labels, test_logits, test_labels}, validated."""
+    refuse_compare_dir(Path(run_dir))
     data = _torch_file(Path(run_dir) / LOGITS, "the saved logits")
     missing = [k for k in LOGITS_KEYS if k not in data]
     if missing:

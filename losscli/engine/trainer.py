@@ -78,6 +78,8 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
         rec = RunRecorder(spec, run_dir, env, bundle, model_name(spec, bundle), render_markdown, hooks)
         if log and progress:
             log(describe_run(spec, bundle, rec.model_name, device))
+            for warning in bundle.info.get("warnings") or []:  # also in the report's data.warnings
+                log(f"warning: {warning}")
         ctx = RunContext(spec, model, loss_fn, DeviceData.from_bundle(bundle, device), bundle, rec, device, amp,
                          compiled, teacher, progress, log_every=log_every, log=log if progress else None,
                          checkpoint=checkpoints or resume, resume_state=state)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from losscli.errors import UsageError
-from losscli.lossspec import format_composite, format_loss_spec, parse_loss_spec, split_composite
+from losscli.lossspec import EmptyValueError, format_composite, format_loss_spec, parse_loss_spec, split_composite
 
 #: keyword arguments every loss accepts besides its hyperparameters
 COMMON_KWARGS = ("reduction", "weight", "ignore_index", "class_counts")
@@ -123,7 +123,7 @@ def resolve_loss(spec: "str | LossSpec | dict[str, Any]", params: dict[str, Any]
         if composite is not None:
             terms, options = composite
             return _resolve_composite(terms, {**options, **(params or {})}, for_engine)
-        name, given = parse_loss_spec(spec)
+        name, given = parse_spec(spec)
     given = {**given, **(params or {})}
     from losscli.losses.meta import LOSSES, validate_params
 
@@ -139,6 +139,28 @@ def resolve_loss(spec: "str | LossSpec | dict[str, Any]", params: dict[str, Any]
     if for_engine:
         check_trainable(info)
     return LossSpec(info.name, validated, options)
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """:func:`~losscli.lossspec.parse_loss_spec`, an empty parameter value (``focal(gamma=)``) named
+    with the parameter's default."""
+    try:
+        return parse_loss_spec(spec)
+    except EmptyValueError as exc:
+        raise _with_default(exc) from None
+
+
+def _with_default(exc: EmptyValueError) -> UsageError:
+    """``focal(gamma=)``: the message shows the parameter's default (``focal(gamma=2.0)``) when the
+    loss and parameter are known; an unknown loss is the error to report first."""
+    from losscli.losses.meta import LOSSES
+
+    info = LOSSES.get(exc.loss).info if exc.loss else None
+    param = next((p for p in info.params if p.name == exc.key), None) if info else None
+    if param is None or param.default is None:
+        return exc
+    example = format_loss_spec(exc.loss, {exc.key: param.default})
+    return UsageError(f"{exc.where}: the value for {exc.key!r} is empty; write a value, as in {example} (its default)")
 
 
 def _mapping_parts(parts: Any) -> list[tuple[Any, Any]]:

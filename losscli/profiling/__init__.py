@@ -15,9 +15,25 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["profile_losses", "compare_linear", "analyse_losses", "plot_scaling", "plot_shapes", "SCHEMA"]
+__all__ = ["profile_losses", "compare_linear", "analyse_losses", "plot_scaling", "plot_shapes", "SCHEMA", "MAX_REPEATS",
+           "check_options"]
 
 SCHEMA = "losscli/profile/v1"
+#: timed repeats (and warm-up passes) per configuration: the median settles within tens; 10**12 ran for ever
+MAX_REPEATS = 100_000
+
+
+def check_options(*, repeats: int, warmup: int, linear_dim: int | None, chunk_size: int | None) -> None:
+    """One UsageError for profile options out of range or given where nothing reads them (cheap: no torch)."""
+    from losscli.errors import UsageError
+
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise UsageError(f"--repeats must be in [1, {MAX_REPEATS}] (timed passes per configuration), got {repeats}")
+    if not 0 <= warmup <= MAX_REPEATS:
+        raise UsageError(f"--warmup must be in [0, {MAX_REPEATS}] (untimed passes per configuration), got {warmup}")
+    if chunk_size is not None and linear_dim is None:  # silently ignored: no chunked layer without --linear-dim
+        raise UsageError(f"--chunk-size {chunk_size} applies only with --linear-dim (the chunked linear layer + loss "
+                         "comparison); add --linear-dim D or drop --chunk-size")
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep ``import losscli.profiling`` cheap

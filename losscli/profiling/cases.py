@@ -55,13 +55,14 @@ def split_profile_spec(spec: str) -> tuple[str, dict]:
     """``"focal(gamma=3)"`` -> ``("focal", {"gamma": 3})``; a weighted sum ``"ce+0.1*logz_penalty"``
     is its own name, canonical and validated (``("ce + 0.1*logz_penalty", {})``): its parts carry
     their parameters."""
-    from losscli.lossspec import parse_loss_spec, split_composite
+    from losscli.losses.resolve import parse_spec
+    from losscli.lossspec import split_composite
 
     if split_composite(spec) is not None:
         from losscli.losses import resolve_loss
 
         return resolve_loss(spec).label, {}
-    return parse_loss_spec(spec)
+    return parse_spec(spec)
 
 
 def is_composite(name: str) -> bool:

@@ -155,8 +155,8 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
                           progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
     """``compare_linear`` for every (loss, dtype, N, C, D); unsupported losses go to ``skipped``."""
     from losscli.losses import LOSSES
+    from losscli.losses.resolve import parse_spec
     from losscli.losses.stream_terms import unsupported_reason
-    from losscli.lossspec import parse_loss_spec
 
     if chunk_size is not None and chunk_size < 1:  # was caught per loss: every loss "skipped", exit 1
         from losscli.errors import UsageError
@@ -165,7 +165,7 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
     say = progress or (lambda msg: None)
     rows, skipped = [], []
     for spec in losses:
-        name, params = parse_loss_spec(spec)
+        name, params = parse_spec(spec)
         info = LOSSES.get(name).info
         reason = unsupported_reason(info)
         if reason is not None:

@@ -28,7 +28,7 @@ def announce(cfg: Config, out_dir: Path, specs: list[RunSpec], log: Callable[[st
     norm = (bundle.info.get("normalization") or {}).get("method", "none")
     data = {"name": bundle.name, "kind": bundle.kind, "task": bundle.task,
             "classes": None if bundle.is_regression else bundle.num_classes, "sizes": sizes,
-            "normalization": norm, "source": bundle.info.get("source")}
+            "normalization": norm, "source": bundle.info.get("source"), "warnings": bundle.info.get("warnings") or []}
     t = cfg.train
     record = {"schema": SCHEMA, "data": data, "model": {"name": cfg.model.name, "resolved": model},
               "runs": len(specs), "config": cfg.to_dict()}
@@ -45,6 +45,8 @@ def announce(cfg: Config, out_dir: Path, specs: list[RunSpec], log: Callable[[st
         log(f"  grid      losses {', '.join(s.label for s in cfg.loss_specs())} x noise "
             f"{', '.join(map(str, cfg.noise_settings()))} x imbalance {', '.join(map(str, cfg.imbalance_settings()))} "
             f"x seeds {_seeds(seeds)} = {len(specs)} runs")
+        for warning in data["warnings"]:  # once here, not once per run
+            log(f"warning: {warning}")
     return record
 
 
