@@ -87,6 +87,12 @@ TRAIN_CASES = [
     (["--loss", "ce(weight=)"], "value for 'weight' is empty"),  # "got None"
     (["--loss", "focal", "--param", "gamma="], "value for 'gamma' is empty"),
     (["--epochs", str(10**12)], "train.epochs"),  # accepted: ran for ever
+    # unbounded above: accepted without a word, or an infinite step count (exit 1)
+    (["--batch-size", str(10**12)], "train.batch_size"),
+    (["--set", f"train.batch_size={10**30}"], "must be in [1, 10000000]"),
+    (["--set", f"train.warmup_epochs={10**12}"], "train.warmup_epochs"),  # a learning rate of ~0 throughout
+    (["--set", "train.warmup_epochs=1e308", "--batch-size", "8"], "must be in [0, 100000]"),  # OverflowError
+    (["--set", f"train.eval_every={10**12}"], "train.eval_every"),
 ]
 
 
