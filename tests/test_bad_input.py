@@ -87,6 +87,12 @@ TRAIN_CASES = [
     (["--loss", "ce(weight=)"], "value for 'weight' is empty"),  # "got None"
     (["--loss", "focal", "--param", "gamma="], "value for 'gamma' is empty"),
     (["--epochs", str(10**12)], "train.epochs"),  # accepted: ran for ever
+    # unbounded above: accepted without a word, or an infinite step count (exit 1)
+    (["--batch-size", str(10**12)], "train.batch_size"),
+    (["--set", f"train.batch_size={10**30}"], "must be in [1, 10000000]"),
+    (["--set", f"train.warmup_epochs={10**12}"], "train.warmup_epochs"),  # a learning rate of ~0 throughout
+    (["--set", "train.warmup_epochs=1e308", "--batch-size", "8"], "must be in [0, 100000]"),  # OverflowError
+    (["--set", f"train.eval_every={10**12}"], "train.eval_every"),
 ]
 
 
@@ -231,11 +237,41 @@ def test_profile_sizes_and_seeds_that_failed_late(capsys, tmp_path):
     _one_line_exit_2([*prof, "--shape", "--chunk-size", "1024"], capsys, "applies only with --linear-dim")
     _one_line_exit_2([*prof, "--repeats", str(10**12)], capsys, "--repeats must be in [1, 100000]")  # ran for ever
     _one_line_exit_2([*prof, "--warmup", str(10**12)], capsys, "--warmup must be in [0, 100000]")
+    _one_line_exit_2([*prof, "--linear-dim", "4", "--seed", str(2**70)], capsys, "32-bit seed")  # now read there
     # 2 TB per curve: every loss skipped, "(no rows)" and exit 0
     _one_line_exit_2(["profile", "--shape", "--losses", "ce", "--shape-classes", "1000000000", "--quiet"], capsys,
                      "at most 1000")
     code, _, err = _invoke(["profile", "--shape", "--losses", "kd", "--quiet"], capsys)  # nothing analysable
     assert code == 1 and "no loss could be analysed" in err and len(err.strip().splitlines()) == 1
+
+
+PROFILE_MODE_CASES = [  # options the chosen mode does not read: silently ignored before
+    (["--linear-dim", "4", "--compile"], "--compile does not apply to --linear-dim"),
+    (["--linear-dim", "4", "--no-compile"], "--no-compile does not apply to --linear-dim"),
+    (["--linear-dim", "4", "--trace", "{tmp}/tr"], "--trace {tmp}/tr does not apply to --linear-dim"),
+    (["--linear-dim", "4", "--plot", "{tmp}/p.png"], "--plot {tmp}/p.png does not apply to --linear-dim"),
+    (["--shape", "--batch", "8"], "--batch 8 does not apply to --shape"),
+    (["--shape", "-c", "8"], "--classes 8 does not apply to --shape (the shape analysis uses --shape-classes)"),
+    (["--shape", "--dtype", "float16"], "--dtype float16 does not apply to --shape (the shape analysis runs in float64)"),
+    (["--shape", "--device", "cpu"], "--device cpu does not apply to --shape (the shape analysis runs on the CPU)"),
+    (["--shape", "--compile"], "--compile does not apply to --shape"),
+    (["--shape", "--repeats", "20"], "--repeats 20 does not apply to --shape"),  # the default, but given
+    (["--shape", "-w", "3"], "--warmup 3 does not apply to --shape"),
+    (["--shape", "--trace", "{tmp}/tr"], "does not apply to --shape (nothing is timed or traced)"),
+    (["--shape", "--no-memory"], "--no-memory does not apply to --shape"),
+    (["--shape", "--memory"], "--memory does not apply to --shape"),
+    (["--shape", "--linear-dim", "8", "--chunk-size", "4"], "--linear-dim 8 does not apply to --shape"),
+    (["--shape-classes", "7"], "--shape-classes 7 applies only with --shape"),
+    (["--linear-dim", "4", "--shape-classes", "7"], "--shape-classes 7 applies only with --shape"),
+    (["--linear-dim", "0"], "--linear-dim must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("args,needle", PROFILE_MODE_CASES, ids=[str(i) for i in range(len(PROFILE_MODE_CASES))])
+def test_profile_options_the_mode_does_not_read(args, needle, capsys, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    _one_line_exit_2(["profile", "--losses", "ce", "--quiet", *args], capsys, needle.replace("{tmp}", str(tmp_path)))
+    assert not (tmp_path / "tr").exists() and not (tmp_path / "p.png").exists()
 
 
 def test_eval_paths_that_were_misread(capsys, tmp_path):

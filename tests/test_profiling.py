@@ -259,3 +259,31 @@ def test_cli_profile_trace_directory_is_created(tmp_path, capsys):
                            "--quiet"], capsys)
     assert code == 0, err
     assert list((tmp_path / "traces").glob("ce_*.json"))
+
+
+def test_cli_profile_reads_seed_with_linear_dim_and_threads_with_shape(monkeypatch, capsys):
+    # both were silently ignored in these modes; now --linear-dim draws its inputs from --seed and
+    # --shape runs on --threads (when given; torch's own setting otherwise, as before)
+    from losscli.profiling import linear_bench
+    from tests.cli_helpers import invoke
+
+    seen, real = [], linear_bench.compare_linear
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(linear_bench, "compare_linear", spy)
+    code, out, err = invoke(["profile", "--losses", "ce", "--batch", "8", "--classes", "5", "--linear-dim", "4",
+                             "--repeats", "1", "--warmup", "0", "--device", "cpu", "--seed", "7", "--format", "json",
+                             "--quiet"], capsys)
+    assert code == 0, err
+    assert seen == [7] and json.loads(out)["config"]["seed"] == 7
+    before = torch.get_num_threads()
+    try:
+        code, out, err = invoke(["profile", "--shape", "--losses", "ce", "--threads", "2", "--format", "json",
+                                 "--quiet"], capsys)
+        assert code == 0, err
+        assert json.loads(out)["env"]["threads"] == 2
+    finally:
+        torch.set_num_threads(before)

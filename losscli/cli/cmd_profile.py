@@ -76,22 +76,23 @@ def _ints(text: str, what: str) -> list[int]:
 @app.command("profile")
 def profile_command(
     losses: Optional[str] = typer.Option(None, "--losses", "-l", autocompletion=names.complete_losses, help="Comma list of losses or specs (focal(gamma=3)); default: all registered."),
-    batch: str = typer.Option("4096", "--batch", "-n", help="Batch size(s) N, comma list for a sweep."),
-    classes: str = typer.Option("1000", "--classes", "-c", help="Number(s) of classes C, comma list for a sweep (32k allowed)."),
-    dtype: str = typer.Option("float32", "--dtype", help="Logit dtype(s): float32, bfloat16, float16, float64 (comma list)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda or cuda:N."),
-    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile each loss (compile time reported separately)."),
-    repeats: int = typer.Option(20, "--repeats", "-r", help="Timed repeats per configuration (median, p20, p80)."),
-    warmup: int = typer.Option(3, "--warmup", "-w", help="Untimed warm-up passes per configuration."),
-    trace: Optional[str] = typer.Option(None, "--trace", help="Write a torch.profiler chrome trace per loss to DIR; print top kernels."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Write a PNG: time and memory vs C (or the loss shapes with --shape)."),
+    # None defaults (the effective one is in the help): an option the chosen mode does not read is refused when given
+    batch: Optional[str] = typer.Option(None, "--batch", "-n", help="Batch size(s) N, comma list for a sweep.  [default: 4096]"),
+    classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Number(s) of classes C, comma list for a sweep (32k allowed).  [default: 1000]"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Logit dtype(s): float32, bfloat16, float16, float64 (comma list).  [default: float32]"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA if present), cpu, cuda or cuda:N.  [default: auto]"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile each loss (compile time reported separately; not with --linear-dim).  [default: no-compile]"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", "-r", help="Timed repeats per configuration (median, p20, p80).  [default: 20]"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", "-w", help="Untimed warm-up passes per configuration.  [default: 3]"),
+    trace: Optional[str] = typer.Option(None, "--trace", help="Write a torch.profiler chrome trace per loss to DIR; print top kernels (not with --linear-dim)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write a PNG: time and memory vs C (or the loss shapes with --shape; not with --linear-dim)."),
     linear_dim: Optional[int] = typer.Option(None, "--linear-dim", help="Compare materialised vs chunked linear layer (hidden dim D) + loss."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Rows per chunk for --linear-dim (default: ~32 MB of logits)."),
-    shape: bool = typer.Option(False, "--shape", help="Analytic shape: loss/gradient vs p_y and margin, property checks vs the registry."),
-    shape_classes: int = typer.Option(4, "--shape-classes", help="Number of classes for --shape (small keeps it fast)."),
-    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (separate untimed pass)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (torch.set_num_threads); default 1, as benchmarks/bench_losses.py; recorded per row."),
+    shape: bool = typer.Option(False, "--shape", help="Analytic shape: loss/gradient vs p_y and margin, property checks vs the registry (reads --losses, --shape-classes, --seed, --plot, --threads)."),
+    shape_classes: Optional[int] = typer.Option(None, "--shape-classes", help="Number of classes for --shape (small keeps it fast).  [default: 4]"),
+    memory: Optional[bool] = typer.Option(None, "--memory/--no-memory", help="Measure peak memory (separate untimed pass).  [default: memory]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random inputs.  [default: 0]"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (torch.set_num_threads); default 1 when timing, as benchmarks/bench_losses.py (torch's own with --shape); recorded per row."),
     fmt: Format = FORMAT_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
@@ -102,6 +103,8 @@ def profile_command(
     overhead_vs_ce is the median per-pass ratio with its p20/p80, and a warning says when they
     are too far apart to trust. CPU memory is measured from torch.profiler allocation events
     (exact allocator bytes); CUDA memory from max_memory_allocated.
+
+    --shape and --linear-dim are modes of their own: an option the mode does not read is refused, not ignored.
     """
     from losscli.errors import RunFailedError, UsageError
 
@@ -111,11 +114,21 @@ def profile_command(
         raise UsageError("--losses is empty: give a comma list of losses (e.g. ce,focal), or leave it out for all")
     from losscli.profiling import check_options
 
-    check_options(repeats=repeats, warmup=warmup, linear_dim=linear_dim, chunk_size=chunk_size)
-    _check_output_paths(plot, None if shape else trace)
+    opts = check_options(repeats=repeats, warmup=warmup, linear_dim=linear_dim, chunk_size=chunk_size, shape=shape,
+                         shape_classes=shape_classes, batch=batch, classes=classes, dtype=dtype, device=device,
+                         compile=compile, trace=trace, plot=plot, memory=memory, seed=seed, threads=threads)
+    batch, classes, dtype, device, compile, repeats, warmup, memory, seed, shape_classes = (
+        opts[k] for k in ("batch", "classes", "dtype", "device", "compile", "repeats", "warmup", "memory", "seed",
+                          "shape_classes"))
+    _check_output_paths(plot, trace)
 
     if shape:
         from losscli.profiling.shape import analyse_losses, plot_shapes
+
+        if threads is not None:  # else torch's own setting, as before
+            import torch
+
+            torch.set_num_threads(threads)
 
         report = analyse_losses(loss_list, c=shape_classes, seed=seed, with_curves=plot is not None, progress=say)
         if plot:
@@ -133,10 +146,6 @@ def profile_command(
 
     import torch  # heavy: only once the command runs
 
-    from losscli.config.validate import MAX_THREADS
-
-    if threads is not None and not 1 <= threads <= MAX_THREADS:  # a million threads: a segfault in torch's pool
-        raise UsageError(f"--threads must be in [1, {MAX_THREADS}], got {threads}")
     # one thread unless asked: the same setting as benchmarks/bench_losses.py, so the numbers compare
     torch.set_num_threads(threads or 1)
 
@@ -149,8 +158,6 @@ def profile_command(
     dev = resolve_device(device)
 
     if linear_dim is not None:
-        if linear_dim < 1:
-            raise UsageError("--linear-dim must be >= 1")
         from losscli.profiling.cases import resolve_loss_names
         from losscli.environment import environment
         from losscli.profiling.linear_bench import compare_linear_losses
@@ -158,11 +165,11 @@ def profile_command(
         specs = [r[0] for r in resolve_loss_names(loss_list)]
         lrows, skipped = compare_linear_losses(specs, batches=batches, classes=class_list, dims=[linear_dim], dtypes=dtypes,
                                                device=dev, repeats=repeats, warmup=warmup, chunk_size=chunk_size,
-                                               memory=memory, progress=say)
+                                               memory=memory, seed=seed, progress=say)
         report = {"schema": SCHEMA,
                   "config": {"losses": specs, "batch": batches, "classes": class_list, "dtype": [dtype_name(d) for d in dtypes],
                              "device": dev.type, "linear_dim": linear_dim, "chunk_size": chunk_size,
-                             "repeats": repeats, "warmup": warmup},
+                             "repeats": repeats, "warmup": warmup, "seed": seed},
                   "env": environment(dev), "rows": [], "linear": lrows, "skipped": skipped}
         if not lrows:
             _emit(report, fmt, [], say)

@@ -27,6 +27,8 @@ MAX_LR_FACTOR = 1e6
 MAX_THREADS = 1024
 #: epochs per run: days of training at a few ms per epoch; 10**12 was accepted and ran for ever
 MAX_EPOCHS = 100_000
+#: examples per training step: beyond any dataset in memory; 10**30 was accepted (one full batch)
+MAX_BATCH_SIZE = 10**7
 #: tuning trials per loss and setting (each is a training run); the samplers settle within hundreds
 MAX_TRIALS = 100_000
 
@@ -92,13 +94,17 @@ def validate(cfg: Config, command: str = "compare") -> Config:
 def validate_train(t: TrainConfig) -> None:
     """Ranges of the training keys (also used by trainers given a hand-built config)."""
     _check(1 <= t.epochs <= MAX_EPOCHS, "train.epochs", f"must be in [1, {MAX_EPOCHS}] (training epochs)", t.epochs)
-    _check(t.batch_size >= 1, "train.batch_size", "must be >= 1", t.batch_size)
-    _check(t.eval_every >= 1, "train.eval_every", "must be >= 1 (evaluate every N epochs)", t.eval_every)
+    _check(1 <= t.batch_size <= MAX_BATCH_SIZE, "train.batch_size", f"must be in [1, {MAX_BATCH_SIZE}] (examples per "
+           "step; a batch larger than the training set is the whole set)", t.batch_size)
+    _check(1 <= t.eval_every <= MAX_EPOCHS, "train.eval_every", f"must be in [1, {MAX_EPOCHS}] (evaluate every N "
+           "epochs; the last epoch is always evaluated)", t.eval_every)
     _check(_number(t.lr) and 0 < t.lr <= MAX_LR, "train.lr", f"must be a finite number in (0, {MAX_LR:g}]", t.lr)
     _check(_number(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "must be a finite number >= 0",
            t.weight_decay)
     _check(_number(t.momentum) and 0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)", t.momentum)
-    _check(_number(t.warmup_epochs) and t.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0", t.warmup_epochs)
+    # 1e308 overflowed to an infinite step count (exit 1); 10**12 trained at a learning rate of ~0
+    _check(_number(t.warmup_epochs) and 0 <= t.warmup_epochs <= MAX_EPOCHS, "train.warmup_epochs",
+           f"must be in [0, {MAX_EPOCHS}] (epochs of linear learning-rate warm-up)", t.warmup_epochs)
     _check(_number(t.step_gamma) and 0 < t.step_gamma <= 1, "train.step_gamma", "must be in (0, 1]", t.step_gamma)
     _check(t.grad_clip is None or (_number(t.grad_clip) and t.grad_clip > 0), "train.grad_clip",
            "must be a finite number > 0 (or null)", t.grad_clip)

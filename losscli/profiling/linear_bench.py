@@ -152,8 +152,9 @@ def _grad_err(grads: dict, name: str) -> float | None:
 
 def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, device: torch.device,
                           repeats: int, warmup: int, chunk_size: int | None = None, memory: bool = True,
-                          progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
+                          seed: int = 0, progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
     """``compare_linear`` for every (loss, dtype, N, C, D); unsupported losses go to ``skipped``."""
+    from losscli.config.schema import check_seed
     from losscli.losses import LOSSES
     from losscli.losses.resolve import parse_spec
     from losscli.losses.stream_terms import unsupported_reason
@@ -162,6 +163,7 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
         from losscli.errors import UsageError
 
         raise UsageError(f"--chunk-size must be >= 1 (rows per chunk), got {chunk_size}")
+    check_seed(seed, "--seed")  # 2**70 failed every row: every loss "skipped", exit 1
     say = progress or (lambda msg: None)
     rows, skipped = [], []
     for spec in losses:
@@ -179,7 +181,7 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
                         try:
                             rows.append(compare_linear(info.name if not params else spec, n=n, c=c, d=d, dtype=dt,
                                                        device=device, repeats=repeats, warmup=warmup,
-                                                       chunk_size=chunk_size, memory=memory))
+                                                       chunk_size=chunk_size, memory=memory, seed=seed))
                         except Exception as exc:  # noqa: BLE001
                             skipped.append({"loss": spec, "n": n, "c": c, "d": d, "dtype": dtype_name(dt),
                                             "reason": f"linear: {type(exc).__name__}: {exc}"})
