@@ -92,12 +92,6 @@ def _index_softplus_and_sigmoid(z: torch.Tensor, idx: torch.Tensor) -> tuple[tor
     return b, q, r
 
 
-def _flip_positive(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``u = z (1 - 2t)`` for one-hot ``t`` given as column indices ``idx`` ``[B, 1]`` (a new tensor)."""
-    u = z.clone()
-    return u.scatter_(1, idx, z.gather(1, idx).neg_())
-
-
 def _is_index(t: torch.Tensor) -> bool:
     return t.dim() == 1
 
@@ -206,20 +200,20 @@ def _asl_index_block(z, idx, h, gamma_neg, gamma_pos, clip, eps):
         t = torch.zeros_like(z).scatter_(1, idx, 1.0)
         return _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps)
     # the 0/1 kernel below with t one-hot: every entry as a negative, then the target column
-    qn = _flip_positive(z, idx).neg_().sigmoid_()  # p on the target, 1 - p elsewhere
-    arg_pos = qn.gather(1, idx)  # p: a positive's argument has no clip
+    arg_pos = torch.sigmoid(z.gather(1, idx))  # p: a positive's argument has no clip
+    qn = torch.neg(z).sigmoid_().scatter_(1, idx, arg_pos)  # p on the target, 1 - p elsewhere
     tp = torch.ge(arg_pos, eps).to(z.dtype)  # the eps clamp's gradient gate (only a positive can reach it)
     arg = torch.add(qn, clip).clamp_max_(1.0).scatter_(1, idx, arg_pos.clamp_min(eps))
     log_arg = torch.log(arg)
     pm = torch.rsub(arg, 1.0).scatter_(1, idx, 0.0)  # p_m, 0 on the target
     pm_g1 = _power(pm, gamma_neg - 1.0) if gamma_neg > 1 else torch.ones_like(z).scatter_(1, idx, 0.0)
-    w = torch.mul(pm_g1, pm).scatter_(1, idx, 1.0)  # t + p_m^gn
-    value = torch.mul(w, log_arg).sum(dim=1).neg_()
     if h is not None:
         d = torch.addcdiv(log_arg, pm, arg, value=-1.0 / gamma_neg).mul_(pm_g1).mul_(qn)
         d.mul_(gamma_neg).scatter_(1, idx, tp)  # the target's term is 0 before tp is added
         torch.mul(qn, d, out=h).sub_(d)  # -(1 - qn) d
-    return value
+    # the value last, in place over p_m (no longer needed): w = t + p_m^gn, then w log(arg)
+    w = pm.mul_(pm_g1).scatter_(1, idx, 1.0)
+    return w.mul_(log_arg).sum(dim=1).neg_()
 
 
 def _asl_block(z, t, h, gamma_neg, gamma_pos, clip, eps):
