@@ -71,7 +71,7 @@ def _ldr_block(z, idx, h, margin, lam, prev, alpha):
         # dl/dz~ = w - e_y (w = softmax(d / lam)), dl/dz = sigmoid(z) (C / S) (G - sum_j G_j s_j / S)
         w = torch.exp(a - lse) * k
         g = e.mul_(w).scatter_(1, idx, -(w * big_e))
-        mean = torch.mul(g, s).sum(dim=1, keepdim=True).mul_(k / c)  # sum_j g_j s_j / S
+        mean = s.mul_(g).sum(dim=1, keepdim=True).mul_(k / c)  # sum_j g_j s_j / S (s is not needed after)
         torch.mul(sig, g.sub_(mean), out=h)
     return value.squeeze(1), lam_i.squeeze(1)
 
