@@ -59,18 +59,20 @@ class SquareDiceTerm(SoftmaxTerm):
                 rows, top, log_rest, _ = tiny
                 log_om.index_copy_(0, rows, log_om[rows].scatter_(1, top, log_rest))
             x = log_om.mul_(a * _LOG2E).exp2_().mul_(p)
-        d = torch.mul(x, x).add_(s)  # x^2 + s
-        r = torch.div(x, d)  # x / (x^2 + s)
-        h = torch.mul(r, x)
+        # fresh [B, C] buffers are reused in place once their last reader is done (x, then r):
+        # on a CPU a new tensor costs 2-3x a pass over one already in cache
+        r = torch.div(x, torch.mul(x, x).add_(s))  # x / (x^2 + s)
         x_y = st.y(x)
-        neg = h.scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)
+        neg = x.mul_(r).scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)  # sum_{k != y} x_k^2 / (x_k^2 + s)
         den_y = x_y * x_y + 1.0 + s
         pos = 1.0 - (2.0 * x_y + s) / den_y
         if acc is None:
             return w * (neg + pos)
         # c_k = x_k dl/dx_k: 2 s r_k^2 off the target (dh/dx = 2 s x / (x^2 + s)^2), x_y dpos/dx at it
         c_y = -(2.0 + 2.0 * s - 2.0 * x_y * x_y - 2.0 * s * x_y) / (den_y * den_y) * x_y
-        dense = torch.mul(r, r)
+        sat = st.sat
+        r_m = None if sat is None else r.gather(1, sat.idx)
+        dense = r.mul_(r)
         if a == 0:
             _row_grad(acc, st, 2.0 * s * w, dense.scatter_(1, idx, 0.0), w * c_y)
             return w * (neg + pos)
@@ -78,12 +80,11 @@ class SquareDiceTerm(SoftmaxTerm):
         rho = torch.div(p, om)  # p / (1 - p): at most 1 except at a saturated maximum (handled below)
         dense.addcmul_(dense, rho, value=-a)
         g_y = w * c_y * (1.0 - a * st.y(rho))
-        sat = st.sat
         if sat is not None:
             # the saturated maximum's share goes through add_top: drop it from the dense part (and the target's)
             m, mask = sat.idx, sat.mask
             at_y = mask & (m == idx)
-            c_m = torch.where(at_y, c_y, 2.0 * s * r.gather(1, m).square())
+            c_m = torch.where(at_y, c_y, 2.0 * s * r_m.square())
             om_m, p_m = sat.rest, sat.top
             zero = torch.zeros_like(c_m)
             g_top = torch.where(mask, w * c_m * (1.0 - a * (p_m / om_m)), zero)
