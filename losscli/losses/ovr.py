@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from losscli.losses.base import Loss, Reference, register_loss
-from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
+from losscli.losses.fused.sigmoid_terms import bce_index_block
 from losscli.losses.fused.softmax_core import blocked
 
 
 def ovr_block(z, idx, h):
-    """``sum_k softplus(u_k)`` with ``u = z`` off the target and ``u_y = -z_y``: BCE with one-hot labels.
-    ``softplus(u) = relu(u) - log(max(q, 1 - q))``, ``q = sigmoid(u)`` (one sigmoid and one log per entry,
-    ``sigmoid_terms``); the gradient is ``q`` off the target and ``-q_y`` at it."""
-    u = z.clone().scatter_(1, idx, -z.gather(1, idx))
-    b, q, _ = softplus_and_sigmoid(u)
-    if h is not None:
-        h.copy_(q).scatter_(1, idx, -q.gather(1, idx))
-    return b.sum(dim=1)
+    """``sum_k softplus(u_k)`` with ``u = z`` off the target and ``u_y = -z_y``: BCE with one-hot labels,
+    the same kernel as ``bce`` on class indices; the gradient is ``sigmoid(u)`` off the target and
+    ``-sigmoid(u_y)`` at it."""
+    return bce_index_block(z, idx, h)
 
 
 @register_loss(

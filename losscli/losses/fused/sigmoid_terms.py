@@ -80,12 +80,14 @@ def _floored_pow(base: torch.Tensor, gamma: float) -> torch.Tensor:
     return base.clamp_min(POW_FLOOR).pow(gamma)
 
 
-def _index_softplus_and_sigmoid(z: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _index_softplus_and_sigmoid(z: torch.Tensor, idx: torch.Tensor,
+                                out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`softplus_and_sigmoid` of ``u = z (1 - 2t)`` for one-hot ``t`` given as column indices
     ``idx`` ``[B, 1]``, without building ``u``: every entry as a negative (``u = z``), then the target
-    column patched with its own ``[B, 1]`` values (one pass fewer than copying ``z`` into ``u``)."""
+    column patched with its own ``[B, 1]`` values (one pass fewer than copying ``z`` into ``u``).
+    ``out``: where to write ``sigmoid(u)`` (the second result)."""
     u_y = z.gather(1, idx).neg_()
-    q = torch.sigmoid(z).scatter_(1, idx, torch.sigmoid(u_y))
+    q = torch.sigmoid(z, out=out).scatter_(1, idx, torch.sigmoid(u_y))
     r = torch.rsub(q, 1.0)
     tail = log1p_(torch.minimum(q, r).neg_())  # log sigmoid(|u|) = -softplus(-|u|)
     b = torch.clamp_min(z, 0.0).scatter_(1, idx, u_y.clamp_min_(0.0)).sub_(tail)
@@ -97,10 +99,12 @@ def _is_index(t: torch.Tensor) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- BCE
-def _bce_index_block(z, idx, h):
-    b, q, _ = _index_softplus_and_sigmoid(z, idx)
+def bce_index_block(z, idx, h):
+    """BCE with one-hot labels given as column indices ``idx`` ``[B, 1]`` (also the OvR loss): the row
+    sums of ``softplus(u)`` and, into ``h``, ``sigmoid(z) - t``."""
+    b, q, _ = _index_softplus_and_sigmoid(z, idx, out=h)  # q straight into the gradient template
     if h is not None:  # sigmoid(z) - t = q (1 - 2t)
-        h.copy_(q).scatter_(1, idx, q.gather(1, idx).neg_())
+        h.scatter_(1, idx, q.gather(1, idx).neg_())
     return b.sum(dim=1)
 
 
@@ -120,7 +124,7 @@ def _plain_bce(z, t):
 def bce(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``sum_k BCEWithLogits(z_k, t_k)`` per row, one autograd node (``t``: ``[N, C]`` or ``[N]`` class indices)."""
     if _is_index(t):
-        return blocked(z, lambda zb, hb, ib: _bce_index_block(zb, ib, hb), t.unsqueeze(1))
+        return blocked(z, lambda zb, hb, ib: bce_index_block(zb, ib, hb), t.unsqueeze(1))
     return blocked(z, lambda zb, hb, tb: _bce_block(zb, tb, hb), t)
 
 
