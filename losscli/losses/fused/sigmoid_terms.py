@@ -51,14 +51,15 @@ def _autograd_block(plain, z: torch.Tensor, t: torch.Tensor, h: torch.Tensor | N
     return value.detach()
 
 
-def softplus_and_sigmoid(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(softplus(u), sigmoid(u), 1 - sigmoid(u))``; ``u`` is overwritten (it becomes the first).
+def softplus_and_sigmoid(u: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(softplus(u), sigmoid(u), 1 - sigmoid(u))``; ``u`` is overwritten (it becomes the first); ``out``:
+    where to write ``sigmoid(u)``.
 
     ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` with ``q = sigmoid(u)``: for ``u < 0`` that is
     ``-log1p(-q)`` (relatively exact however small, like ``log1p(exp(u))``), for ``u >= 0`` it is
     ``u - log(q)`` (``1 - q`` is then at most 1/2 and only its absolute error matters).
     """
-    q = torch.sigmoid(u)
+    q = torch.sigmoid(u, out=out)
     r = torch.rsub(q, 1.0)
     tail = log1p_(torch.minimum(q, r).neg_())  # log sigmoid(|u|) = -softplus(-|u|)
     return u.clamp_min_(0.0).sub_(tail), q, r
@@ -110,9 +111,9 @@ def bce_index_block(z, idx, h):
 
 def _bce_block(z, t, h):
     if _is_binary(t):
-        b, q, _ = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0))
+        b, q, _ = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0), out=h)  # q straight into h
         if h is not None:
-            torch.addcmul(q, q, t, value=-2.0, out=h)  # q (1 - 2t) = sigmoid(z) - t
+            h.addcmul_(q, t, value=-2.0)  # q (1 - 2t) = sigmoid(z) - t
         return b.sum(dim=1)
     return _autograd_block(_plain_bce, z, t, h)
 
