@@ -45,7 +45,7 @@ def _ldr_block(z, idx, h, margin, lam, prev, alpha):
     # ordinary rows need no shift: on CPU, skip the [B, C] add then (no device sync there)
     zs = z if z.device.type == "cpu" and not bool(shift.any()) else z + shift
     # softplus and, for the gradient, sigmoid from one sigmoid and one log1p pass (sigmoid_terms)
-    s, sig, _ = softplus_and_sigmoid(zs.clone() if zs is z else zs)
+    s, sig, _ = softplus_and_sigmoid(zs.clone() if zs is z else zs, out=h)  # sigmoid straight into h
     k = c / s.sum(dim=1, keepdim=True)  # z~ = k s
     s_y = s.gather(1, idx)
     ref = s.scatter_(1, idx, 0.0).amax(dim=1, keepdim=True)  # max_{j != y} s_j (s >= 0, C >= 2)
@@ -72,7 +72,7 @@ def _ldr_block(z, idx, h, margin, lam, prev, alpha):
         w = torch.exp(a - lse) * k
         g = e.mul_(w).scatter_(1, idx, -(w * big_e))
         mean = s.mul_(g).sum(dim=1, keepdim=True).mul_(k / c)  # sum_j g_j s_j / S (s is not needed after)
-        torch.mul(sig, g.sub_(mean), out=h)
+        h.mul_(g.sub_(mean))  # h holds sigmoid(z)
     return value.squeeze(1), lam_i.squeeze(1)
 
 
