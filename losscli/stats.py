@@ -22,7 +22,7 @@ with Holm (default) or Benjamini-Hochberg (:func:`adjust`).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -239,18 +239,7 @@ def seeds_needed(effect: float | None, seed_sd: float | None, extra_variance: fl
         return None
     if extra_variance > 0 and power(effect, 0.0, extra_variance, 10**6, level) < target:
         return None
-    lo, hi = 2, 2
-    while power(effect, seed_sd, extra_variance, hi, level) < target:
-        if hi >= MAX_SEEDS:
-            return None
-        lo, hi = hi, min(hi * 2, MAX_SEEDS)
-    while lo < hi:  # power grows with n: the smallest n reaching the target
-        mid = (lo + hi) // 2
-        if power(effect, seed_sd, extra_variance, mid, level) >= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return hi
+    return _fewest_seeds(lambda n: power(effect, seed_sd, extra_variance, n, level) >= target)
 
 
 def seeds_for_interval(margin: float | None, seed_sd: float | None, extra_variance: float = 0.0,
@@ -269,12 +258,20 @@ def seeds_for_interval(margin: float | None, seed_sd: float | None, extra_varian
     def half(n: int) -> float:
         return float(sps.t.ppf(quantile, n - 1)) * math.sqrt(seed_sd**2 / n + extra_variance)
 
-    if half(MAX_SEEDS) > margin:
-        return None
-    lo, hi = 2, MAX_SEEDS
-    while lo < hi:  # the half-width shrinks with n: the smallest n within the margin
+    return _fewest_seeds(lambda n: half(n) <= margin)  # the half-width shrinks with n
+
+
+def _fewest_seeds(enough: Callable[[int], bool]) -> int | None:
+    """The smallest n in [2, MAX_SEEDS] for which ``enough(n)`` holds (``enough`` is monotone in n),
+    or None: doubling, then bisection (few evaluations when the answer is small)."""
+    lo, hi = 2, 2
+    while not enough(hi):
+        if hi >= MAX_SEEDS:
+            return None
+        lo, hi = hi, min(hi * 2, MAX_SEEDS)
+    while lo < hi:
         mid = (lo + hi) // 2
-        if half(mid) <= margin:
+        if enough(mid):
             hi = mid
         else:
             lo = mid + 1
