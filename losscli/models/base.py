@@ -104,12 +104,12 @@ def build_model(name: str, input_shape, num_classes: int, kind: str | None = Non
 
 def weight_bytes(name: str, input_shape, num_classes: int, kind: str | None = None, **options: Any) -> int | None:
     """Bytes of a built-in model's parameters and buffers, counted on the meta device (no memory, no
-    RNG), with :func:`build_model`'s checks; None for a plugin's model (its factory may not build there)."""
-    resolved = auto_model(kind) if (name is None or str(name).lower() == "auto") and kind is not None else name
-    if not MODELS.entry(resolved).obj.__module__.startswith("losscli."):
+    RNG), with :func:`build_model`'s checks; None for a plugin's model (its factory may not build there).
+    ``name`` is a resolved model name (not ``auto``)."""
+    if not MODELS.entry(name).obj.__module__.startswith("losscli."):
         return None
     with torch.device("meta"):
-        model = build_model(resolved, input_shape, num_classes, kind=kind, **options)
+        model = build_model(name, input_shape, num_classes, kind=kind, **options)
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 

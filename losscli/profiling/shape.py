@@ -12,7 +12,7 @@ For each loss (small ``C``, float64):
   is at most ``BOUND_GROWTH * max(1, |max(s <= 1e2)|)`` (5%), and finite;
 - symmetric: spread ``(max - min) / max(1, |mean|)`` over random logits of
   ``sum_k loss(z, k)``; symmetric when below ``1e-3``;
-- classification-calibrated: for random class distributions ``q`` (top-2 gap >= 0.1),
+- classification-calibrated: for random class distributions ``q`` (top-2 gap >= 0.1, by construction),
   minimise the expected loss ``sum_k q_k loss(z, k)`` over ``z`` (400 Adam steps, cosine lr); the
   minimiser's argmax must be ``argmax q`` for every ``q``;
 - proper: the minimiser's softmax equals ``q``: its largest error, relative to ``q``'s top
@@ -237,7 +237,7 @@ def analyse_loss(name: str, c: int = 4, params: dict | None = None, seed: int = 
     return row
 
 
-#: classes of the shape analysis: it grows faster than C**2 (C=50: ~1.5 min per loss; C=1000: over 15 min)
+#: classes of the shape analysis: its work grows as C**2 and more (C=100: ~13 s per loss, C=1000: ~2 min)
 MAX_SHAPE_CLASSES = 1000
 
 
@@ -254,7 +254,7 @@ def analyse_losses(specs: list[str] | None = None, c: int = 4, seed: int = 0, wi
         raise UsageError("--shape needs at least 2 classes")
     if c > MAX_SHAPE_CLASSES:  # 10**9 skipped every loss (2 TB per curve) and printed "(no rows)", exit 0
         raise UsageError(f"--shape-classes {c} is too many: at most {MAX_SHAPE_CLASSES} (the analysis grows faster "
-                         "than C squared: C=50 takes minutes per loss); a loss's shape shows at a few classes")
+                         "than C squared: C=1000 takes about 2 minutes per loss); a loss's shape shows at a few classes")
     check_seed(seed, "--seed")
     say = progress or (lambda msg: None)
     rows, skipped = [], []
