@@ -92,6 +92,7 @@ TRAIN_CASES = [
     (["--set", f"train.batch_size={10**30}"], "must be in [1, 10000000]"),
     (["--set", f"train.warmup_epochs={10**12}"], "train.warmup_epochs"),  # a learning rate of ~0 throughout
     (["--set", "train.warmup_epochs=1e308", "--batch-size", "8"], "must be in [0, 100000]"),  # OverflowError
+    (["--epochs", "2", "--set", "train.warmup_epochs=3"], "must be at most train.epochs (2"),  # never at peak lr
     (["--set", f"train.eval_every={10**12}"], "train.eval_every"),
 ]
 

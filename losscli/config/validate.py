@@ -105,6 +105,9 @@ def validate_train(t: TrainConfig) -> None:
     # 1e308 overflowed to an infinite step count (exit 1); 10**12 trained at a learning rate of ~0
     _check(_number(t.warmup_epochs) and 0 <= t.warmup_epochs <= MAX_EPOCHS, "train.warmup_epochs",
            f"must be in [0, {MAX_EPOCHS}] (epochs of linear learning-rate warm-up)", t.warmup_epochs)
+    # a warm-up longer than training never reaches the peak rate and skips the schedule: a typo, not a choice
+    _check(t.warmup_epochs <= t.epochs, "train.warmup_epochs", f"must be at most train.epochs ({t.epochs}: "
+           "lower it, e.g. --set train.warmup_epochs=0)", t.warmup_epochs)
     _check(_number(t.step_gamma) and 0 < t.step_gamma <= 1, "train.step_gamma", "must be in (0, 1]", t.step_gamma)
     _check(t.grad_clip is None or (_number(t.grad_clip) and t.grad_clip > 0), "train.grad_clip",
            "must be a finite number > 0 (or null)", t.grad_clip)
