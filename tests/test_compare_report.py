@@ -215,6 +215,15 @@ def test_holm_adjusts_over_the_whole_report_and_bh_is_an_option():
     assert holm["statistics"]["family_size"] == 4
     for t in tests(holm):  # "significant" uses the adjusted p
         assert t["significant"] == (t["p_adjusted"] < 0.05)
+    # report.md shows both p-values too (it showed the adjusted one only): adjusted, then raw in brackets
+    from losscli.report.format import fmt_p
+
+    md = render_compare_markdown(holm)
+    assert "p adj. (raw)" in md
+    for e in holm["results"]:
+        if not e["is_baseline"]:
+            t = e["metrics"]["accuracy"]["vs_baseline"]
+            assert f"| {fmt_p(t['p_adjusted'])} ({fmt_p(t['p_value'])}) |" in md
 
 
 @pytest.mark.parametrize("n_seeds,gain,sd", [(3, 0.05, 0.01), (6, 0.03, 0.02), (6, -0.03, 0.02), (8, 0.0, 0.01),
