@@ -137,6 +137,24 @@ def test_tuning_never_touches_the_test_split(monkeypatch):
     assert out["best"]
 
 
+def test_tuning_shows_trial_progress_with_counts_and_an_eta(tmp_path):
+    """Tuning is most of a tuned compare's time: it shows done / running / pending / failed trials and
+    an ETA on stderr, as the grid does for its runs (it only said "tuning wave N")."""
+    from losscli.app.executors.local import LocalExecutor
+    from losscli.app.tuning.run import run_tuning
+
+    logs: list[str] = []
+    run_tuning(_cfg(), tmp_path, LocalExecutor(), logs.append, progress=True, slots=2)
+    counts = [line for line in logs if " trial " in line and " done, " in line]
+    assert len(counts) == 6, logs  # 2 losses x 3 trials, one line each
+    assert counts[0].endswith(": 1 done, 1 running, 4 pending, 0 failed, ETA " + counts[0].rsplit(" ", 1)[1])
+    assert ": 2 done, 0 running, 4 pending, 0 failed" in counts[1]  # a wave ends before the next one starts
+    assert counts[-1].endswith("6 done, 0 running, 0 pending, 0 failed")
+    logs.clear()
+    run_tuning(_cfg(), tmp_path, LocalExecutor(), logs.append, progress=True)  # resumed: nothing left to do
+    assert not [line for line in logs if " done, " in line]
+
+
 class _DyingOn:
     """An executor whose worker always dies on ``doomed``'s trials (a configuration that runs out of
     memory every time) and trains the others here; it stops the test if a study is asked unboundedly."""
