@@ -320,6 +320,24 @@ def test_inconclusive_with_an_interval_inside_the_minimum_effect_says_so():
     assert "its 95% interval lies within the 1-point minimum effect" in e["verdict"]["sentence"]
 
 
+@pytest.mark.parametrize("outcome,diff,shown", [("inconclusive", -0.0097, "-0.97 points"),
+                                                 ("negligible", 0.0096, "+0.96 points"),
+                                                 ("inconclusive", -0.0094, "-0.9 points")])
+def test_a_difference_below_the_minimum_effect_never_reads_as_reaching_it(outcome, diff, shown):
+    """Rounded to one decimal, -0.97 points read "-1.0 points ... smaller than the 1-point minimum
+    effect", which looks like a bug: such a difference gets a second decimal."""
+    from losscli.report.compare.verdicts import verdict
+    from losscli.report.format import fmt_effect
+
+    t = {"outcome": outcome, "diff": diff, "diff_ci95": [diff - 0.016, diff + 0.016], "p_adjusted": 0.2, "n": 3,
+         "wins": 0, "ties": 0, "min_effect": 0.01, "seeds_needed": None, "extra_variance": 6e-5}
+    e = {"loss": {"label": "gce"}, "setting": {"noise": "sym:0.4", "imbalance": "none"}, "timing": {},
+         "metrics": {"accuracy": {"vs_baseline": t}}}
+    sentence = verdict(e, "ce", None, "accuracy", False)["sentence"]
+    assert f"{shown} [" in sentence and "1-point minimum effect" in sentence, sentence
+    assert fmt_effect("accuracy", 0.012, 0.01) == "+1.2 points" and fmt_effect("nll", -0.0097, 0.0) == "-0.0097"
+
+
 def test_wording_has_no_bare_plural_bugs():
     results, config, env = make_results(seeds=(0,))
     sentences = all_sentences(build_compare_report(results, config, env))

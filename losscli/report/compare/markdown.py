@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from losscli.metrics.info import metric_info
-from losscli.report.format import fmt_diff, fmt_p, fmt_summary, md_escape
+from losscli.report.format import fmt_diff, fmt_effect, fmt_p, fmt_summary, md_escape
 from losscli.report.labels import name_of, plural, setting_key, short
 
 Section = Callable[[dict, dict], list]
@@ -98,7 +98,7 @@ def _row(e: dict, report: dict, table_metrics: list[str], primary: str) -> list[
     win = t.get("prob_improvement")
     # both p-values: the adjusted one decides, the raw one shows what the correction cost
     p = fmt_p(t.get("p_adjusted")) + ("" if t.get("p_value") is None else f" ({fmt_p(t['p_value'])})")
-    return cells + [f"{fmt_diff(primary, t.get('diff'), False)} {_ci(primary, t)}", p,
+    return cells + [f"{fmt_effect(primary, t.get('diff'), t.get('min_effect'), False)} {_ci(primary, t)}", p,
                     f"{t['wins']}/{t['ties']}/{t['losses']}", "—" if win is None else f"{100 * win:.0f}%",
                     t.get("outcome", "")]
 
