@@ -115,6 +115,24 @@ def test_tuned_compare_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/report.yaml")} == stamps
 
 
+def test_a_shared_storage_holds_one_study_for_several_compare_directories(tmp_path):
+    """--storage URL: the study lives there, not in the compare directory, and a second driver (another
+    machine, another --out) with the same grid continues that study instead of starting its own."""
+    from losscli.app.compare.run import run_compare
+    from losscli.app.tuning.run import redact_storage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    cfg = _cfg(losses=["ce"], seeds=1, tune={"trials": 2, "storage": url})
+    first = run_compare(cfg, tmp_path / "a", progress=False)
+    assert first["tuning"]["ce"]["storage"] == url and not (tmp_path / "a" / "tuning.db").exists()
+    assert len(_finished_trials(tmp_path / "shared.db")) == 2
+    second = run_compare(cfg, tmp_path / "b", progress=False)
+    assert len(_finished_trials(tmp_path / "shared.db")) == 2  # the budget was used already: no new trial
+    assert second["tuning"]["ce"]["best_params"] == first["tuning"]["ce"]["best_params"]
+    # a database password never reaches the report
+    assert redact_storage("postgresql://user:secret@db:5432/losscli") == "postgresql://***@db:5432/losscli"
+
+
 def test_tuning_never_touches_the_test_split(monkeypatch):
     """Trials see a bundle whose test split is empty: selection cannot use it, even by accident."""
     from losscli.app.tuning.run import run_tuning
