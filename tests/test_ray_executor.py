@@ -175,6 +175,23 @@ def test_run_files_travel_as_data_and_never_overwrite_a_finished_run(tmp_path, r
     assert _runs(tmp_path / "compare")[spec.key()]["metrics"] == reference[spec.key()]["metrics"]
 
 
+def test_a_run_that_fails_by_itself_on_a_worker_is_recorded_failed(tmp_path):
+    """A NaN run on a Ray worker is the run's own failure: recorded as failed in the compare directory,
+    as with the other executors (unlike a dead worker, whose runs stay pending)."""
+    from losscli.app.compare.grid import expand_grid
+    from losscli.app.executors.ray import _run_remote, _write_back
+    from losscli.app.executors.task import Task
+
+    spec = expand_grid(_cfg(losses=["square"], seeds=1, train={"epochs": 2, "batch_size": 32, "lr": 1e6,
+                                                                 "optimizer": "sgd", "warmup_epochs": 0}))[0]
+    real = tmp_path / "runs" / spec.key()
+    task = Task([spec], [real])
+    result = _run_remote(task)  # what a Ray worker does, here in this process
+    outcome = _write_back(task, task, result)
+    assert outcome.statuses == ["failed"] and rundir.run_status(real) == "failed"
+    assert rundir.read_report(real)["error"]
+
+
 def test_unpacking_replaces_a_failed_attempt_and_rejects_paths_outside(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
