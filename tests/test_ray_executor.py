@@ -368,14 +368,16 @@ def test_two_node_cluster_gives_the_local_report(tmp_path, reference, reference_
     try:
         cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         logs: list[str] = []
-        report = run_compare(_cfg(executor="ray"), tmp_path, progress=False, log=logs.append)
+        # joined as a user does, with --address (the executor's own ray.init), not a test's ray.init
+        report = run_compare(_cfg(executor="ray", address=cluster.address), tmp_path, progress=False, log=logs.append)
         assert report["n_failed"] == 0
         _assert_same_runs(_runs(tmp_path), reference)
         assert _report(tmp_path) == _report(reference_dir)  # the report, not only its runs
+        assert any(line.startswith(f"Ray cluster {cluster.address}: 2 node(s)") for line in logs), logs
         assert any("ran on 2 node(s)" in line for line in logs), logs
+        assert not ray.is_initialized()  # disconnected from the cluster it joined...
+        assert cluster.head_node.remaining_processes_alive()  # ...which it left running
     finally:
         ray.shutdown()
         cluster.shutdown()
