@@ -175,6 +175,21 @@ def test_run_files_travel_as_data_and_never_overwrite_a_finished_run(tmp_path, r
     assert _runs(tmp_path / "compare")[spec.key()]["metrics"] == reference[spec.key()]["metrics"]
 
 
+def test_a_worker_builds_the_dataset_once_and_reuses_it(tmp_path, monkeypatch):
+    """The dataset is built once per Ray worker process, not shipped or rebuilt with every task."""
+    import losscli.app.executors.ray as ray_executor
+    import losscli.data
+    from losscli.app.compare.grid import expand_grid
+    from losscli.app.executors.task import Task
+
+    calls, real = [], losscli.data.load_dataset
+    monkeypatch.setattr(losscli.data, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(ray_executor, "_WORKER_CACHE", {})  # a fresh worker process
+    for spec in expand_grid(_cfg(losses=["ce"], seeds=2)):  # two tasks, as one worker runs them in turn
+        assert ray_executor._run_remote(Task([spec], [tmp_path / spec.key()]))["files"][0]
+    assert len(calls) == 1
+
+
 def test_a_run_that_fails_by_itself_on_a_worker_is_recorded_failed(tmp_path):
     """A NaN run on a Ray worker is the run's own failure: recorded as failed in the compare directory,
     as with the other executors (unlike a dead worker, whose runs stay pending)."""
