@@ -127,8 +127,9 @@ def paired_test(a: Sequence[Any], b: Sequence[Any], higher_is_better: bool = Tru
     """Paired comparison of ``a`` (the loss) with ``b`` (the baseline), one pair per seed.
 
     Pairs with a missing side are dropped. Returns ``diff`` (mean of a - b, the metric's own units
-    and sign), ``diff_ci95`` (the test's t-interval; ``signflip``: the seeds-only one), ``p_value`` (two-sided; None when it cannot be computed, e.g. one
-    seed with the t-test), ``wins``/``ties``/``losses`` from the loss's side, ``n``, ``test``,
+    and sign), ``diff_ci95`` (the test's t-interval; ``signflip``: the seeds-only one), ``p_value``
+    (two-sided; None when it cannot be computed, e.g. one seed with the t-test),
+    ``wins``/``ties``/``losses`` from the loss's side, ``n``, ``test``,
     ``se`` and ``df`` (t-tests) and ``extra_variance`` (the test-set variance used).
     """
     if test not in TESTS:
