@@ -127,8 +127,9 @@ def paired_test(a: Sequence[Any], b: Sequence[Any], higher_is_better: bool = Tru
     """Paired comparison of ``a`` (the loss) with ``b`` (the baseline), one pair per seed.
 
     Pairs with a missing side are dropped. Returns ``diff`` (mean of a - b, the metric's own units
-    and sign), ``diff_ci95``, ``p_value`` (two-sided; None when it cannot be computed, e.g. one
-    seed with the t-test), ``wins``/``ties``/``losses`` from the loss's side, ``n``, ``test``,
+    and sign), ``diff_ci95`` (the test's t-interval; ``signflip``: the seeds-only one), ``p_value``
+    (two-sided; None when it cannot be computed, e.g. one seed with the t-test),
+    ``wins``/``ties``/``losses`` from the loss's side, ``n``, ``test``,
     ``se`` and ``df`` (t-tests) and ``extra_variance`` (the test-set variance used).
     """
     if test not in TESTS:
@@ -157,8 +158,11 @@ def paired_test(a: Sequence[Any], b: Sequence[Any], higher_is_better: bool = Tru
     if test == "signflip":
         out["p_value"] = _sign_flip_p(d)
         out["min_p_value"] = min_p_value(n - out["ties"])
-        return out
     if n < 2:  # one seed: its spread is unknown, nothing to test
+        return out
+    if test == "signflip":  # the effect still gets its interval: the seeds-only t-interval of the mean
+        half = _t_p(d, 0.0)[3]
+        out["diff_ci95"] = [out["diff"] - half, out["diff"] + half]
         return out
     p, se, df, half = _t_p(d, extra_variance if test == "t" else 0.0)
     out.update(p_value=p, se=se, df=df)

@@ -129,3 +129,24 @@ def test_default_directory_is_named_after_the_grid():
     assert other.name.startswith("default-") and other != default_out_dir("default", preset, preset)
     assert default_out_dir("default", build_config("default", {"losses": ["ce", "gce"]}), preset) == other  # stable
     assert default_out_dir("default", build_config("default", {"jobs": 1}), preset).name == "default"  # how, not what
+
+
+@pytest.mark.parametrize("clean_val", [False, True])
+def test_validation_labels_are_noisy_by_default_and_the_report_says_which(tmp_path, clean_val):
+    """Under label noise the runs select on validation labels as noisy as training (a practitioner's);
+    --clean-val keeps them clean and the report's setup calls that optimistic."""
+    from tests.grids import SYNTH
+
+    cfg = _cfg(losses=["ce"], seeds=1, noise=["sym:0.4"], dataset={**SYNTH, "clean_val": clean_val})
+    report = run_compare(cfg, tmp_path, progress=False)
+    (run,) = (tmp_path / "runs").iterdir()
+    noise = yaml.safe_load((run / "report.yaml").read_text())["data"]["noise"]
+    setup = (tmp_path / "report.md").read_text().split("## Verdicts")[0]
+    line = next(x for x in setup.splitlines() if x.startswith("| validation labels |"))
+    if clean_val:
+        assert noise["validation"] == "clean" and "val_num_flipped" not in noise
+        assert report["config"]["validation"].startswith("clean") and "optimistic" in line
+    else:
+        assert noise["validation"].startswith("noisy") and noise["val_num_flipped"] > 0
+        assert report["config"]["validation"] == "as noisy as the training labels" and "noisy" in line
+        assert "optimistic" not in line

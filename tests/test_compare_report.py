@@ -215,6 +215,15 @@ def test_holm_adjusts_over_the_whole_report_and_bh_is_an_option():
     assert holm["statistics"]["family_size"] == 4
     for t in tests(holm):  # "significant" uses the adjusted p
         assert t["significant"] == (t["p_adjusted"] < 0.05)
+    # report.md shows both p-values too (it showed the adjusted one only): adjusted, then raw in brackets
+    from losscli.report.format import fmt_p
+
+    md = render_compare_markdown(holm)
+    assert "p adj. (raw)" in md
+    for e in holm["results"]:
+        if not e["is_baseline"]:
+            t = e["metrics"]["accuracy"]["vs_baseline"]
+            assert f"| {fmt_p(t['p_adjusted'])} ({fmt_p(t['p_value'])}) |" in md
 
 
 @pytest.mark.parametrize("n_seeds,gain,sd", [(3, 0.05, 0.01), (6, 0.03, 0.02), (6, -0.03, 0.02), (8, 0.0, 0.01),
@@ -309,6 +318,24 @@ def test_inconclusive_with_an_interval_inside_the_minimum_effect_says_so():
     assert t["outcome"] == "inconclusive" and -0.01 < t["diff_ci95"][0] and t["diff_ci95"][1] < 0.01
     assert t["seeds_needed"] is None
     assert "its 95% interval lies within the 1-point minimum effect" in e["verdict"]["sentence"]
+
+
+@pytest.mark.parametrize("outcome,diff,shown", [("inconclusive", -0.0097, "-0.97 points"),
+                                                 ("negligible", 0.0096, "+0.96 points"),
+                                                 ("inconclusive", -0.0094, "-0.9 points")])
+def test_a_difference_below_the_minimum_effect_never_reads_as_reaching_it(outcome, diff, shown):
+    """Rounded to one decimal, -0.97 points read "-1.0 points ... smaller than the 1-point minimum
+    effect", which looks like a bug: such a difference gets a second decimal."""
+    from losscli.report.compare.verdicts import verdict
+    from losscli.report.format import fmt_effect
+
+    t = {"outcome": outcome, "diff": diff, "diff_ci95": [diff - 0.016, diff + 0.016], "p_adjusted": 0.2, "n": 3,
+         "wins": 0, "ties": 0, "min_effect": 0.01, "seeds_needed": None, "extra_variance": 6e-5}
+    e = {"loss": {"label": "gce"}, "setting": {"noise": "sym:0.4", "imbalance": "none"}, "timing": {},
+         "metrics": {"accuracy": {"vs_baseline": t}}}
+    sentence = verdict(e, "ce", None, "accuracy", False)["sentence"]
+    assert f"{shown} [" in sentence and "1-point minimum effect" in sentence, sentence
+    assert fmt_effect("accuracy", 0.012, 0.01) == "+1.2 points" and fmt_effect("nll", -0.0097, 0.0) == "-0.0097"
 
 
 def test_wording_has_no_bare_plural_bugs():

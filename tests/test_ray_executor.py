@@ -25,6 +25,7 @@ from losscli.app.executors.runfiles import pack_run, unpack_run
 from losscli.engine import rundir
 from tests.cli_helpers import invoke
 from tests.grids import SYNTH, tiny_config
+from tests.proc_helpers import LOOPBACK, descendants, listening, sockets_of, task_workers
 
 _cfg = tiny_config
 QUIET = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
@@ -50,11 +51,24 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference_dir(tmp_path_factory):
     """The small grid through the local executor: what every Ray variant must reproduce."""
     out = tmp_path_factory.mktemp("local")
     run_compare(_cfg(executor="local"), out, progress=False)
-    return _runs(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir):
+    return _runs(reference_dir)
+
+
+def _report(out: Path) -> list:
+    """The compare report's results without what depends on the machine's speed (timing, and the
+    verdict sentence, which quotes the step-time ratio): statistics, p-values, verdict outcomes."""
+    results = yaml.safe_load((out / "report.yaml").read_text())["results"]
+    return [{**{k: v for k, v in e.items() if k not in ("timing", "verdict")},
+             "outcome": (e.get("verdict") or {}).get("outcome")} for e in results]
 
 
 def _runs(out: Path) -> dict[str, dict]:
@@ -161,6 +175,38 @@ def test_run_files_travel_as_data_and_never_overwrite_a_finished_run(tmp_path, r
     assert _runs(tmp_path / "compare")[spec.key()]["metrics"] == reference[spec.key()]["metrics"]
 
 
+def test_a_worker_builds_the_dataset_once_and_reuses_it(tmp_path, monkeypatch):
+    """The dataset is built once per Ray worker process, not shipped or rebuilt with every task."""
+    import losscli.app.executors.ray as ray_executor
+    import losscli.data
+    from losscli.app.compare.grid import expand_grid
+    from losscli.app.executors.task import Task
+
+    calls, real = [], losscli.data.load_dataset
+    monkeypatch.setattr(losscli.data, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(ray_executor, "_WORKER_CACHE", {})  # a fresh worker process
+    for spec in expand_grid(_cfg(losses=["ce"], seeds=2)):  # two tasks, as one worker runs them in turn
+        assert ray_executor._run_remote(Task([spec], [tmp_path / spec.key()]))["files"][0]
+    assert len(calls) == 1
+
+
+def test_a_run_that_fails_by_itself_on_a_worker_is_recorded_failed(tmp_path):
+    """A NaN run on a Ray worker is the run's own failure: recorded as failed in the compare directory,
+    as with the other executors (unlike a dead worker, whose runs stay pending)."""
+    from losscli.app.compare.grid import expand_grid
+    from losscli.app.executors.ray import _run_remote, _write_back
+    from losscli.app.executors.task import Task
+
+    spec = expand_grid(_cfg(losses=["square"], seeds=1, train={"epochs": 2, "batch_size": 32, "lr": 1e6,
+                                                                 "optimizer": "sgd", "warmup_epochs": 0}))[0]
+    real = tmp_path / "runs" / spec.key()
+    task = Task([spec], [real])
+    result = _run_remote(task)  # what a Ray worker does, here in this process
+    outcome = _write_back(task, task, result)
+    assert outcome.statuses == ["failed"] and rundir.run_status(real) == "failed"
+    assert rundir.read_report(real)["error"]
+
+
 def test_unpacking_replaces_a_failed_attempt_and_rejects_paths_outside(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -192,42 +238,12 @@ def test_sqlite_paths_are_made_absolute_and_a_bad_storage_is_named(tmp_path, mon
 # --------------------------------------------------------------------------- on a local Ray instance
 
 
-def _listening() -> dict[str, str]:
-    """Listening TCP sockets: inode -> local address (hex, as /proc/net/tcp{,6} spell it)."""
-    found = {}
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(name).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                found[fields[9]] = fields[1].split(":")[0]
-    return found
-
-
-def _sockets_of(pids: list[int]) -> set[str]:
-    """Inodes of the sockets these processes hold open."""
-    inodes = set()
-    for pid in pids:
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:
-            continue
-        inodes.update(link[8:-1] for link in links if link.startswith("socket:["))
-    return inodes
-
-
-# 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp{,6} spell them
-LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
-
-
-def test_grid_on_ray_equals_local_and_resumes(tmp_path, local_ray, reference):
+def test_grid_on_ray_equals_local_and_resumes(tmp_path, local_ray, reference, reference_dir):
     logs: list[str] = []
     report = run_compare(_cfg(executor="ray"), tmp_path, progress=True, log=logs.append)
     assert report["n_failed"] == 0 and report.get("n_pending", 0) == 0
     _assert_same_runs(_runs(tmp_path), reference)
+    assert _report(tmp_path) == _report(reference_dir)
     assert any("done, " in line and "running" in line and "pending" in line and "failed" in line for line in logs)
     runs = sorted((tmp_path / "runs").iterdir())
     stamps = {d: (d / "report.yaml").stat().st_mtime_ns for d in runs}
@@ -260,18 +276,6 @@ def test_finished_runs_are_not_sent_to_the_cluster(tmp_path, local_ray, referenc
     assert (done / "report.yaml").stat().st_mtime_ns == stamp
 
 
-def _task_workers() -> list[int]:
-    """Ray worker processes executing our remote function right now (Ray sets the process title)."""
-    pids = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if (entry / "cmdline").read_bytes().split(b"\0")[0] == b"ray::_run_remote":
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes in /proc (Linux)")
 def test_killed_worker_is_retried_and_nothing_is_failed_or_overwritten(tmp_path, local_ray):
     cfg = _cfg(executor="ray", losses=["ce", "gce", "mae"], seeds=2,
@@ -283,7 +287,7 @@ def test_killed_worker_is_retried_and_nothing_is_failed_or_overwritten(tmp_path,
         deadline = time.time() + 120
         while time.time() < deadline:
             finished = sorted(tmp_path.glob("runs/*/report.yaml"))
-            workers = _task_workers()
+            workers = task_workers()
             if finished and workers:
                 seen["finished"] = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished}
                 os.kill(workers[0], signal.SIGKILL)
@@ -348,8 +352,8 @@ def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopbac
     while time.time() < deadline and not list(out.glob("runs/*/report.yaml")) and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1]
-    family = _descendants(proc.pid)
-    ours = {inode: address for inode, address in _listening().items() if inode in _sockets_of([proc.pid, *family])}
+    family = descendants(proc.pid)
+    ours = {inode: address for inode, address in listening().items() if inode in sockets_of([proc.pid, *family])}
     assert ours and set(ours.values()) <= LOOPBACK, ours  # the instance the command started: loopback only
     os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
     _, err = proc.communicate(timeout=90)
@@ -365,26 +369,10 @@ def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopbac
     assert not [p for p in family if Path(f"/proc/{p}").exists()], "Ray processes outlived the interrupted driver"
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 # --------------------------------------------------------------------------- a simulated two-node cluster (last)
 
 
-def test_two_node_cluster_gives_the_local_report(tmp_path, reference):
+def test_two_node_cluster_gives_the_local_report(tmp_path, reference, reference_dir):
     ray = _ray()
     from ray.cluster_utils import Cluster
 
@@ -395,13 +383,16 @@ def test_two_node_cluster_gives_the_local_report(tmp_path, reference):
     try:
         cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         logs: list[str] = []
-        report = run_compare(_cfg(executor="ray"), tmp_path, progress=False, log=logs.append)
+        # joined as a user does, with --address (the executor's own ray.init), not a test's ray.init
+        report = run_compare(_cfg(executor="ray", address=cluster.address), tmp_path, progress=False, log=logs.append)
         assert report["n_failed"] == 0
         _assert_same_runs(_runs(tmp_path), reference)
+        assert _report(tmp_path) == _report(reference_dir)  # the report, not only its runs
+        assert any(line.startswith(f"Ray cluster {cluster.address}: 2 node(s)") for line in logs), logs
         assert any("ran on 2 node(s)" in line for line in logs), logs
+        assert not ray.is_initialized()  # disconnected from the cluster it joined...
+        assert cluster.head_node.remaining_processes_alive()  # ...which it left running
     finally:
         ray.shutdown()
         cluster.shutdown()

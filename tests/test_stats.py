@@ -87,6 +87,10 @@ def test_sign_flip_by_hand_and_brute_force():
     hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= abs(d.sum()) - 1e-12
                for signs in itertools.product([1, -1], repeat=5))
     assert stats.paired_test(a, b, test="signflip")["p_value"] == pytest.approx(hits / 32)
+    # the effect keeps its 95% interval under the sign-flip test (it had none): the seeds-only t-interval
+    assert stats.paired_test(a, b, test="signflip")["diff_ci95"] == pytest.approx(
+        stats.paired_test(a, b, test="t-seeds")["diff_ci95"])
+    assert stats.paired_test([1.0], [0.0], test="signflip")["diff_ci95"] is None  # one seed: no spread
 
 
 def test_lower_is_better_direction():

@@ -115,6 +115,24 @@ def test_tuned_compare_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/report.yaml")} == stamps
 
 
+def test_a_shared_storage_holds_one_study_for_several_compare_directories(tmp_path):
+    """--storage URL: the study lives there, not in the compare directory, and a second driver (another
+    machine, another --out) with the same grid continues that study instead of starting its own."""
+    from losscli.app.compare.run import run_compare
+    from losscli.app.tuning.run import redact_storage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    cfg = _cfg(losses=["ce"], seeds=1, tune={"trials": 2, "storage": url})
+    first = run_compare(cfg, tmp_path / "a", progress=False)
+    assert first["tuning"]["ce"]["storage"] == url and not (tmp_path / "a" / "tuning.db").exists()
+    assert len(_finished_trials(tmp_path / "shared.db")) == 2
+    second = run_compare(cfg, tmp_path / "b", progress=False)
+    assert len(_finished_trials(tmp_path / "shared.db")) == 2  # the budget was used already: no new trial
+    assert second["tuning"]["ce"]["best_params"] == first["tuning"]["ce"]["best_params"]
+    # a database password never reaches the report
+    assert redact_storage("postgresql://user:secret@db:5432/losscli") == "postgresql://***@db:5432/losscli"
+
+
 def test_tuning_never_touches_the_test_split(monkeypatch):
     """Trials see a bundle whose test split is empty: selection cannot use it, even by accident."""
     from losscli.app.tuning.run import run_tuning
@@ -135,6 +153,24 @@ def test_tuning_never_touches_the_test_split(monkeypatch):
         out = run_tuning(_cfg(), d, LocalExecutor())
     assert seen and all(n_test == 0 and n_val > 0 for n_test, n_val in seen)
     assert out["best"]
+
+
+def test_tuning_shows_trial_progress_with_counts_and_an_eta(tmp_path):
+    """Tuning is most of a tuned compare's time: it shows done / running / pending / failed trials and
+    an ETA on stderr, as the grid does for its runs (it only said "tuning wave N")."""
+    from losscli.app.executors.local import LocalExecutor
+    from losscli.app.tuning.run import run_tuning
+
+    logs: list[str] = []
+    run_tuning(_cfg(), tmp_path, LocalExecutor(), logs.append, progress=True, slots=2)
+    counts = [line for line in logs if " trial " in line and " done, " in line]
+    assert len(counts) == 6, logs  # 2 losses x 3 trials, one line each
+    assert counts[0].endswith(": 1 done, 1 running, 4 pending, 0 failed, ETA " + counts[0].rsplit(" ", 1)[1])
+    assert ": 2 done, 0 running, 4 pending, 0 failed" in counts[1]  # a wave ends before the next one starts
+    assert counts[-1].endswith("6 done, 0 running, 0 pending, 0 failed")
+    logs.clear()
+    run_tuning(_cfg(), tmp_path, LocalExecutor(), logs.append, progress=True)  # resumed: nothing left to do
+    assert not [line for line in logs if " done, " in line]
 
 
 class _DyingOn:

@@ -39,6 +39,15 @@ def fmt_diff(metric: str, diff: float | None, with_unit: bool = True) -> str:
     return f"{diff:+.3g}"
 
 
+def fmt_effect(metric: str, diff: float | None, min_effect: float | None, with_unit: bool = True) -> str:
+    """:func:`fmt_diff`, with two decimals where one would round a difference below the minimum effect
+    up to it: "-0.97 points" beside "smaller than the 1-point minimum effect", not "-1.0 points"."""
+    if diff is not None and min_effect and metric_info(metric).percent and \
+            abs(diff) < min_effect <= round(100 * abs(diff), 1) / 100:
+        return f"{100 * diff:+.2f}" + (" points" if with_unit else "")
+    return fmt_diff(metric, diff, with_unit)
+
+
 def fmt_interval(metric: str, ci: list | None) -> str:
     if not ci or ci[0] is None:
         return ""

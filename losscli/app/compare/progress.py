@@ -1,7 +1,7 @@
 """Progress of a grid on stderr: done / running / pending / failed counts and an ETA.
 
 On a terminal it is one self-updating line (tqdm); elsewhere (nohup, CI, Ray workers' logs)
-one plain line per finished task, so logs stay readable.
+one plain line per finished task, so logs stay readable. Tuning trials use it too (``unit="trial"``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Callable
 
 
 class GridProgress:
-    def __init__(self, total_runs: int, running: int, enabled: bool, log: Callable[[str], None] | None):
+    def __init__(self, total_runs: int, running: int, enabled: bool, log: Callable[[str], None] | None,
+                 unit: str = "run"):
         self.total = total_runs
         self.done = 0
         self.failed = 0
@@ -23,7 +24,7 @@ class GridProgress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total_runs, desc="runs", unit="run", file=sys.stderr, leave=False)
+            self._bar = tqdm(total=total_runs, desc=unit + "s", unit=unit, file=sys.stderr, leave=False)
 
     def finished(self, n_ok: int, n_failed: int, what: str, error: str | None = None) -> None:
         self.done += n_ok

@@ -57,7 +57,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
 
                 announce(cfg, out_dir, grid, log, cache)
             if cfg.tune.trials:
-                tuning = _tune(cfg, out_dir, executors, log)
+                tuning = _tune(cfg, out_dir, executors, log, progress)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
             run_dirs = [out_dir / "runs" / s.key() for s in specs]
             statuses = [rundir.run_status(d) for d in run_dirs]
@@ -148,12 +148,12 @@ class _Executors:
             shared.close()
 
 
-def _tune(cfg: Config, out_dir: Path, executors: _Executors, log) -> dict:
+def _tune(cfg: Config, out_dir: Path, executors: _Executors, log, progress: bool) -> dict:
     from losscli.app.tuning import run_tuning
 
-    executor, _ = executors.get(len(cfg.loss_specs()) * len(cfg.noise_settings()) * len(cfg.imbalance_settings()))
+    executor, slots = executors.get(len(cfg.loss_specs()) * len(cfg.noise_settings()) * len(cfg.imbalance_settings()))
     try:
-        return run_tuning(cfg, out_dir, executor, log)
+        return run_tuning(cfg, out_dir, executor, log, progress=progress, slots=slots)
     finally:
         executors.done(executor)
 

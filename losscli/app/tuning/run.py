@@ -165,14 +165,41 @@ def _trial_spec(plan: StudyPlan, params: dict[str, Any], number: int) -> RunSpec
     return replace(plan.base, loss=loss, train=train, seed=TRIAL_SEED_OFFSET + number)
 
 
-def run_tuning(cfg: Config, out_dir: Path, executor, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_tuning(cfg: Config, out_dir: Path, executor, log: Callable[[str], None] | None = None, *,
+               progress: bool = False, slots: int = 1) -> dict[str, Any]:
     """Tune every (loss, setting) to ``cfg.tune.trials`` trials; returns ``{(label, noise, imbalance):
-    (tuned LossSpec, tuned lr)}`` under ``"best"`` and the report's ``tuning`` section under ``"report"``."""
-    import optuna
+    (tuned LossSpec, tuned lr)}`` under ``"best"`` and the report's ``tuning`` section under ``"report"``.
+
+    ``progress``: done / running / pending / failed trials and an ETA on ``log`` (stderr), as the grid
+    shows for its runs; ``slots`` is how many tasks the executor runs at once."""
+    from losscli.app.compare.progress import GridProgress
 
     storage = cfg.tune.storage or default_storage(out_dir)
     plans = plan_studies(cfg, storage)
     budget = cfg.tune.trials
+    # the trials still to run (a resumed tuning counts only what is left); a wave asks one per study
+    left = sum(max(0, budget - _counted(plan.study)) for plan in plans)
+    bar = GridProgress(left, min(slots, len(plans)), progress and left > 0, log, unit="trial")
+    try:
+        _run_waves(cfg, plans, storage, executor, log, bar)
+    finally:
+        bar.close()
+    given_up = [plan for plan in plans if plan.lost_in_a_row >= MAX_LOST_IN_A_ROW]
+    if given_up:  # raised after the other studies used their budget: a rerun has only these left to do
+        first = given_up[0]
+        others = f" (and {len(given_up) - 1} other loss/setting(s))" if len(given_up) > 1 else ""
+        raise RunFailedError(f"tuning {first.label} ({first.setting}){others} stopped: its worker process kept dying "
+                             f"({MAX_LOST_IN_A_ROW} trials lost in a row; out of memory?); finished trials are kept in "
+                             f"the study storage {redact_storage(storage)}; fix it and rerun the same command to resume")
+    return _summary(plans, storage, budget)
+
+
+def _run_waves(cfg: Config, plans: list[StudyPlan], storage: str, executor, log, bar) -> None:
+    """Ask, train and tell in waves until every study has used its budget (or is given up)."""
+    import optuna
+
+    budget = cfg.tune.trials
+    slots = bar.running  # a wave runs at most this many trials at once
     wave_no = 0
     while True:
         wave = []
@@ -193,6 +220,7 @@ def run_tuning(cfg: Config, out_dir: Path, executor, log: Callable[[str], None] 
             log(f"tuning wave {wave_no}: {len(wave)} trial(s)")
         # outcomes may come back from another process (a copy of the task): match by trial id
         by_trial = {task.trial_id: (plan, trial) for plan, trial, task in wave}
+        outstanding = len(wave)
         for outcome in executor.run([task for _, _, task in wave]):
             plan, trial = by_trial[outcome.task.trial_id]
             plan.lost_in_a_row = plan.lost_in_a_row + 1 if outcome.status == "lost" else 0
@@ -207,14 +235,12 @@ def run_tuning(cfg: Config, out_dir: Path, executor, log: Callable[[str], None] 
                         log(f"{outcome.task.describe()} lost, not counted: {outcome.error}")
                 trial.set_user_attr("error", outcome.error or "")
                 plan.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    given_up = [plan for plan in plans if plan.lost_in_a_row >= MAX_LOST_IN_A_ROW]
-    if given_up:  # raised after the other studies used their budget: a rerun has only these left to do
-        first = given_up[0]
-        others = f" (and {len(given_up) - 1} other loss/setting(s))" if len(given_up) > 1 else ""
-        raise RunFailedError(f"tuning {first.label} ({first.setting}){others} stopped: its worker process kept dying "
-                             f"({MAX_LOST_IN_A_ROW} trials lost in a row; out of memory?); finished trials are kept in "
-                             f"the study storage {redact_storage(storage)}; fix it and rerun the same command to resume")
-    return _summary(plans, storage, budget)
+            outstanding -= 1
+            bar.running = min(slots, outstanding)  # the next wave starts only when this one has ended
+            if outcome.status != "lost":  # a lost trial is asked again: it stays pending
+                failed = outcome.status == "failed"
+                bar.finished(int(not failed), int(failed), f"{outcome.task.describe()} {outcome.status}",
+                             outcome.error if failed else None)
 
 
 def _summary(plans: list[StudyPlan], storage: str, budget: int) -> dict[str, Any]:

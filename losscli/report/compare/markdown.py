@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from losscli.metrics.info import metric_info
-from losscli.report.format import fmt_diff, fmt_p, fmt_summary, md_escape
+from losscli.report.format import fmt_diff, fmt_effect, fmt_p, fmt_summary, md_escape
 from losscli.report.labels import name_of, plural, setting_key, short
 
 Section = Callable[[dict, dict], list]
@@ -96,7 +96,9 @@ def _row(e: dict, report: dict, table_metrics: list[str], primary: str) -> list[
     if not t:
         return cells + ["—", "", "", "", ""]
     win = t.get("prob_improvement")
-    return cells + [f"{fmt_diff(primary, t.get('diff'), False)} {_ci(primary, t)}", fmt_p(t.get("p_adjusted")),
+    # both p-values: the adjusted one decides, the raw one shows what the correction cost
+    p = fmt_p(t.get("p_adjusted")) + ("" if t.get("p_value") is None else f" ({fmt_p(t['p_value'])})")
+    return cells + [f"{fmt_effect(primary, t.get('diff'), t.get('min_effect'), False)} {_ci(primary, t)}", p,
                     f"{t['wins']}/{t['ties']}/{t['losses']}", "—" if win is None else f"{100 * win:.0f}%",
                     t.get("outcome", "")]
 
@@ -113,11 +115,12 @@ def results(report: dict, ctx: dict) -> list[str]:
     out = ["## Results per setting", "",
            f"Mean ± std over seeds [95% CI of the mean] on the test split. **Bold**: better than {baseline} "
            f"(adjusted p < alpha and at least the minimum effect). Δ: paired difference from {baseline} on "
-           f"{metric_info(primary).title} [95% CI]{' in points' if metric_info(primary).percent else ''}; p: adjusted; "
-           "W/T/L: seeds better/tied/worse; P(win): chance a run of the loss beats a run of the baseline (a new "
-           "seed); step time: the whole training step, loss time: the loss alone.", ""]
+           f"{metric_info(primary).title} [95% CI]{' in points' if metric_info(primary).percent else ''}; p: adjusted "
+           "over the family (the raw p in brackets); W/T/L: seeds better/tied/worse; P(win): chance a run of the "
+           "loss beats a run of the baseline (a new seed); step time: the whole training step, loss time: the "
+           "loss alone.", ""]
     headers = ["loss", "runs", *[unit(m) for m in table_metrics], f"step time vs {baseline}",
-               f"loss time vs {baseline}", "Δ", "p (adj.)", "W/T/L", "P(win)", "outcome"]
+               f"loss time vs {baseline}", "Δ", "p adj. (raw)", "W/T/L", "P(win)", "outcome"]
     for s in report.get("settings", []):
         entries = [e for e in report.get("results", []) if setting_key(e["setting"]) == setting_key(s["setting"])]
         out += [f"### {md_escape(s['label'])}", ""]

@@ -13,7 +13,7 @@ from typing import Any
 
 from losscli.metrics.info import metric_info
 from losscli.report.compare.decide import within_min_effect
-from losscli.report.format import fmt_diff, fmt_interval, fmt_p, fmt_value
+from losscli.report.format import fmt_diff, fmt_effect, fmt_interval, fmt_p, fmt_value
 from losscli.report.labels import plural, setting_phrase
 
 #: a loss whose training step costs this much more than the baseline's gets a cost flag
@@ -30,7 +30,8 @@ def _seeds(t: dict[str, Any]) -> str:
 def _effect(metric: str, t: dict[str, Any]) -> str:
     title = metric_info(metric).title
     ci = fmt_interval(metric, t.get("diff_ci95"))
-    return f"{fmt_diff(metric, t.get('diff'))} {ci + ' ' if ci else ''}{title}".replace("  ", " ")
+    diff = fmt_effect(metric, t.get("diff"), t.get("min_effect"))
+    return f"{diff} {ci + ' ' if ci else ''}{title}".replace("  ", " ")
 
 
 def _flags(entry: dict[str, Any], baseline_entry: dict[str, Any] | None, primary: str) -> list[str]:
