@@ -171,16 +171,19 @@ def _tracker(kind: str, uri: str | None, out_dir: Path, log):
 
 def _check_losses(specs: list, cache: dict | None) -> None:
     """Build each loss once on the data before any run: a loss that cannot train on it (a regression loss
-    on class labels, a support that misses the targets, a weight per class of the wrong length) is one
-    line and exit 2 here, not a failure recorded in every one of its runs."""
+    on class labels, a support that misses the targets, a weight per class of the wrong length, a teacher
+    trained on other data) is one line and exit 2 here, not a failure recorded in every one of its runs."""
     from losscli.engine.build import build_run_loss, load_base_data
+    from losscli.engine.teacher import check_teacher
 
     seen: set[tuple] = set()
     for spec in specs:
         key = (spec.loss.label, repr(spec.loss.options), spec.setting()["dataset"])
         if key not in seen:
             seen.add(key)
-            build_run_loss(spec, load_base_data(spec, cache))
+            bundle = load_base_data(spec, cache)
+            build_run_loss(spec, bundle)
+            check_teacher(spec, bundle)
 
 
 def _check_settings(specs: list, cache: dict | None) -> None:
