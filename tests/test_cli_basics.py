@@ -95,6 +95,18 @@ def test_losses_show_one():
     assert "gamma" in result.stdout and "Lin" in result.stdout
 
 
+@pytest.mark.parametrize("name", ["h_calibration", "correctness_aware", "ca"])
+def test_losses_describes_a_calibrator_by_name(name):
+    # `losscli losses h_calibration` said "unknown loss": the calibrators had no place to be looked up
+    result = runner.invoke(cli.app, ["losses", name, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["kind"].startswith("post-hoc calibrator") and data["accuracy_preserving"] is True
+    assert data["usage"] == f"losscli calibrate RUN_DIR --methods {data['name']}" and "20" in data["method"]
+    text = runner.invoke(cli.app, ["losses", name]).stdout
+    assert text.startswith(f"{data['name']} (post-hoc calibrator") and "usage: losscli calibrate" in text
+
+
 def test_presets_listed_and_each_valid():
     from losscli.config import build_config, list_presets
 

@@ -96,6 +96,9 @@ def _complete(words, cword):
     ("losscli train --tracker ml", 3, "mlflow"),
     ("losscli check-loss foc", 2, "focal"),
     ("losscli profile --losses ce,gc", 3, "ce,gce"),
+    ("losscli calibrate run --methods temperature,h_c", 4, "temperature,h_calibration"),
+    ("losscli eval run --dataset mnist", 4, "mnist1d"),
+    ("losscli eval run --calibrator temp", 4, "temperature"),
 ])
 def test_completion_offers_names_without_torch(words, cword, expected):
     offered, seconds = _complete(words, cword)
@@ -112,6 +115,9 @@ def test_completion_names_match_the_registries():
     assert set(names.loss_names()) == set(LOSSES.names())
     assert set(names.dataset_names()) == set(DATASETS.names()) - {"file", "hf", "folder"}
     assert set(names.model_names()) == set(MODELS.names()) | {"auto"}
+    from losscli.calibrate import CALIBRATORS
+
+    assert set(names.calibrator_names()) == set(CALIBRATORS.names())
     assert {"default", "quick"} <= set(names.preset_names())
 
 

@@ -159,6 +159,21 @@ def test_dhkd_teacher_through_the_cli(teacher_run, tmp_path, capsys):
     assert code == 2 and "--teacher" in err and len(err.strip().splitlines()) == 1
 
 
+def test_compare_refuses_a_teacher_of_other_data_before_any_run(teacher_run, tmp_path, capsys):
+    # the teacher saw 8 features; a compare on 6 used to fail every pld run (exit 1) with the reason
+    # buried in the report, not one line before the first run
+    from tests.test_regression import _invoke
+
+    dataset = ["-d", "synthetic", "--set", "dataset.options.classes=4", "--set", "dataset.options.dim=6",
+               "--set", "dataset.options.n_train=120", "-m", "mlp", "--device", "cpu"]
+    out = tmp_path / "cmp"
+    code, _, err = _invoke(["compare", "--losses", "ce,pld", *dataset, "--teacher", teacher_run, "--seeds", "1",
+                            "--noise", "none", "--epochs", "1", "--jobs", "1", "--out", str(out), "-q"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "was trained on 4 classes with inputs (8,)" in err and "(6,)" in err, err
+    assert not list((out / "runs").glob("*/report.yaml"))  # no run started
+
+
 def test_config_teacher_goes_to_distilling_losses_only():
     from losscli.config import build_config
     from losscli.engine.runspec import RunSpec

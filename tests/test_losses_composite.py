@@ -211,7 +211,7 @@ def test_batched_training_accepts_stackable_composites():
 
     model = build_model("mlp", (6,), C, kind="vector")
     assert batchable(build_loss("ce + 0.1*logz_penalty"), model) is None
-    assert "stacked" in batchable(build_loss("ce + 0.5*multi_similarity"), model)
+    assert "stacked (it reads the model's embeddings)" in batchable(build_loss("ce + 0.5*multi_similarity"), model)
     assert "end of each epoch" in batchable(build_loss("ce + 0.5*aslp"), model)
 
 

@@ -232,3 +232,18 @@ def test_targets_outside_the_support_are_refused_in_train_and_compare(tmp_path, 
     code, _, err = _invoke(["train", "--loss", covered, "-d", str(data), *task, "--epochs", "1",
                             "--out", str(tmp_path / "d"), "-q"], capsys)
     assert code == 0, err
+
+
+def test_compare_on_regression_data_refuses_the_inherited_noise_grid_up_front(tmp_path, capsys):
+    # the default preset's grid has sym:0.4; on float targets every run of it failed (exit 1, half the
+    # grid recorded as failed) instead of one line before the first run
+    data = str(_linear_regression_npz(tmp_path / "r.npz"))
+    out = tmp_path / "c"
+    code, _, err = _invoke(["compare", "--losses", HL, "-d", data, "--seeds", "1", "--epochs", "1", "--jobs", "1",
+                            "--out", str(out), "-q"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "regression dataset" in err and "sym:0.4" in err and "--noise none" in err, err
+    assert not list((out / "runs").glob("*/report.yaml"))  # no run started
+    code, _, err = _invoke(["compare", "--losses", HL, "-d", data, "--seeds", "1", "--epochs", "1", "--jobs", "1",
+                            "--noise", "none", "--out", str(out), "-q"], capsys)
+    assert code == 0, err

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
 from losscli.cli.output import Format, emit, log
@@ -21,7 +22,8 @@ _METHODS_HELP = ("Comma-separated calibrators (default: temperature, vector, mat
 def calibrate_command(
     run_dir: Optional[Path] = typer.Argument(
         None, metavar="RUN_DIR", help="Run directory with logits.pt (val/test logits and labels); outputs are written into it."),
-    methods: Optional[str] = typer.Option(None, "--methods", "-m", help=_METHODS_HELP),
+    methods: Optional[str] = typer.Option(None, "--methods", "-m", autocompletion=names.complete_calibrators,
+                                           help=_METHODS_HELP),
     bins: int = typer.Option(15, "--bins", min=1, help="Equal-width bins for ECE/MCE/classwise ECE (and equal-mass for adaptive ECE)."),
     val_logits: Optional[Path] = typer.Option(None, "--val-logits", help="Validation logits [N, C] (.pt, .npy, .npz), instead of RUN_DIR."),
     val_labels: Optional[Path] = typer.Option(None, "--val-labels", help="Validation labels [N] (.pt, .npy, .npz)."),

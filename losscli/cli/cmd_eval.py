@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli.common import FORMAT_OPTION
 from losscli.cli.output import Format, emit, log
@@ -15,9 +16,9 @@ from losscli.cli.output import Format, emit, log
 def eval_command(
     run_dir: Optional[str] = typer.Argument(None, help="A run directory written by `losscli train`."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="A model.pt (its run's config.yaml must sit beside it)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Evaluate on this dataset's test split instead."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", autocompletion=names.complete_dataset, help="Evaluate on this dataset's test split instead."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory for --dataset."),
-    calibrator: Optional[str] = typer.Option(None, "--calibrator", help="Apply a calibrator fitted by `losscli calibrate` (e.g. temperature)."),
+    calibrator: Optional[str] = typer.Option(None, "--calibrator", autocompletion=names.complete_calibrators, help="Apply a calibrator fitted by `losscli calibrate` (e.g. temperature)."),
     bins: int = typer.Option(15, "--bins", help="Bins for the ECE family."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     fmt: Format = FORMAT_OPTION,

@@ -14,7 +14,7 @@ from losscli.cli.output import Format, emit, log
 
 @app.command("losses")
 def losses_command(
-    name: Optional[str] = typer.Argument(None, autocompletion=names.complete_loss, help="Show this loss in full (formula, hyperparameters, properties, paper); a weighted sum such as 'ce + 0.5*focal' shows its derived properties."),
+    name: Optional[str] = typer.Argument(None, autocompletion=names.complete_loss, help="Show this loss in full (formula, hyperparameters, properties, paper); a weighted sum such as 'ce + 0.5*focal' shows its derived properties; a calibrator (h_calibration) says how to use it."),
     family: Optional[str] = typer.Option(None, "--family", help="Only losses of this family (e.g. noise-robust, imbalance)."),
     fmt: Format = FORMAT_OPTION,
 ) -> None:
@@ -35,6 +35,11 @@ def losses_command(
             data = spec.info().to_dict()
             data["parts"] = [{"weight": w, "label": p.label, "family": p.info().family,
                               "paper": _paper(asdict(p.info().reference))} for w, p in spec.parts]
+        elif name.strip() not in LOSSES and (calibrator := _calibrator(name)) is not None:
+            # issue 13's post-hoc calibrators are looked up here too; they said "unknown loss"
+            head = f"{'## ' if fmt == Format.md else ''}{calibrator['name']} ({calibrator['kind']})"
+            emit(calibrator, fmt, text="\n".join([head, ""] + [f"{k}: {v}" for k, v in list(calibrator.items())[2:]]))
+            return
         else:  # a spec with parameters ('focal(gamma=3)') is shown with them: it said "unknown loss"
             spec = resolve_loss(name)  # one line for an unknown loss or a bad parameter
             data = spec.info().to_dict()
@@ -56,6 +61,25 @@ def losses_command(
         log(f"warning: {' '.join(problem.split())}")
     infos = [LOSSES.get(n).info.to_dict() for n in LOSSES.names(family=family)]
     emit(infos, fmt, rows=[_row(d) for d in infos])
+
+
+def _calibrator(name: str) -> dict | None:
+    """A built-in (or installed) post-hoc calibrator named ``name`` as a description; None if there is none."""
+    from losscli.calibrate import CALIBRATORS
+    from losscli.errors import UsageError
+    from losscli.lossspec import is_plugin_name
+
+    if is_plugin_name(name.strip()):
+        return None
+    try:
+        entry = CALIBRATORS.entry(name)
+    except UsageError:
+        return None
+    defaults = getattr(entry.obj, "defaults", None) or {}
+    return {"name": entry.name, "kind": "post-hoc calibrator, not a training loss", "method": entry.meta.get("doc", "-"),
+            "accuracy_preserving": entry.meta.get("accuracy_preserving"),
+            "hparams": ", ".join(f"{k}={v}" for k, v in defaults.items()) or "-",
+            "usage": f"losscli calibrate RUN_DIR --methods {entry.name}"}
 
 
 def _linear_support(name: str) -> dict:

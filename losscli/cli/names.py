@@ -1,4 +1,4 @@
-"""Names for shell completion (loss, dataset, model, preset), found without importing anything heavy.
+"""Names for shell completion (loss, dataset, model, preset, calibrator), found without importing anything heavy.
 
 Completion runs the CLI once per Tab press, so it must answer in milliseconds: importing the
 registries would import torch (over a second). The names are read from the source of the modules
@@ -20,6 +20,8 @@ _FIRST_STRING = r"\(\s*[\"']([A-Za-z0-9_.-]+)[\"']"
 LOSS = re.compile(r"register_loss" + _FIRST_STRING)
 DATASET = re.compile(r"(?:register_dataset|_register)" + _FIRST_STRING)
 MODEL = re.compile(r"register_model" + _FIRST_STRING)
+#: at a line's start: the package docstrings show ``@CALIBRATORS.register("name")`` as an example
+CALIBRATOR = re.compile(r"^@CALIBRATORS\.register" + _FIRST_STRING, re.MULTILINE)
 #: dataset names that take a path after them
 PREFIXES = ("hf:", "folder:")
 #: dataset files losscli reads directly
@@ -52,6 +54,11 @@ def model_names() -> tuple[str, ...]:
     return tuple(sorted(set(_scan("models", MODEL)) | {"auto"}))
 
 
+@lru_cache(maxsize=None)
+def calibrator_names() -> tuple[str, ...]:
+    return tuple(sorted(set(_scan("calibrate", CALIBRATOR))))
+
+
 def preset_names() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in (PACKAGE / "presets").glob("*.yaml")))
 
@@ -68,6 +75,12 @@ def complete_losses(incomplete: str) -> list[str]:
     """A comma list: complete its last item, keeping the ones before (``ce,fo`` -> ``ce,focal``)."""
     head, _, last = incomplete.rpartition(",")
     return [f"{head},{n}" if head else n for n in _matching(loss_names(), last)]
+
+
+def complete_calibrators(incomplete: str) -> list[str]:
+    """A comma list, as :func:`complete_losses` (``temperature,h`` -> ``temperature,h_calibration``)."""
+    head, _, last = incomplete.rpartition(",")
+    return [f"{head},{n}" if head else n for n in _matching(calibrator_names(), last)]
 
 
 def complete_model(incomplete: str) -> list[str]:

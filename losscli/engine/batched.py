@@ -35,8 +35,10 @@ from losscli.environment import environment
 def batchable(loss_fn, model) -> str | None:
     """None when this run can train stacked with others; otherwise the reason it cannot."""
     info = loss_fn.info
-    if not info.stackable:
-        return f"{info.name} cannot train stacked (its input is {info.input}, its target {info.target})"
+    if not info.stackable:  # a sum with an embedding part reads logits too: its input kind is no reason
+        why = "it reads the model's embeddings" if "embeddings" in info.needs else (
+            f"its input is {info.input}, its target {info.target}")
+        return f"{info.name} cannot train stacked ({why})"
     if loss_fn.keeps_epoch_state:
         return f"{info.name} updates its state at the end of each epoch"
     if loss_fn.make_head(8, 2) is not None or info.head:

@@ -32,22 +32,34 @@ def check_teacher_used(spec: RunSpec) -> None:
                          "does not distil: drop --teacher")
 
 
-def teacher_logits(spec: RunSpec, bundle, device: torch.device) -> torch.Tensor | None:
-    """``[N_train, C]`` teacher logits when the run's loss distils, else None."""
+def check_teacher(spec: RunSpec, bundle):
+    """The teacher run of a distilling ``spec`` (``rundir.load_run``), checked against the student's data
+    from its report alone (no model restored), so compare can refuse a teacher that does not fit in one
+    line before any run, instead of failing every run of the loss; None when the loss does not distil."""
     from losscli.engine import rundir
-    from losscli.engine.build import restore_run
-    from losscli.engine.evaluate import predict_logits
 
     if not require_teacher(spec):
         return None
     loaded = rundir.load_run(Path(spec.teacher))
     if rundir.report_problem(loaded.report) is not None or loaded.report["status"] != "ok":
         raise UsageError(f"--teacher {spec.teacher} is not a finished run; train it to the end first")
-    model, loss_fn, teacher_bundle = restore_run(loaded, device)
-    if teacher_bundle.is_regression:
+    data = loaded.report.get("data") or {}
+    if data.get("task") == "regression":
         raise UsageError(f"--teacher {spec.teacher} is a regression run; a teacher must be a classifier")
-    if teacher_bundle.num_classes != bundle.num_classes or tuple(teacher_bundle.input_shape) != tuple(bundle.input_shape):
-        raise UsageError(f"--teacher {spec.teacher} was trained on {teacher_bundle.num_classes} classes with inputs "
-                         f"{tuple(teacher_bundle.input_shape)}; the student has {bundle.num_classes} and "
-                         f"{tuple(bundle.input_shape)}")
+    classes, shape = data.get("num_classes"), tuple(data.get("input_shape") or ())
+    if classes != bundle.num_classes or shape != tuple(bundle.input_shape):
+        raise UsageError(f"--teacher {spec.teacher} was trained on {classes} classes with inputs {shape}; the student "
+                         f"({bundle.name}) has {bundle.num_classes} and {tuple(bundle.input_shape)}")
+    return loaded
+
+
+def teacher_logits(spec: RunSpec, bundle, device: torch.device) -> torch.Tensor | None:
+    """``[N_train, C]`` teacher logits when the run's loss distils, else None."""
+    from losscli.engine.build import restore_run
+    from losscli.engine.evaluate import predict_logits
+
+    loaded = check_teacher(spec, bundle)
+    if loaded is None:
+        return None
+    model, loss_fn, _ = restore_run(loaded, device)
     return predict_logits(model, loss_fn, bundle.x_train.to(device)).to(device)

@@ -56,6 +56,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
                 from losscli.app.compare.announce import announce
 
                 announce(cfg, out_dir, grid, log, cache)
+                _check_settings(grid, cache)  # before tuning too: its trials run the same settings
             if cfg.tune.trials:
                 tuning = _tune(cfg, out_dir, executors, log, progress)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
@@ -170,16 +171,37 @@ def _tracker(kind: str, uri: str | None, out_dir: Path, log):
 
 def _check_losses(specs: list, cache: dict | None) -> None:
     """Build each loss once on the data before any run: a loss that cannot train on it (a regression loss
-    on class labels, a support that misses the targets, a weight per class of the wrong length) is one
-    line and exit 2 here, not a failure recorded in every one of its runs."""
+    on class labels, a support that misses the targets, a weight per class of the wrong length, a teacher
+    trained on other data) is one line and exit 2 here, not a failure recorded in every one of its runs."""
     from losscli.engine.build import build_run_loss, load_base_data
+    from losscli.engine.teacher import check_teacher
 
     seen: set[tuple] = set()
     for spec in specs:
         key = (spec.loss.label, repr(spec.loss.options), spec.setting()["dataset"])
         if key not in seen:
             seen.add(key)
-            build_run_loss(spec, load_base_data(spec, cache))
+            bundle = load_base_data(spec, cache)
+            build_run_loss(spec, bundle)
+            check_teacher(spec, bundle)
+
+
+def _check_settings(specs: list, cache: dict | None) -> None:
+    """Label noise and class imbalance act on class labels: on a regression dataset each such setting
+    failed every one of its runs (and a regression compare inherits the preset's ``sym:0.4`` unless
+    ``--noise`` is given); one line and exit 2 here instead."""
+    from losscli.engine.build import load_base_data
+
+    bundle = load_base_data(specs[0], cache)
+    if not bundle.is_regression:
+        return
+    noise = sorted({str(s.noise) for s in specs if s.noise.kind != "none"})
+    imbalance = sorted({str(s.imbalance) for s in specs if s.imbalance.kind != "none"})
+    if noise or imbalance:
+        what = " and ".join(f"{k} {', '.join(v)}" for k, v in (("label noise", noise), ("imbalance", imbalance)) if v)
+        flags = " ".join(f"--{k} none" for k, v in (("noise", noise), ("imbalance", imbalance)) if v)
+        raise UsageError(f"{bundle.name} is a regression dataset (float targets), so {what} (settings of class "
+                         f"labels) would fail every run; add {flags}")
 
 
 def _run_pending(cfg: Config, todo: list, executors: _Executors, log, progress: bool, cache: dict | None = None,
