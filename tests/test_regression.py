@@ -75,6 +75,20 @@ def test_integer_valued_targets_need_the_task_option(tmp_path):
         load_dataset(str(path))
 
 
+def test_many_whole_number_float_classes_warn_that_they_may_be_a_regression_target(tmp_path):
+    # sklearn's diabetes targets (25..346, whole numbers) trained silently as a 300-class problem
+    path = tmp_path / "scores.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.normal(size=(400, 3)), y=(np.arange(400) % 60).astype(np.float64))
+    (warning,) = load_dataset(str(path)).info["warnings"]
+    assert "read as 60 class labels" in warning and "--set dataset.options.task=regression" in warning
+    assert "warnings" not in load_dataset(str(path), options={"task": "regression"}).info
+    np.savez(path, x=rng.normal(size=(400, 3)), y=np.arange(400) % 60)  # integer labels: classes, no doubt
+    assert "warnings" not in load_dataset(str(path)).info
+    np.savez(path, x=rng.normal(size=(400, 3)), y=(np.arange(400) % 10).astype(np.float32))  # few classes
+    assert "warnings" not in load_dataset(str(path)).info
+
+
 def test_csv_files(tmp_path):
     path = tmp_path / "table.csv"
     rows = ["a,y,b"] + [f"{i},{i * 0.5 + 0.25},{-i}" for i in range(30)]

@@ -161,6 +161,10 @@ def _as_target(y: Any, what: str) -> torch.Tensor:
     return t
 
 
+#: float targets read as at least this many class labels get a "regression?" warning
+MANY_FLOAT_CLASSES = 50
+
+
 def is_regression_target(y: Any) -> bool:
     """True for float targets with a non-integer value (integer-valued floats read as class labels)."""
     t = _tensor(y)
@@ -232,6 +236,7 @@ def make_bundle(
     if num_classes is None and seen > MAX_CLASSES:
         raise UsageError(f"{name}: label {seen - 1} would make {seen} classes (at most {MAX_CLASSES}); labels must be "
                          "class ids 0..C-1: renumber them")
+    classes_inferred = num_classes is None
     if num_classes is None:
         num_classes = seen
     elif seen > num_classes:
@@ -242,6 +247,12 @@ def make_bundle(
         class_names = [str(c) for c in class_names]
         if len(class_names) != num_classes:
             class_names = None
+    if classes_inferred and seen >= MANY_FLOAT_CLASSES and _tensor(y_train).dtype.is_floating_point:
+        # whole-number float targets (counts, scores, sklearn's diabetes) are read as class labels: with this
+        # many classes it is more likely a regression target, and nothing else would say so
+        info["warnings"] = [*info.get("warnings", []), (
+            f"{name}: its float targets are all whole numbers, read as {seen} class labels; if they are "
+            "regression targets add --set dataset.options.task=regression")]
     unseen = sorted(set(torch.unique(yte).tolist()) - set(torch.unique(ytr).tolist()))
     if unseen:  # accepted silently before: those test examples can only count as errors
         info["warnings"] = [*info.get("warnings", []), unseen_classes_warning(name, unseen, class_names)]
