@@ -1,0 +1,38 @@
+"""Hostile inputs found by the audit of issues 9 and 10 that still exited 1 with raw exception text
+(or took seconds and gigabytes first): each is now one line, exit 2, before anything is written."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.cli_helpers import invoke as _invoke
+from tests.test_bad_input import SYN, _one_line_exit_2
+
+
+TRAIN_CASES = [
+    # OverflowError "int too big to convert" in the first step
+    (["--loss", f"ce(ignore_index={2**70})"], "64-bit"),
+    (["--loss", f"(ce + focal)(ignore_index={-2**64})"], "64-bit"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", TRAIN_CASES, ids=[str(i) for i in range(len(TRAIN_CASES))])
+def test_train_bad_input(extra, needle, capsys, tmp_path):
+    out = tmp_path / "run"
+    _one_line_exit_2(["train", *SYN, "--out", str(out), *extra], capsys, needle)
+    assert not out.exists()
+
+
+def test_build_loss_checks_ignore_index_up_front():
+    from losscli.errors import UsageError
+    from losscli.losses import build_loss
+
+    with pytest.raises(UsageError, match="64-bit"):
+        build_loss("ce", ignore_index=2**70)
+    with pytest.raises(UsageError, match="integer class index"):
+        build_loss("ce", ignore_index=1.5)  # was truncated to 1 without a word
+    import numpy as np
+
+    assert build_loss("ce", ignore_index=np.int64(3)).ignore_index == 3  # numpy and torch integers still work
+    assert build_loss("ce", ignore_index=torch.tensor(-1)).ignore_index == -1
