@@ -36,3 +36,16 @@ def test_build_loss_checks_ignore_index_up_front():
 
     assert build_loss("ce", ignore_index=np.int64(3)).ignore_index == 3  # numpy and torch integers still work
     assert build_loss("ce", ignore_index=torch.tensor(-1)).ignore_index == -1
+
+
+def test_cifar_batch_with_a_damaged_length_field(tmp_path, capsys):
+    """A byte string claiming 2**62 bytes: the unpickler's MemoryError exited 1 as raw text."""
+    import struct
+
+    d = tmp_path / "data" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (d / name).write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"abc.")  # BINBYTES8, huge length
+    err = _one_line_exit_2(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                            "--device", "cpu", "--quiet", "--out", str(tmp_path / "r")], capsys, "not a readable data pickle")
+    assert "data_batch_1" in err and not (tmp_path / "r").exists()
