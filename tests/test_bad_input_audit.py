@@ -9,11 +9,23 @@ import torch
 from tests.cli_helpers import invoke as _invoke
 from tests.test_bad_input import SYN, _one_line_exit_2
 
+BOMB = "[&a [x,x,x,x,x,x,x,x,x], " + ", ".join(
+    f"&{n} [{', '.join(['*' + p] * 9)}]" for p, n in zip("abcde", "bcdef")) + ", [*f,*f,*f,*f,*f,*f,*f,*f,*f]]"
 
 TRAIN_CASES = [
     # OverflowError "int too big to convert" in the first step
     (["--loss", f"ce(ignore_index={2**70})"], "64-bit"),
     (["--loss", f"(ce + focal)(ignore_index={-2**64})"], "64-bit"),
+    # RecursionError: values nested thousands deep (presets refused them; flags and specs did not)
+    (["--loss", "focal(gamma=" + "[" * 4900 + "]" * 4900 + ")"], "nested too deeply"),
+    (["--set", "train.lr=" + "[" * 3000 + "]" * 3000], "nested too deeply"),
+    (["--set", "train.lr=" + "{a: " * 2000 + "1" + "}" * 2000], "nested too deeply"),
+    (["--set", "train.lr=" + "[" * 40 + "]" * 40], "more than 32 levels"),
+    # YAML aliases: refused in presets, not in values; each level multiplies the size (a short value
+    # grew to 28 million characters once validated, one more level to a MemoryError)
+    (["--set", f"dataset.options.nope={BOMB}"], "YAML alias"),
+    (["--loss", f"ce(weight={BOMB})"], "YAML alias"),
+    (["--set", "train.lr=*a"], "YAML alias"),
 ]
 
 
@@ -49,3 +61,9 @@ def test_cifar_batch_with_a_damaged_length_field(tmp_path, capsys):
     err = _one_line_exit_2(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
                             "--device", "cpu", "--quiet", "--out", str(tmp_path / "r")], capsys, "not a readable data pickle")
     assert "data_batch_1" in err and not (tmp_path / "r").exists()
+
+
+def test_compare_losses_given_as_an_alias_bomb(capsys, tmp_path):
+    out = tmp_path / "cmp"
+    _one_line_exit_2(["compare", *SYN, "--set", f"losses={BOMB}", "--out", str(out)], capsys, "YAML alias")
+    assert not out.exists()
