@@ -67,3 +67,19 @@ def test_compare_losses_given_as_an_alias_bomb(capsys, tmp_path):
     out = tmp_path / "cmp"
     _one_line_exit_2(["compare", *SYN, "--set", f"losses={BOMB}", "--out", str(out)], capsys, "YAML alias")
     assert not out.exists()
+
+
+def test_paths_that_are_not_utf8(capsys, tmp_path):
+    """A name in another encoding reaches Python as lone surrogates (b'\\xff' -> '\\udcff'): runs
+    trained, then writing report.yaml failed (exit 1, UnicodeEncodeError) and nothing was finished."""
+    bad = str(tmp_path / "r\udcff")
+    _one_line_exit_2(["train", *SYN, "--out", bad], capsys, "not valid UTF-8")
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--out", bad], capsys,
+                     "not valid UTF-8")
+    import numpy as np
+
+    data = tmp_path / "d\udcff.npz"
+    np.savez(data, x=np.zeros((40, 3), np.float32), y=np.arange(40) % 2)
+    _one_line_exit_2(["train", "--dataset", str(data), "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet",
+                      "--out", str(tmp_path / "r")], capsys, "config key 'dataset.name' is not valid UTF-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [data.name]  # nothing trained, nothing written

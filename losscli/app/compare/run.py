@@ -16,6 +16,7 @@ from losscli.app.compare.grid import expand_grid, resolve_baseline
 from losscli.app.compare.lock import CompareLock
 from losscli.app.compare.plan import plan_tasks, resolve_jobs, use_batching
 from losscli.app.compare.progress import GridProgress
+from losscli.atomic import check_utf8_path
 from losscli.config.schema import Config
 from losscli.config.validate import validate
 from losscli.errors import Interrupted, RunFailedError, UsageError
@@ -96,6 +97,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
 
 def _usable_dir(out_dir: Path) -> Path:
     """Create the compare directory up front: a bad ``--out`` is one line before anything runs."""
+    check_utf8_path(out_dir, "--out")
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out {out_dir} is a file; give a directory")
