@@ -83,3 +83,36 @@ def test_paths_that_are_not_utf8(capsys, tmp_path):
     _one_line_exit_2(["train", "--dataset", str(data), "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet",
                       "--out", str(tmp_path / "r")], capsys, "config key 'dataset.name' is not valid UTF-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == [data.name]  # nothing trained, nothing written
+
+
+def test_out_directories_holding_files_that_are_not_ours(capsys, tmp_path):
+    """train replaces config.yaml and deletes report.* and metrics.jsonl; compare replaces config.yaml and
+    report.*: into a compare's directory or a folder of the user's own, they did so without a word."""
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: settings\n")
+    (mine / "report.md").write_text("my notes\n")
+    _one_line_exit_2(["train", *SYN, "--out", str(mine)], capsys, "not a losscli run")
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--out", str(mine)],
+                     capsys, "not a losscli compare's")
+    assert (mine / "config.yaml").read_text() == "my: settings\n" and (mine / "report.md").read_text() == "my notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "report.md"]
+
+    cmp_dir = tmp_path / "cmp"
+    code, _, err = _invoke(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--jobs", "1",
+                            "--out", str(cmp_dir)], capsys)
+    assert code == 0, err
+    report = (cmp_dir / "report.md").read_text()
+    _one_line_exit_2(["train", *SYN, "--out", str(cmp_dir)], capsys, "is a compare directory")
+    _one_line_exit_2(["train", *SYN, "--out", str(cmp_dir), "--overwrite"], capsys, "is a compare directory")
+    assert (cmp_dir / "report.md").read_text() == report and (cmp_dir / "report.yaml").is_file()
+    (run,) = (cmp_dir / "runs").iterdir()  # a run's directory is not a compare's
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--out", str(run)],
+                     capsys, "not a losscli compare's")
+    # what stays allowed: --overwrite replaces files of your own; a rerun of the compare resumes
+    code, _, err = _invoke(["train", *SYN, "--out", str(mine), "--overwrite"], capsys)
+    assert code == 0, err
+    code, _, err = _invoke(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--jobs", "1",
+                            "--out", str(cmp_dir)], capsys)
+    assert code == 0, err
+    assert (cmp_dir / "report.md").read_text().startswith("# losscli compare report")

@@ -54,6 +54,7 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
         spec = RunSpec.from_config(cfg, teacher=teacher)
         check_teacher_used(spec)
         run_dir = Path(out) if out else default_run_dir(cfg)
+        rundir.check_out_dir(run_dir, overwrite)
         if resume:
             _same_config(spec, run_dir)
     if resume:
