@@ -116,3 +116,12 @@ def test_out_directories_holding_files_that_are_not_ours(capsys, tmp_path):
                             "--out", str(cmp_dir)], capsys)
     assert code == 0, err
     assert (cmp_dir / "report.md").read_text().startswith("# losscli compare report")
+
+
+def test_losses_with_an_empty_name(capsys):
+    # an unset shell variable (`losscli losses "$LOSS"`) listed every loss, exit 0: check-loss and
+    # `profile --losses ''` refuse the empty spec, and so does this
+    _one_line_exit_2(["losses", ""], capsys, "empty loss spec")
+    _one_line_exit_2(["losses", "  "], capsys, "empty loss spec")
+    code, out, _ = _invoke(["losses", "--format", "json"], capsys)
+    assert code == 0 and '"name": "focal"' in out  # no argument: the whole registry, as before
