@@ -125,3 +125,10 @@ def test_losses_with_an_empty_name(capsys):
     _one_line_exit_2(["losses", "  "], capsys, "empty loss spec")
     code, out, _ = _invoke(["losses", "--format", "json"], capsys)
     assert code == 0 and '"name": "focal"' in out  # no argument: the whole registry, as before
+
+
+@pytest.mark.parametrize("losses", ["focal,FOCAL", "focal,focal(gamma=2.0)", "ce,ce", "dice,dsc", "ce+focal,ce + 1*focal"])
+def test_profile_refuses_one_configuration_listed_twice(losses, capsys):
+    # measured twice, under two labels (ce alone was deduplicated, as the baseline): compare refuses the same
+    _one_line_exit_2(["profile", "--losses", losses, "--batch", "8", "--classes", "3", "--device", "cpu", "--repeats",
+                      "1", "--quiet"], capsys, "twice")
