@@ -132,3 +132,11 @@ def test_profile_refuses_one_configuration_listed_twice(losses, capsys):
     # measured twice, under two labels (ce alone was deduplicated, as the baseline): compare refuses the same
     _one_line_exit_2(["profile", "--losses", losses, "--batch", "8", "--classes", "3", "--device", "cpu", "--repeats",
                       "1", "--quiet"], capsys, "twice")
+
+
+def test_empty_out(capsys, tmp_path, monkeypatch):
+    # an unset shell variable: the run went to the default directory without a word
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(["train", *SYN, "--out", ""], capsys, "--out is empty")
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", " "], capsys, "--out is empty")
+    assert not any(tmp_path.iterdir())
