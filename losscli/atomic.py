@@ -17,7 +17,7 @@ from typing import Any, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "write_yaml", "write_json", "file_mode",
-           "check_writable_dir"]
+           "check_writable_dir", "check_utf8_path"]
 
 
 def file_mode() -> int:
@@ -25,6 +25,17 @@ def file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def check_utf8_path(path: PathLike, what: str) -> None:
+    """Refuse a path that is not UTF-8 text (a name in another encoding reaches Python as lone
+    surrogates): the reports record their paths in YAML, and that write failed after training."""
+    from losscli.errors import UsageError
+
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} {str(path)!r} is not valid UTF-8 text; choose a UTF-8 name for {what}") from None
 
 
 def check_writable_dir(directory: PathLike, what: str) -> None:

@@ -58,14 +58,35 @@ def parse_value(text: str) -> Any:
         if _FLOAT.fullmatch(stripped):
             number = float(stripped)
             return int(stripped) if re.fullmatch(r"[+-]?\d+", stripped) else number
-        value = yaml.safe_load(stripped)
+        value = _plain_yaml(stripped, text)
     except yaml.YAMLError:
         raise UsageError(f"cannot parse value {_short(text)!r}") from None
+    except RecursionError:
+        raise UsageError(f"value {_short(text)!r} is nested too deeply") from None
+    except UsageError:  # a ValueError too: already the line to show
+        raise
     except (ValueError, OverflowError) as exc:  # an integer of thousands of digits, a date like 2020-13-45
         raise UsageError(f"cannot read value {_short(text)!r} ({' '.join(str(exc).split())[:100]}); write a plain "
                          "number such as 0.5 or 1e-3") from None
     if isinstance(value, list):
         return [parse_value(str(v)) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _plain_yaml(stripped: str, text: str) -> Any:
+    """``yaml.safe_load`` with what presets refuse refused here too: aliases (``[&a [x,x], [*a,*a]]``
+    doubles per level: a short --set value expanded to gigabytes once validated) and deep nesting."""
+    import yaml
+
+    from losscli.serialize import MAX_YAML_DEPTH, too_deep
+
+    if "*" in stripped:  # an alias needs a '*': only then is the event scan worth it
+        for event in yaml.parse(stripped, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise UsageError(f"value {_short(text)!r} uses a YAML alias (*name); write the values out instead")
+    value = yaml.safe_load(stripped)
+    if too_deep(value):
+        raise UsageError(f"value {_short(text)!r} is nested too deeply (more than {MAX_YAML_DEPTH} levels)")
     return value
 
 

@@ -45,7 +45,10 @@ def load_numpy_pickle(path: str | Path) -> Any:
             return _DataOnlyUnpickler(fh, str(path)).load()
     except UsageError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    # a damaged length field asks for exabytes (MemoryError, OverflowError) or names a memo entry
+    # that was never stored (KeyError): the file is unreadable, not the machine short of memory
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError, RecursionError) as exc:
         raise UsageError(f"{path} is not a readable data pickle ({type(exc).__name__}); re-download or "
                          "replace the file") from None
 

@@ -119,9 +119,15 @@ def load_yaml(text: str | bytes, what: str) -> Any:
     except (ValueError, OverflowError) as exc:  # a scalar YAML resolves but cannot build: 2020-13-45, 5000 digits
         raise UsageError(f"{what} has a value that cannot be read ({' '.join(str(exc).split())[:100]}); write plain "
                          "numbers and quote text") from None
-    if _depth(data) > MAX_YAML_DEPTH:
+    if too_deep(data):
         raise UsageError(f"{what} is nested too deeply (more than {MAX_YAML_DEPTH} levels)")
     return data
+
+
+def too_deep(data: Any) -> bool:
+    """Lists and mappings nested more than MAX_YAML_DEPTH levels (code that walks them recursively,
+    from validation to deepcopy, would hit Python's recursion limit)."""
+    return _depth(data) > MAX_YAML_DEPTH
 
 
 def _depth(obj: Any, level: int = 0) -> int:

@@ -34,7 +34,7 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
     ``cfg=None`` (with ``resume`` and ``out``) continues the run in ``out`` with its own config.yaml.
     """
     from losscli.app.trackers import TrackerConfig, check_tracker, open_run, prepare
-    from losscli.atomic import check_writable_dir
+    from losscli.atomic import check_utf8_path, check_writable_dir
     from losscli.engine import rundir
     from losscli.engine.runspec import RunSpec
     from losscli.engine.teacher import check_teacher_used
@@ -42,6 +42,8 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
     from losscli.report.run import render_run_markdown
 
     kind = check_tracker(tracker, tracking_uri)
+    if out:
+        check_utf8_path(out, "--out")
     if cfg is None:
         if not (resume and out):
             raise UsageError("train needs a configuration (only --resume --out DIR reads the run's own)")
@@ -52,6 +54,7 @@ def run_train(cfg: Config | None, *, out: str | Path | None = None, teacher: str
         spec = RunSpec.from_config(cfg, teacher=teacher)
         check_teacher_used(spec)
         run_dir = Path(out) if out else default_run_dir(cfg)
+        rundir.check_out_dir(run_dir, overwrite)
         if resume:
             _same_config(spec, run_dir)
     if resume:

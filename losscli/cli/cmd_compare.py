@@ -9,7 +9,7 @@ import typer
 from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
-from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, quiet_libraries
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, check_out, quiet_libraries
 from losscli.cli.output import Format, emit, log
 
 
@@ -73,6 +73,7 @@ def compare_command(
     from losscli.report.compare import summary_rows
 
     quiet_libraries(quiet)
+    check_out(out)
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
         lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, label_column=label_column,

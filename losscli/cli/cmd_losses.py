@@ -29,7 +29,7 @@ def losses_command(
     from losscli.losses.plugin import PLUGIN_FAMILY
     from losscli.lossspec import split_composite
 
-    if name:
+    if name is not None:  # '' (an unset shell variable) listed every loss, as `profile --losses ''` profiled them
         if split_composite(name) is not None:
             spec = resolve_loss(name)
             data = spec.info().to_dict()

@@ -9,7 +9,7 @@ import typer
 from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
-from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, quiet_libraries
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, check_out, quiet_libraries
 from losscli.cli.output import Format, emit, log
 
 
@@ -62,6 +62,7 @@ def train_command(
     from losscli.lossspec import format_composite, format_loss_spec, parse_params, split_composite
 
     quiet_libraries(quiet)
+    check_out(out)
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it; give one of them")
     overrides = o.flag_overrides(

@@ -30,3 +30,12 @@ def parse_csv(text: str | None) -> list[str]:
     from losscli.lossspec import split_top_level
 
     return split_top_level(text) if text else []
+
+
+def check_out(out: str | None) -> None:
+    """``--out ''`` (an unset shell variable) silently meant the default directory, as ``--loss ''``
+    meant ce: an empty value is refused instead."""
+    from losscli.errors import UsageError
+
+    if out is not None and not str(out).strip():
+        raise UsageError("--out is empty; give a directory, or leave --out out for the default")

@@ -80,6 +80,7 @@ def validate(cfg: Config, command: str = "compare") -> Config:
     if tu.storage is not None and not tu.trials:
         raise UsageError("config key 'tune.storage' (--storage) is the study storage of --tune, but no tuning was "
                          "asked for; add --tune N or drop --storage")
+    _check_utf8(cfg.to_dict(), "")
     if command == "train":
         cfg.loss_spec()
         cfg.single_setting()
@@ -126,6 +127,23 @@ def _check(ok: bool, key: str, what: str, value: Any) -> None:
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_utf8(value: Any, key: str) -> None:
+    """Every text value is written to config.yaml and the reports: one that is not UTF-8 (a file name
+    in another encoding reaches Python as lone surrogates) failed that write after training, exit 1."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_utf8(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for v in value:
+            _check_utf8(v, key)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"config key {key!r} is not valid UTF-8 text ({value!r}); losscli records it in "
+                             "YAML reports: rename the file or directory to a UTF-8 name") from None
 
 
 def _check_plain(options: Any, section: str) -> None:

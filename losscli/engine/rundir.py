@@ -161,6 +161,28 @@ def refuse_compare_dir(run_dir: Path) -> None:
                      f"e.g. {example}")
 
 
+def check_out_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to train into a directory whose files of a run's names are not a run's: a compare's
+    directory, or someone's own config.yaml/report.md. A run replaces config.yaml and deletes
+    report.*, metrics.jsonl: a compare's report (and the user's files) were lost without a word."""
+    run_dir = Path(run_dir)
+    try:
+        compare_dir = (run_dir / RUNS).is_dir() and not (run_dir / MODEL).exists()
+        found = [n for n in (CONFIG, REPORT, REPORT_MD, METRICS, MODEL, LOGITS) if (run_dir / n).exists()]
+    except OSError:  # a name too long, a parent that is a file: the write probe says so next
+        return
+    if compare_dir:
+        raise UsageError(f"--out {run_dir} is a compare directory; a run written there would replace its report: "
+                         "choose another --out")
+    if not found or overwrite:
+        return
+    try:
+        read_config(run_dir)  # a run's own config.yaml: a finished, failed or interrupted run of losscli
+    except UsageError:
+        raise UsageError(f"--out {run_dir} holds {', '.join(found)} but is not a losscli run ({CONFIG} missing or "
+                         "not a run's); choose another --out, or pass --overwrite to replace those files") from None
+
+
 def load_state(run_dir: Path) -> dict:
     """model.pt as a state dict (tensors only), validated."""
     return _torch_file(Path(run_dir) / MODEL, "the trained weights")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from losscli.losses.base import Loss, Param, Reference, register_loss
 from losscli.losses.fused.powers import POW_FLOOR
@@ -56,15 +55,9 @@ _Q = Param("q", 0.7, "exponent of p_y (q -> 0: CE, q = 1: 1 - p_y)", low=0.0, hi
 
 
 # --------------------------------------------------------------------------- functional pieces
-def _gather(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return x.gather(1, target.unsqueeze(1)).squeeze(1)
-
-
 def _log_p_y(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """log p_y as one fused node: one softmax forward, one multiply backward."""
     return log_softmax_y(logits, target)
-
-
 
 
 def gce_per_sample(logits, target, q):
@@ -78,20 +71,10 @@ def mae_per_sample(logits, target):
     return -torch.expm1(_log_p_y(logits, target))
 
 
-
-
-def ce_per_sample(logits, target):
-    return F.cross_entropy(logits, target, reduction="none")
-
-
 def nce_per_sample(logits, target):
     """log p_y / sum_k log p_k (in [0, 1]; sums to 1 over the C labels)."""
     lp_y, total = log_softmax_y_and_sum(logits, target)
     return lp_y / total
-
-
-
-
 
 
 def _rce_term() -> RCETerm:

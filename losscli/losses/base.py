@@ -13,6 +13,7 @@ validates each kind, and the rest of the path (reduction, ignore_index) is share
 
 from __future__ import annotations
 
+import operator
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -32,6 +33,18 @@ from losscli.losses.meta import (  # noqa: F401  (re-exported: loss modules impo
 )
 
 REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_ignore_index(name: str, value: Any) -> int:
+    """``value`` as an ignore_index: an integer torch can compare with int64 targets (a larger one
+    passed every check and then failed in the first step with "int too big to convert")."""
+    try:  # int, numpy and 0-d torch integers; not bool, not float
+        index = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        index = None
+    if index is None or not -2**63 <= index < 2**63:
+        raise UsageError(f"{name}: ignore_index must be an integer class index (64-bit, e.g. -100), got {value!r}")
+    return index
 
 
 class LossInputError(UsageError):
@@ -90,7 +103,7 @@ class Loss(nn.Module):
         self.params = validate_params(info, params)
         for key, value in self.params.items():
             setattr(self, key, value)
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = check_ignore_index(info.name, ignore_index)
         if weight is not None and not info.supports_weight:
             raise UsageError(f"{info.name} does not support per-class weights")
         self.register_buffer("weight", _as_float_tensor(weight, "weight") if weight is not None else None, persistent=False)

@@ -226,7 +226,7 @@ def check_trainable(info) -> None:
 
 
 def _check_common(info, options: dict[str, Any]) -> dict[str, Any]:
-    from losscli.losses.base import REDUCTIONS
+    from losscli.losses.base import REDUCTIONS, check_ignore_index
 
     out = {}
     for key, value in options.items():
@@ -235,8 +235,7 @@ def _check_common(info, options: dict[str, Any]) -> dict[str, Any]:
             if value not in REDUCTIONS:
                 raise UsageError(f"{where} must be one of {', '.join(REDUCTIONS)}, got {value!r}")
         elif key == "ignore_index":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise UsageError(f"{where} must be an integer class index, got {value!r}")
+            check_ignore_index(info.name, value)
         elif key in ("weight", "class_counts"):
             if key == "weight" and not info.supports_weight:
                 raise UsageError(f"{info.name} does not support per-class weights")

@@ -90,10 +90,6 @@ def tcm_loss(x, labels, lam_pos, lam_neg, m_pos, m_neg, base_ms: bool) -> torch.
     return cosine_gram_loss(x, evaluate)
 
 
-def tcm_term(x, labels, lam_pos, lam_neg, m_pos, m_neg) -> torch.Tensor:
-    return tcm_loss(x, labels, lam_pos, lam_neg, m_pos, m_neg, base_ms=False)
-
-
 @register_loss(
     "tcm",
     aliases=("threshold_consistent_margin",),

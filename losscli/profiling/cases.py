@@ -88,19 +88,25 @@ def resolve_loss_names(specs: list[str] | None) -> list[tuple[str, str, dict]]:
 
     if not specs:
         return [(n, n, {}) for n in LOSSES.names()]
-    out = []
+    from losscli.errors import UsageError
+    from losscli.losses.base import validate_params
+
+    out, seen = [], {}
     for spec in specs:
         name, params = split_profile_spec(spec)
         if is_composite(name):
-            out.append((name, name, {}))
-            continue
-        canonical = LOSSES.canonical(name)  # UnknownNameError (UsageError) with "did you mean"
-        if params:  # bad hyperparameters are a usage error before anything runs
-            from losscli.losses.base import validate_params
-
-            validate_params(LOSSES.get(canonical).info, params)
-        label = canonical if not params else spec.strip()
-        out.append((label, canonical, params))
+            key, row = name, (name, name, {})
+        else:
+            canonical = LOSSES.canonical(name)  # UnknownNameError (UsageError) with "did you mean"
+            # every parameter, defaults included: focal, FOCAL and focal(gamma=2.0) are one configuration
+            full = validate_params(LOSSES.get(canonical).info, params)  # bad values: one line before anything runs
+            key, row = repr((canonical, sorted(full.items()))), (canonical if not params else spec.strip(), canonical,
+                                                                params)
+        if key in seen:  # measured twice under two labels before (compare refuses the same)
+            raise UsageError(f"--losses lists one configuration twice ({seen[key]!r} and {spec.strip()!r}); "
+                             "list each once")
+        seen[key] = spec.strip()
+        out.append(row)
     return out
 
 

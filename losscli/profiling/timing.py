@@ -73,13 +73,3 @@ def time_callable(forward: Callable[[], torch.Tensor], clear: Callable[[], None]
         "backward_ms_p20": b["p20"], "backward_ms_p80": b["p80"],
         "total_ms_p20": t["p20"], "total_ms_p80": t["p80"],
     }
-
-
-def time_fwd_bwd(fn: Callable, logits: torch.Tensor, target: torch.Tensor, ctx: dict, device: torch.device,
-                 repeats: int, warmup: int) -> dict[str, Any]:
-    """``time_callable`` for ``fn(logits, target, **ctx)`` with ``logits.grad`` cleared between repeats."""
-
-    def clear():
-        logits.grad = None
-
-    return time_callable(lambda: fn(logits, target, **ctx), clear, device, repeats, warmup)

@@ -16,6 +16,7 @@ from losscli.app.compare.grid import expand_grid, resolve_baseline
 from losscli.app.compare.lock import CompareLock
 from losscli.app.compare.plan import plan_tasks, resolve_jobs, use_batching
 from losscli.app.compare.progress import GridProgress
+from losscli.atomic import check_utf8_path
 from losscli.config.schema import Config
 from losscli.config.validate import validate
 from losscli.errors import Interrupted, RunFailedError, UsageError
@@ -97,6 +98,8 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
 
 def _usable_dir(out_dir: Path) -> Path:
     """Create the compare directory up front: a bad ``--out`` is one line before anything runs."""
+    check_utf8_path(out_dir, "--out")
+    _refuse_foreign(out_dir)
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out {out_dir} is a file; give a directory")
@@ -107,6 +110,31 @@ def _usable_dir(out_dir: Path) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
     return out_dir
+
+
+#: what a compare directory's own files declare (any version): anything else there is not ours
+_OWN_SCHEMAS = {"config.yaml": "losscli/compare-config/", "report.yaml": "losscli/compare/"}
+
+
+def _refuse_foreign(out_dir: Path) -> None:
+    """A compare replaces OUT/config.yaml and OUT/report.*: in a run's directory, or one holding
+    someone's own config.yaml, those were overwritten without a word."""
+    from losscli.serialize import load_yaml
+
+    for name, schema in _OWN_SCHEMAS.items():
+        path = out_dir / name
+        try:
+            if not path.exists():
+                continue
+        except OSError:  # a name too long, a parent that is a file: the write probe says so next
+            return
+        try:
+            data = load_yaml(path.read_bytes(), str(path))
+        except (OSError, UsageError):
+            data = None
+        if not (isinstance(data, dict) and str(data.get("schema", "")).startswith(schema)):
+            raise UsageError(f"--out {out_dir} holds a {name} that is not a losscli compare's (a run's directory, "
+                             "or files of your own); a compare would replace it: choose another --out")
 
 
 def _executor(cfg: Config, n_tasks: int, log):

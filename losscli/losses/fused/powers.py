@@ -38,13 +38,6 @@ def int_pow(x: torch.Tensor, k: int) -> torch.Tensor:
         sq.mul_(sq)
 
 
-def pow_scalar(x: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``x ** gamma`` (a new tensor): repeated multiplication for small integer ``gamma``, else ``pow``."""
-    if gamma == int(gamma) and 1 <= gamma <= 16:
-        return int_pow(x, int(gamma))
-    return x.pow(gamma)
-
-
 def focal_factor(om: torch.Tensor, gamma: float, floor: float,
                  need_derivative: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``((1 - p)^gamma, (1 - p)^(gamma - 1))`` from ``om = 1 - p`` for ``gamma > 0`` (NFL's focal terms).

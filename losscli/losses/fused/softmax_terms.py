@@ -21,18 +21,6 @@ class CETerm(SoftmaxTerm):
         return st.lp_y * -w
 
 
-class MAETerm(SoftmaxTerm):
-    """``1 - p_y`` (= ``-expm1(log p_y)``)."""
-
-    def apply(self, st, acc, w):
-        lp_y = st.lp_y
-        if acc is not None:
-            wp = lp_y.exp() * w  # d(1 - p_y)/dlog p_y = -p_y
-            acc.cp = acc.cp + wp
-            acc.cy = acc.cy - wp
-        return torch.expm1(lp_y).mul_(-w)
-
-
 class NCETerm(SoftmaxTerm):
     """``log p_y / sum_k log p_k``."""
 
