@@ -140,3 +140,13 @@ def test_empty_out(capsys, tmp_path, monkeypatch):
     _one_line_exit_2(["train", *SYN, "--out", ""], capsys, "--out is empty")
     _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--out", " "], capsys, "--out is empty")
     assert not any(tmp_path.iterdir())
+
+
+def test_compare_refuses_a_teacher_no_compared_loss_uses(capsys, tmp_path):
+    """`--teacher` (or a preset's `teacher:`) with no distilling loss in the grid was recorded and ignored; `train`
+    already refused it. The directory need not exist: nothing reads it."""
+    out = tmp_path / "cmp"
+    for how in (["--teacher", str(tmp_path)], ["--set", f"teacher={tmp_path}"]):
+        _one_line_exit_2(["compare", *SYN, "--losses", "ce,focal", *how, "--out", str(out)], capsys,
+                         "none of the compared losses distils")
+    assert not out.exists()

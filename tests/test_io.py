@@ -85,3 +85,17 @@ def test_yaml_text_is_the_pure_python_emitters():
         "nested": [{"loss": "focal(gamma=2)", "p": [0.5, [1, 2]]}, [], "- dash"],
     }
     assert dump_yaml(data) == yaml.safe_dump(to_plain(data), sort_keys=False, allow_unicode=True, width=120)
+
+
+def test_a_report_counts_as_finished_only_with_a_finite_headline_metric():
+    # a report.yaml edited or damaged to accuracy .nan was counted as a finished run on resume
+    from losscli.engine.rundir import RUN_SCHEMA, report_problem
+
+    def report(**test):
+        return {"schema": RUN_SCHEMA, "status": "ok", "metrics": {"test": test}}
+
+    assert report_problem(report(accuracy=0.91)) is None
+    assert report_problem(report(accuracy=1)) is None
+    for bad in (float("nan"), float("inf"), True, "0.9"):
+        assert report_problem(report(accuracy=bad)) is not None, bad
+    assert report_problem(report(nll=0.3)) == "report.yaml lacks its test metrics"

@@ -17,6 +17,7 @@ corrupted file given to ``eval``/``--teacher`` is one line naming it and what to
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,8 @@ def report_problem(report: dict | None) -> str | None:
     headline = "mse" if report.get("task") == "regression" else "accuracy"
     if not isinstance(test, dict) or not isinstance(test.get(headline), (int, float)):
         return "report.yaml lacks its test metrics"
+    if isinstance(test[headline], bool) or not math.isfinite(test[headline]):  # a finished run's never is
+        return f"report.yaml has test {headline} {test[headline]!r}"
     return None
 
 

@@ -45,6 +45,9 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     grid = expand_grid(cfg)  # every loss, noise and imbalance spec resolves before anything is created
     for spec in grid:  # a distilling loss without its teacher fails every run of it: say so now, not after
         require_teacher(spec)
+    if cfg.teacher and not any(spec.teacher for spec in grid):  # recorded and ignored without a word
+        raise UsageError(f"teacher {cfg.teacher} is for the distilling losses (kd, pld, dhkd, or a sum with one); none "
+                         "of the compared losses distils: drop --teacher (or the config key teacher)")
     baseline = resolve_baseline(cfg)
     out_dir = _usable_dir(Path(out_dir))
     with CompareLock(out_dir, wait=wait, log=log):
