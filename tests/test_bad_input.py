@@ -397,7 +397,15 @@ CORRUPTIONS = {
     "config missing keys": lambda d: (d / "config.yaml").write_text("seed: 0\n"),
     "binary report.yaml": lambda d: (d / "report.yaml").write_bytes(b"\x00\x01\x02\xff"),
     "report.yaml is a directory": lambda d: ((d / "report.yaml").unlink(), (d / "report.yaml").mkdir()),
+    "model.pt of another shape": lambda d: _reshape_first_weight(d / "model.pt"),
 }
+
+
+def _reshape_first_weight(path: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    key = next(k for k in state if k.startswith("model.") and k.endswith("weight"))
+    state[key] = torch.zeros(state[key].shape[0] + 1, *state[key].shape[1:])
+    torch.save(state, path)
 
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
@@ -406,6 +414,8 @@ def test_corrupted_run_dir_given_to_eval_and_teacher(name, finished_run, tmp_pat
     CORRUPTIONS[name](run)
     err = _one_line_exit_2(["eval", str(run)], capsys)
     assert str(run) in err or "run" in err
+    if name == "model.pt of another shape":  # the mismatch itself, not torch's "Error(s) in loading ... for MLP:"
+        assert "size mismatch for" in err and "retrain the run" in err
     err = _one_line_exit_2(["train", *SYN, "--loss", "kd", "--teacher", str(run), "--out", str(tmp_path / "s")], capsys)
     assert not (tmp_path / "s").exists()
 

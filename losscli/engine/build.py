@@ -235,9 +235,13 @@ def restore_run(loaded, device: torch.device, cache: dict | None = None):
         if loss_state:
             loss_fn.load_state_dict(loss_state, strict=False)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
-        raise UsageError(f"{loaded.run_dir / 'model.pt'} does not fit the run's model ({first}); retrain the run "
-                         "(or delete its directory)") from None
+        # torch's first line only names the model class ("Error(s) in loading state_dict for MLP:"): quote the
+        # first actual mismatch (a size mismatch, missing or unexpected keys) and count the rest
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        details = lines[1:] or lines[:1]
+        more = f"; and {len(details) - 1} more" if len(details) > 1 else ""
+        raise UsageError(f"{loaded.run_dir / 'model.pt'} does not fit the run's model ({details[0][:200]}{more}); "
+                         "retrain the run (or delete its directory)") from None
     return model.to(device), loss_fn.to(device), bundle
 
 
