@@ -63,3 +63,13 @@ def test_pool_leaves_the_driver_environment_alone_and_quiets_only_the_resource_t
     assert got["values"] == [1, 2, 3]
     assert got["changed"] == [] and got["after"] == user_filter  # the driver: untouched, the user's filter kept
     assert got["tracker"].split(",") == [x for x in (user_filter, QUIET) if x]  # the tracker: the user's and ours
+
+
+def test_explicit_jobs_never_exceed_the_tasks():
+    """``--jobs 1000000000`` announced "running 4 tasks in 1000000000 worker processes" and split the CPU's threads
+    among a billion workers (one each); a worker beyond the task count has nothing to do."""
+    from losscli.app.compare.plan import resolve_jobs
+
+    assert resolve_jobs(10**9, "cpu", 4) == 4
+    assert resolve_jobs(2, "cpu", 60) == 2
+    assert resolve_jobs(3, "cpu", 0) == 1

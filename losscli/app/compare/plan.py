@@ -61,8 +61,8 @@ def resolve_jobs(jobs: int | None, device: str, n_tasks: int) -> int:
 
     from losscli.device import resolve_device
 
-    if jobs is not None:
-        return jobs
+    if jobs is not None:  # never more workers than tasks (--jobs 10**9 announced a billion processes)
+        return max(1, min(jobs, n_tasks))
     if resolve_device(device).type == "cuda":
         return 1
     return max(1, min(os.cpu_count() or 1, n_tasks))
