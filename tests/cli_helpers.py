@@ -15,3 +15,19 @@ def invoke(args, capsys) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+#: a tiny synthetic dataset and budget for bad-input tests (seconds per run)
+SYN = ["--dataset", "synthetic", "--set", "dataset.options={classes: 3, dim: 4, n_train: 60, n_test: 30}",
+       "--model", "mlp", "--epochs", "1", "--device", "cpu", "--quiet"]
+
+
+def one_line_exit_2(args, capsys, needle=None) -> str:
+    """Run ``args``; assert exit 2 and exactly one ``error: ...`` line on stderr (containing ``needle``); return it."""
+    code, _, err = invoke(args, capsys)
+    assert code == 2, (args, code, err)
+    assert len(err.strip().splitlines()) == 1, (args, err)
+    assert "Traceback" not in err and err.startswith("error: ")
+    if needle:
+        assert needle.lower() in err.lower(), (args, err)
+    return err

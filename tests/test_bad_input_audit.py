@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tests.cli_helpers import invoke as _invoke
-from tests.test_bad_input import SYN, _one_line_exit_2
+from tests.cli_helpers import SYN
+from tests.cli_helpers import one_line_exit_2 as _one_line_exit_2
 
 BOMB = "[&a [x,x,x,x,x,x,x,x,x], " + ", ".join(
     f"&{n} [{', '.join(['*' + p] * 9)}]" for p, n in zip("abcde", "bcdef")) + ", [*f,*f,*f,*f,*f,*f,*f,*f,*f]]"
