@@ -71,5 +71,13 @@ def load_torch(path: str | Path, what: str) -> Any:
         if "weights_only" in text or "Unsupported global" in text or "Weights only load failed" in text:
             raise UsageError(f"{path} holds Python objects besides tensors and plain data ({what}); losscli never "
                              "loads code from files: save tensors, lists and dicts only") from None
-        first = (text.strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise UsageError(f"cannot read {path} ({what}: {first})") from None
+        raise UsageError(f"cannot read {path} ({what}: {_first_sentence(text) or type(exc).__name__})") from None
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of an error's first line (torch's zip errors go on with advice about miniz
+    internals that a one-line message cut mid-word), at most ``limit`` characters."""
+    line = (text.strip().splitlines() or [""])[0]
+    head, dot, _ = line.partition(". ")
+    sentence = head + dot.strip() if dot else line
+    return sentence if len(sentence) <= limit else sentence[:limit - 3].rstrip() + "..."

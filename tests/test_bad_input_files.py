@@ -170,3 +170,19 @@ def test_compare_dir_where_one_run_is_wanted(capsys, tmp_path):
         assert f"e.g. {run}" in err  # a run that exists, to pass instead
     assert _invoke(["eval", str(run), "--format", "json"], capsys)[0] == 0  # the run named is one eval takes
     assert not (tmp_path / "s").exists()
+
+
+def test_a_damaged_torch_file_is_named_with_the_first_sentence_of_the_reason(tmp_path):
+    """torch's zip error runs on ("This is an internal miniz error. If you are seeing this error, ...") and
+    was cut mid-word at 160 characters."""
+    from losscli.errors import UsageError
+    from losscli.safeload import load_torch
+
+    path = tmp_path / "logits.pt"
+    torch.save({"x": torch.zeros(3)}, path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UsageError) as info:
+        load_torch(path, "the saved logits")
+    message = str(info.value)
+    assert message.endswith("failed finding central directory.)"), message
+    assert "miniz" not in message
