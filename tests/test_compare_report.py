@@ -233,3 +233,14 @@ def test_terminal_table_shows_a_zero_spread_but_not_one_seeds():
     shown = _compact_rows([same, one], report)
     assert shown[0]["accuracy %"] == "90.0 ± 0.0"
     assert shown[1]["accuracy %"] == "80.0"
+
+
+def test_terminal_table_shows_the_raw_p_beside_the_adjusted_one():
+    from losscli.cli.cmd_compare import _compact_rows
+
+    report = {"metrics": ["accuracy"], "primary_metric": "accuracy"}
+    row = {"loss": "gce", "n_ok": 6, "accuracy": 0.7, "diff": 0.11, "p_value": 0.00082, "p_adjusted": 0.0041}
+    (shown,) = _compact_rows([row], report)
+    assert (shown["p (adj.)"], shown["p (raw)"]) == ("0.0041", "0.00082")
+    (baseline,) = _compact_rows([{"loss": "ce", "n_ok": 6, "accuracy": 0.6}], report)
+    assert baseline["p (raw)"] == "-"

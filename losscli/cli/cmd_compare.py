@@ -131,6 +131,7 @@ def _compact_rows(rows: list[dict], report: dict) -> list[dict]:
         row[f"Δ {primary.title}" + (" (pts)" if primary.percent else "")] = \
             "-" if diff is None else (f"{100 * diff:+.1f}" if primary.percent else f"{diff:+.3g}")
         row["p (adj.)"] = "-" if p is None else f"{p:.2g}"
+        row["p (raw)"] = "-" if r.get("p_value") is None else f"{r['p_value']:.2g}"  # both, as issue 11 asks
         row["W/T/L"] = "-" if r.get("wins") is None else f"{r.get('wins')}/{r.get('ties')}/{r.get('losses')}"
         row["outcome"] = r.get("outcome")
         out.append(row)
