@@ -99,6 +99,8 @@ COMPARE_CASES = [
     (["--losses", "ce,focal,focal(gamma=2)"], "twice"),
     (["--losses", "ce,focl"], "did you mean"),
     (["--noise", "none,none"], "twice"),
+    (["--noise", "none,sym:0"], "one setting (clean data) run twice"),  # both flip no label: trained twice
+    (["--noise", "sym:0,pair:0.0"], "lists sym:0"),
     (["--baseline", "focal"], "baseline"),
     (["--test", "ttest"], "statistics.test"),
     (["--correction", "bonf"], "statistics.correction"),

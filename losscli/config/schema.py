@@ -130,7 +130,12 @@ class Config:
         """The label-noise settings as typed ``NoiseSpec`` values (``none`` included), each once."""
         from losscli.data.settings import parse_noise_spec
 
-        return _distinct([parse_noise_spec(v) for v in _as_list(self.noise, "noise")], "noise")
+        specs = _distinct([parse_noise_spec(v) for v in _as_list(self.noise, "noise")], "noise")
+        clean = [str(s) for s in specs if s.kind == "none" or s.rate == 0]  # a rate of 0 flips no label
+        if len(clean) > 1:
+            raise UsageError(f"config key 'noise' lists {' and '.join(clean)}: each flips no label, so they are one "
+                             "setting (clean data) run twice; list it once")
+        return specs
 
     def imbalance_settings(self) -> list:
         """The imbalance settings as typed ``ImbalanceSpec`` values, each once."""
