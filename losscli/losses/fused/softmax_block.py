@@ -66,6 +66,15 @@ class SoftmaxBlock:
             self._lp_raw = torch.sub(self.z, zmax + log_s)
         return self._lp_raw
 
+    def lp_raw_owned(self) -> torch.Tensor:
+        """``lp_raw`` in a tensor the caller may overwrite: a fresh one, not cached (a copy of the cached
+        one if a term has asked for it already). A term that only transforms ``log p`` then works in
+        place on it instead of writing another ``[B, C]`` tensor."""
+        if self._lp_raw is not None:
+            return self._lp_raw.clone()
+        zmax, log_s = self.lse_parts
+        return torch.sub(self.z, zmax + log_s)
+
     @property
     def lp(self) -> torch.Tensor:
         """``log p`` exact to float rounding everywhere: ``lp_raw`` with a saturated maximum's entry
@@ -170,14 +179,14 @@ class SoftmaxTerm:
         raise NotImplementedError
 
 
-def _row_grad(acc: GradAccumulator, st: SoftmaxBlock, g_dense, dense, g_y) -> None:
+def _row_grad(acc: GradAccumulator, st: SoftmaxBlock, g_dense, dense, g_y, total=None) -> None:
     """Add the gradient of a term with ``dl/dlog p = g_dense * dense + e_y g_y`` (``dense`` [B, C] or None
-    for all-ones): ``G - p sum G``."""
+    for all-ones): ``G - p sum G``. ``total``: ``dense``'s row sums if the term has them already."""
     if dense is None:  # G = g_dense (every class) + e_y g_y
         acc.const = acc.const + g_dense
         acc.cp = acc.cp - (g_dense * st.c + g_y)
     else:
-        total = dense.sum(dim=1, keepdim=True)
+        total = dense.sum(dim=1, keepdim=True) if total is None else total
         acc.add_dense(dense, g_dense)
         acc.cp = acc.cp - (g_dense * total + g_y)
     acc.cy = acc.cy + g_y

@@ -101,14 +101,15 @@ class NGCETerm(SoftmaxTerm):
     def apply(self, st, acc, w):
         q = self.q
         # p^q for p above the clamp, 0 below (there p^q is the constant p_min^q, gradient 0)
-        em = torch.threshold(st.lp_raw, self.log_p_min, -math.inf).mul_(q * _LOG2E).exp2_()
+        em = torch.threshold_(st.lp_raw_owned(), self.log_p_min, -math.inf).mul_(q * _LOG2E).exp2_()
         c0 = math.exp(q * self.log_p_min)
         # sum_k max(p_k, p_min)^q = sum em + c0 * #(clamped) = sum em + c0 C - sum min(em, c0)
         clamped_part = st.c * c0 - torch.clamp_max(em, c0).sum(dim=1, keepdim=True)
-        denom = st.c - (em.sum(dim=1, keepdim=True) + clamped_part)
+        em_sum = em.sum(dim=1, keepdim=True)
+        denom = st.c - (em_sum + clamped_part)
         a = -torch.expm1(q * st.lp_y.clamp_min(self.log_p_min))  # 1 - p_y^q
         if acc is not None:
             em_y = st.y(em)
             # d(p_k^q)/dlog p_k = q em_k; l = w a / D: dl/d(p_k^q) = w a / D^2, dl/d(p_y^q) += -w / D
-            _row_grad(acc, st, w * q * a / (denom * denom), em, -w * q / denom * em_y)
+            _row_grad(acc, st, w * q * a / (denom * denom), em, -w * q / denom * em_y, em_sum)
         return w * a / denom
