@@ -71,19 +71,18 @@ class NFLTerm(SoftmaxTerm):
         if g == 0.5 and om.device.type == "cpu" and not bool(om_min.amin() <= self.floor):
             # rsqrt is a cheap pass where a fractional pow is a slow one
             r = torch.rsqrt(om)  # (1 - p)^(gamma - 1)
-            fac = torch.mul(om, r)
-            dfac = r
+            f = torch.mul(om, r).mul_(lp)  # the factor is not needed on its own: f in place over it
         else:  # products for a small integer gamma, else exp2 of gamma log2 of the floored base
             fac, dfac = focal_factor(om, g, self.floor, need)
-        f = torch.mul(fac, lp)
+            f = torch.mul(fac, lp)
         total = f.sum(dim=1, keepdim=True)
         f_y = st.y(f)
         if need:
             # df/dlog p = (1-p)^gamma - gamma p log p (1-p)^(gamma-1)
-            if dfac is None:  # gamma = 1
+            if r is not None:  # (1 - p - gamma p log p) (1 - p)^(gamma - 1): both terms >= 0; over f (read above)
+                df = torch.addcmul(om, p, lp, value=-g, out=f).mul_(r)
+            elif dfac is None:  # gamma = 1
                 df = torch.addcmul(fac, p, lp, value=-g)
-            elif g == 0.5 and dfac is r:  # (1 - p - gamma p log p) (1 - p)^(gamma - 1): both terms >= 0
-                df = torch.addcmul(om, p, lp, value=-g).mul_(r)
             else:  # in place over dfac, a fresh tensor read nowhere else: one [B, C] allocation fewer
                 df = dfac.mul_(p).mul_(lp).mul_(-g).add_(fac)
             df_y = st.y(df)
