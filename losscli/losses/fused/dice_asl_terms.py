@@ -130,13 +130,13 @@ class ASLSingleTerm(SoftmaxTerm):
             acc.cy = acc.cy - on * w * dwy
         if self.eps == 0:
             return value
-        lp = st.lp
+        lp = st.take_lp()  # this term is its last reader: f is written over it
         if self.gn == 0:
             e = None
-            f = lp.clone()
+            f = lp
         else:
             e = int_pow(st.p, int(self.gn)) if _is_small_int(self.gn) else torch.mul(lp, self.gn).exp_()  # p^gn
-            f = torch.mul(e, lp)
+            f = lp.mul_(e)
         neg = f.scatter_(1, st.idx, 0.0).sum(dim=1, keepdim=True)
         if acc is not None:
             # d(p^gn log p)/dlog p = p^gn (gn log p + 1), 0 at the target
