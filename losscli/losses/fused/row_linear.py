@@ -306,7 +306,11 @@ def sparse_soft_ce(z: torch.Tensor, build, *row_inputs: torch.Tensor) -> torch.T
 
 def ce_block(z, idx, h):
     """Plain cross-entropy as a ``blocked`` kernel: ``-log p_y``, gradient ``p - e_y``."""
-    p, ce = _softmax_ce(z, idx)
-    if h is not None:
-        h.copy_(p).scatter_add_(1, idx, torch.full_like(ce, -1.0))
+    if h is None:
+        return _softmax_ce(z, idx)[1].squeeze(1)
+    # the softmax straight into the gradient template (no [B, C] tensor and copy; target_log_prob
+    # leaves p as it found it)
+    p = torch.softmax(z, dim=1, out=h)
+    ce = target_log_prob(z, p, idx)[0].neg_()
+    h.scatter_add_(1, idx, torch.full_like(ce, -1.0))
     return ce.squeeze(1)
