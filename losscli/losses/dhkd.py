@@ -19,7 +19,7 @@ import torch
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.fused.npmath import log1p_
 from losscli.losses.fused.row_linear import ce_block
-from losscli.losses.fused.select import float_mask, select
+from losscli.losses.fused.select import float_mask
 from losscli.losses.fused.softmax_core import blocked
 from losscli.losses.heads import DualHead
 from losscli.losses.fused.transforms import can_inspect_values
@@ -32,12 +32,20 @@ def _log_cosh_and_tanh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     from 1 on, ``a - log 2 + log1p(e^{-2a})`` (every term positive after ``a - log 2 >= 0.3``). One
     ``log1p`` serves both, its argument chosen per entry with a branch-free select (each branch's
     input is clamped into its own range, so the unused one stays finite).
+
+    Both selects are ``select.select``'s ``b - m b + m a`` written in place over ``b`` (a fresh
+    tensor), with ``a``'s own product folded into the last ``addcmul_`` (``-(m t) t`` and
+    ``-0.5 m ln``): where ``m = 1`` the base ``b - b`` is an exact 0, so each entry is the rounded
+    ``-t^2`` or the exact ``-ln / 2`` as before, bit for bit, with four fewer fresh ``[B, C]`` tensors.
     """
     t = torch.tanh(a)
     small = float_mask(a, torch.lt, 1.0)
     big_a = a.clamp_min(1.0)
-    ln = log1p_(select(small, t.square().neg_(), torch.exp(big_a * -2.0)))
-    return select(small, ln * -0.5, big_a.sub_(math.log(2.0)).add_(ln)), t
+    arg = torch.mul(big_a, -2.0).exp_()
+    arg.addcmul_(small, arg, value=-1.0).addcmul_(torch.mul(small, t), t, value=-1.0)  # -t^2 if small else e^{-2a}
+    ln = log1p_(arg)
+    out = big_a.sub_(math.log(2.0)).add_(ln)
+    return out.addcmul_(small, out, value=-1.0).addcmul_(small, ln, value=-0.5), t
 
 
 def binary_kl_norm(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -18,7 +18,7 @@ import math
 import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, refuse_under_vmap, register_loss
-from losscli.losses.fused.sigmoid_terms import softplus_and_sigmoid
+from losscli.losses.fused.npmath import log1p_
 from losscli.losses.fused.softmax_core import blocked
 from losscli.losses.fused.powers import LOG2E as _LOG2E
 
@@ -38,14 +38,28 @@ def _exp_normal_(x: torch.Tensor) -> torch.Tensor:
     return torch.threshold_(x.mul_(_LOG2E), math.log2(torch.finfo(x.dtype).tiny), -math.inf).exp2_()
 
 
+def _softplus_sigmoid(z: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``softplus(z)`` (a new tensor), ``sigmoid(z)`` written into ``out``; ``z`` is not modified.
+
+    ``sigmoid_terms.softplus_and_sigmoid``'s formula (``relu(z) - log1p(-min(q, 1 - q))``), the same
+    values bit for bit, without its copy of the input (it overwrites its argument): ``relu(z)`` is
+    written out of place instead, and ``min(q, 1 - q)`` over ``1 - q`` (two fewer fresh ``[B, C]``
+    tensors and one pass fewer per block).
+    """
+    q = torch.sigmoid(z, out=out)
+    r = torch.rsub(q, 1.0)
+    tail = log1p_(torch.minimum(q, r, out=r).neg_())  # log sigmoid(|z|) = -softplus(-|z|)
+    return torch.clamp_min(z, 0.0).sub_(tail)
+
+
 def _ldr_block(z, idx, h, margin, lam, prev, alpha):
     """LDR-KL of a block of rows: ``(loss, lam_i)`` and, into ``h``, ``dl/dz`` (see ``ldr_kl``)."""
     b, c = z.shape
     shift = (_LOG_SOFTPLUS_CUT - z.amax(dim=1, keepdim=True)).clamp_min_(0.0)
     # ordinary rows need no shift: on CPU, skip the [B, C] add then (no device sync there)
     zs = z if z.device.type == "cpu" and not bool(shift.any()) else z + shift
-    # softplus and, for the gradient, sigmoid from one sigmoid and one log1p pass (sigmoid_terms)
-    s, sig, _ = softplus_and_sigmoid(zs.clone() if zs is z else zs, out=h)  # sigmoid straight into h
+    # softplus and, for the gradient, sigmoid from one sigmoid and one log1p pass
+    s = _softplus_sigmoid(zs, out=h)  # sigmoid straight into h
     k = c / s.sum(dim=1, keepdim=True)  # z~ = k s
     s_y = s.gather(1, idx)
     ref = s.scatter_(1, idx, 0.0).amax(dim=1, keepdim=True)  # max_{j != y} s_j (s >= 0, C >= 2)

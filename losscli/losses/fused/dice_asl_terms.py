@@ -47,13 +47,16 @@ class SquareDiceTerm(SoftmaxTerm):
     def apply(self, st, acc, w):
         a, s = self.alpha, self.smooth
         p, idx = st.p, st.idx
-        tiny = None
+        tiny = rho = None
         if a == 0:
             x = p.clone()
         elif _is_small_int(a):
             x = int_pow(st.om, int(a)).mul_(p)
         else:
-            log_om = torch.log(st.om)
+            om = st.take_om()  # its last reader: log(1 - p) is written over it
+            if acc is not None:
+                rho = torch.div(p, om)  # p / (1 - p) for the gradient (see below), while om is at hand
+            log_om = om.log_()
             tiny = self._tiny_rows(st)
             if tiny is not None:
                 rows, top, log_rest, _ = tiny
@@ -61,7 +64,8 @@ class SquareDiceTerm(SoftmaxTerm):
             x = log_om.mul_(a * _LOG2E).exp2_().mul_(p)
         # fresh [B, C] buffers are reused in place once their last reader is done (x, then r):
         # on a CPU a new tensor costs 2-3x a pass over one already in cache
-        r = torch.div(x, torch.mul(x, x).add_(s))  # x / (x^2 + s)
+        r = torch.mul(x, x).add_(s)
+        r = torch.div(x, r, out=r)  # x / (x^2 + s)
         x_y = st.y(x)
         neg = x.mul_(r).scatter_(1, idx, 0.0).sum(dim=1, keepdim=True)  # sum_{k != y} x_k^2 / (x_k^2 + s)
         den_y = x_y * x_y + 1.0 + s
@@ -76,8 +80,9 @@ class SquareDiceTerm(SoftmaxTerm):
         if a == 0:
             _row_grad(acc, st, 2.0 * s * w, dense.scatter_(1, idx, 0.0), w * c_y)
             return w * (neg + pos)
-        om = st.om
-        rho = torch.div(p, om)  # p / (1 - p): at most 1 except at a saturated maximum (handled below)
+        if rho is None:
+            rho = torch.div(p, st.om)
+        # rho = p / (1 - p): at most 1 except at a saturated maximum (handled below)
         dense.addcmul_(dense, rho, value=-a)
         g_y = w * c_y * (1.0 - a * st.y(rho))
         if sat is not None:
@@ -130,13 +135,13 @@ class ASLSingleTerm(SoftmaxTerm):
             acc.cy = acc.cy - on * w * dwy
         if self.eps == 0:
             return value
-        lp = st.lp
+        lp = st.take_lp()  # this term is its last reader: f is written over it
         if self.gn == 0:
             e = None
-            f = lp.clone()
+            f = lp
         else:
             e = int_pow(st.p, int(self.gn)) if _is_small_int(self.gn) else torch.mul(lp, self.gn).exp_()  # p^gn
-            f = torch.mul(e, lp)
+            f = lp.mul_(e)
         neg = f.scatter_(1, st.idx, 0.0).sum(dim=1, keepdim=True)
         if acc is not None:
             # d(p^gn log p)/dlog p = p^gn (gn log p + 1), 0 at the target

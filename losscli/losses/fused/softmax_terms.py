@@ -71,19 +71,18 @@ class NFLTerm(SoftmaxTerm):
         if g == 0.5 and om.device.type == "cpu" and not bool(om_min.amin() <= self.floor):
             # rsqrt is a cheap pass where a fractional pow is a slow one
             r = torch.rsqrt(om)  # (1 - p)^(gamma - 1)
-            fac = torch.mul(om, r)
-            dfac = r
+            f = torch.mul(om, r).mul_(lp)  # the factor is not needed on its own: f in place over it
         else:  # products for a small integer gamma, else exp2 of gamma log2 of the floored base
             fac, dfac = focal_factor(om, g, self.floor, need)
-        f = torch.mul(fac, lp)
+            f = torch.mul(fac, lp)
         total = f.sum(dim=1, keepdim=True)
         f_y = st.y(f)
         if need:
             # df/dlog p = (1-p)^gamma - gamma p log p (1-p)^(gamma-1)
-            if dfac is None:  # gamma = 1
+            if r is not None:  # (1 - p - gamma p log p) (1 - p)^(gamma - 1): both terms >= 0; over f (read above)
+                df = torch.addcmul(om, p, lp, value=-g, out=f).mul_(r)
+            elif dfac is None:  # gamma = 1
                 df = torch.addcmul(fac, p, lp, value=-g)
-            elif g == 0.5 and dfac is r:  # (1 - p - gamma p log p) (1 - p)^(gamma - 1): both terms >= 0
-                df = torch.addcmul(om, p, lp, value=-g).mul_(r)
             else:  # in place over dfac, a fresh tensor read nowhere else: one [B, C] allocation fewer
                 df = dfac.mul_(p).mul_(lp).mul_(-g).add_(fac)
             df_y = st.y(df)
@@ -101,14 +100,15 @@ class NGCETerm(SoftmaxTerm):
     def apply(self, st, acc, w):
         q = self.q
         # p^q for p above the clamp, 0 below (there p^q is the constant p_min^q, gradient 0)
-        em = torch.threshold(st.lp_raw, self.log_p_min, -math.inf).mul_(q * _LOG2E).exp2_()
+        em = torch.threshold_(st.lp_raw_owned(), self.log_p_min, -math.inf).mul_(q * _LOG2E).exp2_()
         c0 = math.exp(q * self.log_p_min)
         # sum_k max(p_k, p_min)^q = sum em + c0 * #(clamped) = sum em + c0 C - sum min(em, c0)
         clamped_part = st.c * c0 - torch.clamp_max(em, c0).sum(dim=1, keepdim=True)
-        denom = st.c - (em.sum(dim=1, keepdim=True) + clamped_part)
+        em_sum = em.sum(dim=1, keepdim=True)
+        denom = st.c - (em_sum + clamped_part)
         a = -torch.expm1(q * st.lp_y.clamp_min(self.log_p_min))  # 1 - p_y^q
         if acc is not None:
             em_y = st.y(em)
             # d(p_k^q)/dlog p_k = q em_k; l = w a / D: dl/d(p_k^q) = w a / D^2, dl/d(p_y^q) += -w / D
-            _row_grad(acc, st, w * q * a / (denom * denom), em, -w * q / denom * em_y)
+            _row_grad(acc, st, w * q * a / (denom * denom), em, -w * q / denom * em_y, em_sum)
         return w * a / denom
