@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from losscli.losses.fused.softmax_core import graph_is_freed_after_this_pass
-from losscli.losses.fused.transforms import keep_for_backward, needs_grad
+from losscli.losses.fused.transforms import bind_once, keep_for_backward, needs_grad
 from losscli.losses.eager import eager_under_compile
 
 _TILE = 256  # symmetrising tile: two 256 x 256 float32 tiles stay in L2
@@ -64,6 +64,7 @@ def same_label_pairs(labels: torch.Tensor, valid: torch.Tensor) -> tuple[torch.T
     return rows, cols
 
 
+@bind_once
 class _CosineGramLoss(torch.autograd.Function):
     """``evaluate(S, need_grad) -> (loss, GramGradient | None)`` on ``S = e e^T``; see the module doc.
     Outputs ``(loss, e, denom, unclamped, GramGradient | None)``; all but the first are kept for
