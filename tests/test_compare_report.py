@@ -244,3 +244,14 @@ def test_terminal_table_shows_the_raw_p_beside_the_adjusted_one():
     assert (shown["p (adj.)"], shown["p (raw)"]) == ("0.0041", "0.00082")
     (baseline,) = _compact_rows([{"loss": "ce", "n_ok": 6, "accuracy": 0.6}], report)
     assert baseline["p (raw)"] == "-"
+
+
+def test_step_time_ratio_is_a_median_over_seeds():
+    """Runs share the CPU with other runs: one run slowed by its neighbours moved a mean past the "costly"
+    flag (1.25x); the ratio of medians over seeds is what a typical run costs."""
+    results, config, env = make_results(seeds=(0, 1, 2))
+    slow = next(r for r in results if r["loss"]["label"] == "gce(q=0.7)" and r["setting"]["noise"] == "none")
+    slow["timing"]["train_seconds"] = 100.0  # gce's other seeds take 11 s, ce's 10 s
+    gce = entry(build_compare_report(results, config, env), "gce(q=0.7)", "none")
+    assert gce["timing"]["step_time_vs_baseline"] == pytest.approx(11.0 / 10.0)
+    assert gce["timing"]["train_seconds"]["mean"] == pytest.approx(122.0 / 3)  # the summary keeps the mean
