@@ -95,5 +95,6 @@ def _unseen(bundle, dataset: str | None, y_test, run_dir: Path) -> list[str]:
         return list(bundle.info.get("warnings") or [])
     from losscli.data.bundle import unseen_classes_warning
 
-    unseen = sorted(set(y_test.unique().tolist()) - set(bundle.y_train.unique().tolist()))
-    return [unseen_classes_warning(f"{dataset} evaluated with the run in {run_dir}", unseen, bundle.class_names)] if unseen else []
+    warning = unseen_classes_warning(f"{dataset} evaluated with the run in {run_dir}", bundle.y_train, y_test,
+                                     bundle.class_names)
+    return [warning] if warning else []

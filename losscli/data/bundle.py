@@ -253,9 +253,9 @@ def make_bundle(
         info["warnings"] = [*info.get("warnings", []), (
             f"{name}: its float targets are all whole numbers, read as {seen} class labels; if they are "
             "regression targets add --set dataset.options.task=regression")]
-    unseen = sorted(set(torch.unique(yte).tolist()) - set(torch.unique(ytr).tolist()))
+    unseen = unseen_classes_warning(name, ytr, yte, class_names)
     if unseen:  # accepted silently before: those test examples can only count as errors
-        info["warnings"] = [*info.get("warnings", []), unseen_classes_warning(name, unseen, class_names)]
+        info["warnings"] = [*info.get("warnings", []), unseen]
     info.setdefault("source", name)
     info["sizes"] = {"train": len(ytr), "val": len(yva), "test": len(yte)}
     info["num_classes"] = int(num_classes)
@@ -272,8 +272,13 @@ def make_bundle(
     )
 
 
-def unseen_classes_warning(name: str, unseen: list[int], class_names: list[str] | None = None, shown: int = 5) -> str:
-    """One line naming test classes the training split never has (the first ``shown``, then "and N more")."""
+def unseen_classes_warning(name: str, y_train: torch.Tensor, y_test: torch.Tensor, class_names: list[str] | None = None,
+                           shown: int = 5) -> str | None:
+    """One line naming the test classes ``y_train`` never has (the first ``shown``, then "and N more");
+    None when it has them all."""
+    unseen = sorted(set(torch.unique(y_test).tolist()) - set(torch.unique(y_train).tolist()))
+    if not unseen:
+        return None
     labels = [f"{c} ({class_names[c]})" if class_names and class_names[c] != str(c) else str(c) for c in unseen[:shown]]
     more = f" and {len(unseen) - shown} more" if len(unseen) > shown else ""
     return (f"{name}: the test split has {len(unseen)} class{'es' if len(unseen) != 1 else ''} the training split "
