@@ -177,8 +177,8 @@ class Loss(nn.Module):
                 )
             return self.batch_loss(x, target, **context)
 
-        if kind == "index, every row":  # no row is ignored (checked): the masks below would change nothing
-            return self._reduce_every_row(self.per_sample(x, target, **context), target)
+        if kind == "index, every row":  # no row is ignored (checked): the masks would change nothing
+            return self._reduce_index(self.per_sample(x, target, **context), target, None)
         if kind != "index":  # soft or multi-label targets: no ignore_index, mean over rows
             if self.weight is not None and not self.handles_weight:
                 raise LossInputError(f"{self.info.name}: per-class weight is not supported with [N, C] targets")
@@ -192,31 +192,28 @@ class Loss(nn.Module):
         valid = target != self.ignore_index
         # Ignored rows get a harmless class 0 so indexing stays in range; masked below.
         safe_target = torch.where(valid, target, torch.zeros_like(target))
-        per = self.per_sample(x, safe_target, **context)
-        if self.weight is not None:
-            w = self.weight.to(per.dtype)[safe_target]
-            if not self.handles_weight:
-                per = per * w
-            denom_weights = torch.where(valid, w, torch.zeros_like(w))
-        else:
-            denom_weights = valid.to(per.dtype)
-        per = torch.where(valid, per, torch.zeros_like(per))
-        if self.reduction == "none":
-            return per
-        if self.reduction == "sum":
-            return per.sum()
-        return per.sum() / denom_weights.sum()
+        return self._reduce_index(self.per_sample(x, safe_target, **context), safe_target, valid)
 
-    def _reduce_every_row(self, per: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The reduction of the class-index path when no row is ignored: the same numbers without its
-        masks (``where``, ``zeros_like``, a count), a few small ops and autograd nodes fewer per step,
-        which on a small batch (128 x 10) were a sizeable part of a fused loss's cost."""
+    def _reduce_index(self, per: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """Per-class weights and the reduction of the class-index path. ``valid`` masks ignored rows;
+        None when every row counts: the masks (``where``, ``zeros_like``, a count) are then skipped, a
+        few small ops and autograd nodes that on a small batch (128 x 10) were a sizeable part of a fused
+        loss's cost. The numbers are the same either way."""
+        w = None
         if self.weight is not None:
             w = self.weight.to(per.dtype)[target]
             if not self.handles_weight:
                 per = per * w
-            return per if self.reduction == "none" else (per.sum() if self.reduction == "sum" else per.sum() / w.sum())
-        return per if self.reduction == "none" else (per.sum() if self.reduction == "sum" else per.sum() / per.shape[0])
+        if valid is not None:
+            per = torch.where(valid, per, torch.zeros_like(per))
+        if self.reduction == "none":
+            return per
+        if self.reduction == "sum":
+            return per.sum()
+        if valid is None:
+            return per.sum() / (per.shape[0] if w is None else w.sum())
+        denominator = valid.to(per.dtype) if w is None else torch.where(valid, w, torch.zeros_like(w))
+        return per.sum() / denominator.sum()
 
     def _check_inputs(self, logits: torch.Tensor, target: torch.Tensor):
         name = self.info.name
