@@ -60,9 +60,14 @@ def softplus_and_sigmoid(u: torch.Tensor, out: torch.Tensor | None = None) -> tu
     ``u - log(q)`` (``1 - q`` is then at most 1/2 and only its absolute error matters).
     """
     q = torch.sigmoid(u, out=out)
-    r = torch.rsub(q, 1.0)
-    tail = log1p_(torch.minimum(q, r).neg_())  # log sigmoid(|u|) = -softplus(-|u|)
+    r, tail = _complement_and_tail(q)
     return u.clamp_min_(0.0).sub_(tail), q, r
+
+
+def _complement_and_tail(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 - q, log sigmoid(|u|))`` for ``q = sigmoid(u)``: ``log1p(-min(q, 1 - q))`` (= ``-softplus(-|u|)``)."""
+    r = torch.rsub(q, 1.0)
+    return r, log1p_(torch.minimum(q, r).neg_())
 
 
 def _power(x: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -89,8 +94,7 @@ def _index_softplus_and_sigmoid(z: torch.Tensor, idx: torch.Tensor,
     ``out``: where to write ``sigmoid(u)`` (the second result)."""
     u_y = z.gather(1, idx).neg_()
     q = torch.sigmoid(z, out=out).scatter_(1, idx, torch.sigmoid(u_y))
-    r = torch.rsub(q, 1.0)
-    tail = log1p_(torch.minimum(q, r).neg_())  # log sigmoid(|u|) = -softplus(-|u|)
+    r, tail = _complement_and_tail(q)
     b = torch.clamp_min(z, 0.0).scatter_(1, idx, u_y.clamp_min_(0.0)).sub_(tail)
     return b, q, r
 
