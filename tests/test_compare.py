@@ -52,6 +52,10 @@ def test_compare_writes_report_and_resumes(tmp_path):
     assert len(report["results"]) == 2 * 2  # settings x losses
     entry = report["results"][1]
     assert len(entry["metrics"]["accuracy"]["values"]) == 2
+    # the step and loss time ratios are measured paired with the baseline, on the runs' data and model
+    tm = entry["timing"]
+    assert tm["step_time_source"] == "paired" and tm["step_time_p20"] <= tm["step_time_vs_baseline"] <= tm["step_time_p80"]
+    assert tm["step_time_vs_baseline"] > 0 and tm["loss_time_vs_baseline"] > 0 and tm["train_time_vs_baseline"] > 0
     runs = sorted((tmp_path / "runs").iterdir())
     assert len(runs) == 8
     stamps = {p: (p / "report.yaml").stat().st_mtime_ns for p in runs}

@@ -10,7 +10,7 @@ import pytest
 
 from losscli import stats
 from losscli.report.compare import build_compare_report, render_compare_markdown
-from tests.compare_fixtures import entry, make_results
+from tests.compare_fixtures import all_sentences, entry, make_results
 
 
 def test_large_consistent_effect_is_adopted_with_three_seeds():
@@ -162,3 +162,28 @@ def test_a_difference_below_the_minimum_effect_never_reads_as_reaching_it(outcom
     sentence = verdict(e, "ce", None, "accuracy", False)["sentence"]
     assert f"{shown} [" in sentence and "1-point minimum effect" in sentence, sentence
     assert fmt_effect("accuracy", 0.012, 0.01) == "+1.2 points" and fmt_effect("nll", -0.0097, 0.0) == "-0.0097"
+
+
+def test_paired_step_costs_decide_the_cost_flag_and_an_untrusted_one_makes_no_call():
+    """The step ratio from the runs' own times (what `compare` had alone) moved 0.94x-1.47x between
+    compares on a busy CPU; a paired measurement replaces it, and one too noisy to trust flags nothing."""
+    results, config, env = make_results(seeds=(0, 1, 2))
+    step = {"ratio": 1.4, "ratio_p20": 1.35, "ratio_p80": 1.45, "trusted": True}
+    noisy = {"ratio": 1.6, "ratio_p20": 1.0, "ratio_p80": 2.4, "trusted": False}
+    costs = {"mnist1d": {"ce": {"step": None, "loss": {"ratio": 1.0}},
+                         "gce(q=0.7)": {"step": step, "loss": {"ratio": 3.5}},
+                         "focal(gamma=2.0)": {"step": noisy, "loss": None}}}
+    report = build_compare_report(results, config, env, costs=costs)
+    gce, focal = entry(report, "gce(q=0.7)", "none"), entry(report, "focal(gamma=2.0)", "none")
+    assert gce["timing"]["step_time_vs_baseline"] == 1.4 and gce["timing"]["step_time_source"] == "paired"
+    assert gce["timing"]["train_time_vs_baseline"] == pytest.approx(11.0 / 10.0)  # the runs' ratio stays beside
+    assert gce["timing"]["loss_time_vs_baseline"] == 3.5 and gce["timing"]["step_time_trusted"] is True
+    assert focal["timing"]["step_time_trusted"] is False
+    text = " ".join(all_sentences(report))
+    assert "1.40x step time, costly" in text and "1.60x step time (noisy measurement)" in text
+    assert "1.60x step time, costly" not in text
+    md = render_compare_markdown(report)
+    assert "1.60× (noisy)" in md and "timed in alternation with the baseline's" in md
+    plain = build_compare_report(results, config, env)  # no measurement: the runs' times, said so
+    assert entry(plain, "gce(q=0.7)", "none")["timing"]["step_time_source"] == "runs"
+    assert "training seconds per run divided by" in render_compare_markdown(plain)

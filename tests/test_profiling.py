@@ -45,9 +45,11 @@ def test_weighted_sums_are_profiled_as_written():
                          device="cpu", repeats=2, warmup=0, memory=False)
     assert [r["loss"] for r in rep["rows"]] == ["ce", "ce + 0.1*logz_penalty", "ce + 0.5*multi_similarity"]
     assert not rep["skipped"] and all(r["overhead_vs_ce"] > 0 for r in rep["rows"])
-    from losscli.profiling.step import loss_step_ms
+    from losscli.profiling.step import loss_step_costs
 
-    assert loss_step_ms("ce + 0.1*logz_penalty", 16, 5, torch.device("cpu"), repeats=2, warmup=0) > 0
+    costs = loss_step_costs(["ce", "ce + 0.1*logz_penalty"], "ce", 16, 5, torch.device("cpu"), repeats=2, warmup=0)
+    assert costs["ce"]["ratio"] == 1.0 and costs["ce + 0.1*logz_penalty"]["ms"] > 0
+    assert costs["ce + 0.1*logz_penalty"]["ratio"] > 0
     with pytest.raises(UsageError, match="unknown loss"):
         profile_losses(["ce + 0.1*logz_penalti"], batches=[4], classes=[3], device="cpu", repeats=1)
 
@@ -199,6 +201,7 @@ def test_ratio_summary_and_spread_warning():
 
 
 def test_measure_paired_interleaves_baseline_and_candidate():
+    from losscli.profiling import paired
     from losscli.profiling.paired import Timed, measure_paired
 
     order = []
@@ -210,9 +213,24 @@ def test_measure_paired_interleaves_baseline_and_candidate():
             return (x * 2).sum()
         return Timed(forward, lambda: setattr(x, "grad", None))
 
-    res = measure_paired(side("ce"), side("loss"), torch.device("cpu"), repeats=3, warmup=2)
-    assert order == ["ce", "loss"] * 5  # warm-up pairs, then timed pairs, alternating
-    assert res["ratio_p20"] <= res["ratio"] <= res["ratio_p80"] and res["baseline_ms"] > 0
+    res = measure_paired(side("ce"), side("loss"), torch.device("cpu"), repeats=3, warmup=2, round_ms=0)
+    # warm-up pairs, then timed rounds in the order a b b a a b (drift lands on both sides alike)
+    assert order == ["ce", "loss"] * 2 + ["ce", "loss", "loss", "ce", "ce", "loss"]
+    assert res["ratio_p20"] <= res["ratio"] <= res["ratio_p80"] and res["baseline_ms"] > 0 and res["passes"] == 1
+    order.clear()
+    res = measure_paired(side("ce"), side("loss"), torch.device("cpu"), repeats=2, warmup=0, round_ms=1e9)
+    k = paired.MAX_PASSES  # a pass far shorter than a round: rounds of many passes, capped
+    assert res["passes"] == k and order == ["ce", "loss"] + ["ce"] * k + ["loss"] * k + ["loss"] * k + ["ce"] * k
+
+
+def test_step_pairs_time_whole_rounds_of_steps():
+    from losscli.app.compare.step_cost import measure_step_pair
+
+    calls = []
+    res = measure_step_pair(lambda: calls.append("a"), lambda: calls.append("b"), torch.device("cpu"),
+                            repeats=4, warmup=1)
+    k = res["steps_per_round"]
+    assert res["rounds"] == 4 and k >= 1 and calls.count("a") == calls.count("b") == 2 + 4 * k
 
 
 def test_cli_profile_defaults_to_one_thread_and_warns_in_json(capsys, monkeypatch):

@@ -6,6 +6,7 @@ NaN stops the run cleanly.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,34 @@ def _built(spec: RunSpec, data_cache: dict | None, without_test: bool):
     with cpu_threads(spec.threads, device, model) as threads:
         env = environment(device, compiled=compiled, amp_dtype=amp, threads=threads)
         yield bundle, loss_fn, model, teacher, device, amp, compiled, env
+
+
+@contextlib.contextmanager
+def step_probe(spec: RunSpec, data_cache: dict | None = None):
+    """``spec``'s run built as for training (data, model, loss, optimizer, the loss's step plan) and
+    a ``step()`` that makes one optimizer step of it on the next batch of the first epoch: for
+    timing a loss's whole training step against another's (compare's step-time ratio). Neither the
+    run's directory nor its test split is touched; the schedule is left out (a constant per step)."""
+    with _built(spec, data_cache, without_test=True) as (bundle, loss_fn, model, teacher, device, amp, _, _):
+        ctx = RunContext(spec, model, loss_fn, DeviceData.from_bundle(bundle, device), bundle, None, device, amp,
+                         False, teacher)
+        cfg = spec.train
+        optimizer = build_optimizer(list(model.parameters()) + list(loss_fn.parameters()), cfg)
+        steps = make_steps(ctx)
+        forward = steps.module()
+        batches = steps.batches(seeded_generator(spec.seed, STREAM_ORDER))
+        model.train()
+        count = itertools.count()
+
+        def step() -> None:
+            loss = steps.loss(forward, batches[next(count) % len(batches)], 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+
+        yield step
 
 
 def _fit(ctx: RunContext) -> dict[str, Any]:

@@ -131,10 +131,11 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-class _Prepared:
+class Prepared:
     """A case's inputs and the callable to time (compiled when asked; ``compile_s`` = first pass)."""
 
     def __init__(self, case: ProfileCase, compiled: bool):
+        self.case = case
         self.logits, self.target, self.ctx = case.make_inputs()
         self.fn: Callable = case.loss
         self.compile_s = None
@@ -167,14 +168,14 @@ class _Prepared:
 
 def measure_case(case: ProfileCase, *, repeats: int, warmup: int, compiled: bool, measure_memory: bool = True,
                  trace_dir: str | None = None, baseline: Timed | None = None,
-                 prepared: _Prepared | None = None) -> dict[str, Any]:
+                 prepared: Prepared | None = None) -> dict[str, Any]:
     """Time (and measure) one built case; returns one report row.
 
     With a ``baseline``, the case is timed paired against it (``paired.measure_paired``) and the
     row has the ratio fields; without, it is timed alone and ``overhead_vs_ce`` is None.
     """
     device = case.device
-    prep = prepared or _Prepared(case, compiled)
+    prep = prepared or Prepared(case, compiled)
     row: dict[str, Any] = {
         "loss": case.spec, "n": case.n, "c": case.c, "dtype": dtype_name(case.dtype), "device": device.type,
         "compiled": bool(compiled),
@@ -185,7 +186,7 @@ def measure_case(case: ProfileCase, *, repeats: int, warmup: int, compiled: bool
         row.update({"ce_ms": timing["baseline_ms"], "overhead_vs_ce": timing["ratio"],
                     "overhead_p20": timing["ratio_p20"], "overhead_p80": timing["ratio_p80"],
                     "overhead_min": timing["ratio_min"], "ratio_spread": timing["ratio_spread"],
-                    "ratio_trusted": timing["trusted"]})
+                    "ratio_trusted": timing["trusted"], "passes": timing["passes"]})
     else:
         row.update(time_callable(prep.forward, prep.clear, device, repeats, warmup))
         row["overhead_vs_ce"] = None
@@ -279,7 +280,7 @@ def profile_losses(
     for dt in dts:
         for n in batches:
             for c in classes:
-                base: _Prepared | None = None
+                base: Prepared | None = None
                 base_row: dict | None = None
                 for spec, name, params in plan:
                     k += 1
@@ -290,7 +291,7 @@ def profile_losses(
                                            f"{capacity / 2**30:.3g} GiB")
                         case = make_case(spec, name, params, n, c, dt, dev, seed=seed)
                         if spec == BASELINE:
-                            base = _Prepared(case, compile)  # kept: every other loss is timed paired with it
+                            base = Prepared(case, compile)  # kept: every other loss is timed paired with it
                             row = measure_case(case, repeats=repeats, warmup=warmup, compiled=compile,
                                                measure_memory=memory, trace_dir=trace_dir, prepared=base)
                             base_row = row

@@ -86,7 +86,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
 
         try:
             report = write_compare_report(cfg, out_dir, specs, run_dirs, baseline, wall, labels=row_labels(cfg),
-                                          tuning=tuning["report"] if tuning else None)
+                                          tuning=tuning["report"] if tuning else None, data_cache=cache)
         except OSError as exc:
             pending = sum(rundir.run_status(d) == "pending" for d in run_dirs)
             why = errors[0] if errors else f"I/O error: {exc.strerror or exc}: {exc.filename or out_dir}"

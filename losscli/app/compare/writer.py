@@ -39,7 +39,7 @@ def collect_results(specs: list[RunSpec], run_dirs: list[Path], labels: list[str
 
 def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_dirs: list[Path], baseline: str,
                          wall: float, *, labels: list[str] | None = None,
-                         tuning: dict[str, Any] | None = None) -> dict[str, Any]:
+                         tuning: dict[str, Any] | None = None, data_cache: dict | None = None) -> dict[str, Any]:
     from losscli.atomic import atomic_write_text, write_yaml
     from losscli.device import autocast_dtype, resolve_device, should_compile
     from losscli.engine import rundir
@@ -68,7 +68,8 @@ def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_d
     if threads:
         env["threads"] = sorted(threads)[0] if len(threads) == 1 else sorted(threads)  # what the runs used
     env["compare_wall_seconds"] = round(wall, 2)
-    _add_loss_overheads(results, cfg, device)
+    costs = measure_costs(results, specs, cfg, baseline, device, env["threads"] if isinstance(env.get("threads"), int)
+                          else None, data_cache)
     metrics, table = list(DEFAULT_METRICS), list(TABLE_METRICS)
     if any(r.get("task") == "regression" for r in results):  # hl_gauss on float targets
         metrics, table = ["mse", "mae", "r2"], ["mse", "mae", "r2"]
@@ -77,7 +78,7 @@ def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_d
         table += ["balanced_accuracy", "few_shot_accuracy"]
     st = cfg.statistics
     report = build_compare_report(results, config, env, metrics=metrics, test=st.test, correction=st.correction,
-                                  alpha=st.alpha, min_effect=st.min_effect, tuning=tuning)
+                                  alpha=st.alpha, min_effect=st.min_effect, tuning=tuning, costs=costs)
     regression = report["primary_metric"] in ("mse", "mae", "r2")
     plots = write_compare_plots(report, results, out_dir, load_logits=None if regression else rundir.load_logits)
     write_yaml(out_dir / "report.yaml", report)
@@ -85,23 +86,39 @@ def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_d
     return report
 
 
-def _add_loss_overheads(results: list[dict], cfg: Config, device) -> None:
-    """Per-step loss kernel time (forward+backward) at the training shape, measured once per loss."""
-    from losscli.device import cpu_threads
-    from losscli.profiling.step import loss_step_ms
+def measure_costs(results: list[dict], specs: list[RunSpec], cfg: Config, baseline: str, device,
+                  threads: int | None, data_cache: dict | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per dataset and loss label: ``{"step": ..., "loss": ...}``, each loss's whole training step and its
+    loss kernel (forward+backward at the training batch shape) timed paired with the baseline's
+    (``step_cost.paired_step_costs``, ``profiling.step.loss_step_costs``); ``loss_ms_per_step`` goes into
+    each run's timing. Measured with the threads the runs used. Compiled runs keep their own training
+    times as the step ratio (a compiled step costs tens of seconds to build per loss)."""
+    import dataclasses
 
-    ok = [r for r in results if r.get("status") == "ok"]
-    if not ok:
-        return
-    num_classes = len((ok[0].get("metrics") or {}).get("per_class_test_accuracy") or []) or 10
-    cache: dict[str, float | None] = {}
-    # measured with the threads the runs used (one per run for small models on CPU)
-    with cpu_threads(cfg.threads or (1 if device.type == "cpu" else None), device):
-        for r in ok:
-            label = r["loss"]["label"]
-            if label not in cache:
-                try:
-                    cache[label] = loss_step_ms(label, cfg.train.batch_size, num_classes, device)
-                except Exception:  # noqa: BLE001 - timing is informative only; never fail the report for it
-                    cache[label] = None
-            r.setdefault("timing", {})["loss_ms_per_step"] = cache[label]
+    from losscli.app.compare.step_cost import paired_step_costs
+    from losscli.device import cpu_threads, should_compile
+    from losscli.profiling.step import loss_step_costs
+
+    by_dataset: dict[str, dict[str, tuple[dict, RunSpec]]] = {}
+    for r, spec in zip(results, specs):
+        if r.get("status") == "ok":
+            by_dataset.setdefault(spec.dataset.name, {}).setdefault(r["loss"]["label"], (r, spec))
+    costs: dict[str, dict[str, dict[str, Any]]] = {}
+    threads = threads or cfg.threads or (1 if device.type == "cpu" else None)
+    with cpu_threads(threads, device):
+        for dataset, firsts in by_dataset.items():
+            first = next(iter(firsts.values()))[0]
+            num_classes = len((first.get("metrics") or {}).get("per_class_test_accuracy") or []) or 10
+            try:
+                kernel = loss_step_costs(list(firsts), baseline, cfg.train.batch_size, num_classes, device)
+            except Exception:  # noqa: BLE001 - timing is informative only; never fail the report for it
+                kernel = {}
+            step = {} if should_compile(cfg.compile, device) else paired_step_costs(
+                {lab: dataclasses.replace(spec, threads=threads) for lab, (_, spec) in firsts.items()},
+                baseline, data_cache)
+            costs[dataset] = {lab: {"step": step.get(lab), "loss": kernel.get(lab)} for lab in firsts}
+    for r, spec in zip(results, specs):
+        if r.get("status") == "ok":
+            kernel = costs[spec.dataset.name][r["loss"]["label"]]["loss"]
+            r.setdefault("timing", {})["loss_ms_per_step"] = kernel["ms"] if kernel else None
+    return costs

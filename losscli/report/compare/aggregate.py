@@ -74,8 +74,10 @@ def _summary(own: dict, seeds: list, getter) -> dict[str, Any]:
 
 
 def build_entries(runs: list[dict], losses: list[str], setting: dict, baseline: str | None,
-                  metrics: Sequence[str], test: str, multi_dataset: bool) -> list[dict[str, Any]]:
-    """One entry per loss run in ``setting`` (raw tests; no correction yet)."""
+                  metrics: Sequence[str], test: str, multi_dataset: bool,
+                  costs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One entry per loss run in ``setting`` (raw tests; no correction yet). ``costs``: per loss label, the
+    paired cost measurements of the setting's dataset (``{"step": ..., "loss": ...}``, see ``_timing``)."""
     key = setting_key(setting)
     by_loss = {lab: sorted((r for r in runs if r["loss"] == lab and setting_key(r["setting"]) == key),
                            key=lambda r: seed_sort(r["seed"])) for lab in losses}
@@ -121,22 +123,39 @@ def build_entries(runs: list[dict], losses: list[str], setting: dict, baseline: 
                 summary["vs_baseline"] = t
             summary["rank"] = None
             entry["metrics"][m] = summary
-        timing = {k: stats.summarize([num(own[s]["timing"].get(k)) for s in seeds])
-                  for k in ("train_seconds", "samples_per_second", "loss_ms_per_step")}
-        entry["timing"] = {
-            **timing,
-            # the whole training step (forward, loss, backward, optimizer) vs the baseline: what the user pays
-            # (medians over seeds: runs share the CPU with other runs, and one slowed run moved a mean past the
-            # "costly" flag)
-            "step_time_vs_baseline": ratio(_median(timing["train_seconds"]["values"]), base_timing["train_seconds"]),
-            # the loss kernel alone (forward + backward at the training shape) vs the baseline's
-            "loss_time_vs_baseline": ratio(_median(timing["loss_ms_per_step"]["values"]), base_timing["loss_ms_per_step"]),
-        }
+        entry["timing"] = _timing(own, seeds, base_timing, (costs or {}).get(lab) or {})
         entries.append(entry)
     for m in metrics:
         for e, rk in zip(entries, stats.rank([e["metrics"][m]["mean"] for e in entries], higher_is_better(m))):
             e["metrics"][m]["rank"] = rk
     return entries
+
+
+def _timing(own: dict, seeds: list, base_timing: dict, cost: dict[str, Any]) -> dict[str, Any]:
+    """Timing summaries over seeds and the cost ratios to the baseline.
+
+    ``step_time_vs_baseline`` (the whole training step: forward, loss, backward, optimizer; what the user
+    pays) and ``loss_time_vs_baseline`` (the loss kernel alone at the training shape) come from paired,
+    interleaved measurements when the writer made them (``cost["step"]`` / ``cost["loss"]``: ratio, p20,
+    p80, trusted); ``step_time_source`` says which. Without one, the step ratio falls back to the runs'
+    own training times (``train_time_vs_baseline``, always reported: a ratio of medians over seeds, noisy
+    where runs share the CPU) and the loss ratio to the per-step times.
+    """
+    timing: dict[str, Any] = {k: stats.summarize([num(own[s]["timing"].get(k)) for s in seeds])
+                              for k in ("train_seconds", "samples_per_second", "loss_ms_per_step")}
+    wall = ratio(_median(timing["train_seconds"]["values"]), base_timing["train_seconds"])
+    step, loss = cost.get("step"), cost.get("loss")
+    timing["train_time_vs_baseline"] = wall
+    if step:
+        timing.update({"step_time_vs_baseline": step["ratio"], "step_time_p20": step["ratio_p20"],
+                       "step_time_p80": step["ratio_p80"], "step_time_trusted": step["trusted"],
+                       "step_time_source": "paired"})
+    else:
+        timing.update({"step_time_vs_baseline": wall, "step_time_p20": None, "step_time_p80": None,
+                       "step_time_trusted": None, "step_time_source": "runs" if wall is not None else None})
+    timing["loss_time_vs_baseline"] = loss["ratio"] if loss else \
+        ratio(_median(timing["loss_ms_per_step"]["values"]), base_timing["loss_ms_per_step"])
+    return timing
 
 
 def _median(values: list) -> float | None:

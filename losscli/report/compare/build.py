@@ -22,12 +22,14 @@ TABLE_METRICS = ("accuracy", "macro_f1", "nll", "ece")
 def build_compare_report(results: Sequence[dict[str, Any]], config: dict[str, Any] | None = None,
                          env: dict[str, Any] | None = None, metrics: Iterable[str] = DEFAULT_METRICS, *,
                          test: str = "t", correction: str = "holm", alpha: float = stats.ALPHA,
-                         min_effect: float = 1.0, tuning: dict[str, Any] | None = None) -> dict[str, Any]:
+                         min_effect: float = 1.0, tuning: dict[str, Any] | None = None,
+                         costs: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Results of every run (``status`` ok / failed / pending, ``loss``, ``seed``, ``setting``,
     ``metrics``, ``timing``, ``history``, optional per-example ``examples``) -> the report.
 
     ``test``/``correction``/``alpha``/``min_effect`` (points, for metrics shown in percent) decide
-    what is called significant; see :mod:`losscli.stats` and :mod:`.decide`.
+    what is called significant; see :mod:`losscli.stats` and :mod:`.decide`. ``costs``: per dataset name
+    and loss label, the paired step and loss-kernel cost measurements (``app/compare/writer.py``).
     """
     config, env, metrics = dict(config or {}), dict(env or {}), list(metrics)
     primary = PRIMARY_METRIC if PRIMARY_METRIC in metrics else (metrics[0] if metrics else PRIMARY_METRIC)
@@ -37,7 +39,8 @@ def build_compare_report(results: Sequence[dict[str, Any]], config: dict[str, An
     settings = order_settings(runs, config)
     multi_dataset = len({name_of(s.get("dataset")) for s in settings}) > 1
 
-    per_setting = [build_entries(runs, losses, s, baseline, metrics, test, multi_dataset) for s in settings]
+    per_setting = [build_entries(runs, losses, s, baseline, metrics, test, multi_dataset,
+                                 (costs or {}).get(name_of(s.get("dataset")))) for s in settings]
     entries = [e for group in per_setting for e in group]
     decide(entries, metrics, alpha=alpha, correction=correction, min_effect=min_effect)
     settings_out, verdicts = [], []

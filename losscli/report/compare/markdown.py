@@ -90,6 +90,8 @@ def _row(e: dict, report: dict, table_metrics: list[str], primary: str) -> list[
     tm = e.get("timing") or {}
     for key in ("step_time_vs_baseline", "loss_time_vs_baseline"):
         cells.append("1.00×" if e.get("is_baseline") else ("—" if tm.get(key) is None else f"{tm[key]:.2f}×"))
+    if tm.get("step_time_trusted") is False and not e.get("is_baseline"):
+        cells[-2] += " (noisy)"
     t = (e["metrics"].get(primary) or {}).get("vs_baseline")
     if e.get("is_baseline"):
         return cells + ["baseline", "", "", "", ""]
@@ -175,10 +177,22 @@ def notes(report: dict, ctx: dict) -> list[str]:
             "report, per metric; *significant* uses the adjusted p-value.",
             f"- **Probability of improvement**: {st.get('prob_improvement')}.",
             f"- **Seeds needed**: {st.get('seeds_needed')}.",
-            f"- **Step time vs {baseline}**: training seconds per run divided by the baseline's (same steps); with "
-            f"several runs in parallel it includes their contention. **Loss time**: the loss's forward+backward "
-            "alone at the training shape.", ""]
+            f"- **Step time vs {baseline}**: {_step_time_note(report)} **Loss time**: the loss's forward+backward "
+            f"alone at the training shape, timed the same way against {baseline}'s.", ""]
     return out
+
+
+def _step_time_note(report: dict[str, Any]) -> str:
+    sources = {(e.get("timing") or {}).get("step_time_source") for e in report.get("results", [])
+               if not e.get("is_baseline")} - {None}
+    paired = ("the whole training step (forward, loss, backward, optimizer) on the run's data and model, timed "
+              "in alternation with the baseline's after a warm-up (median of the per-round ratios; "
+              "\"noisy\" when the rounds' p20-p80 spread exceeds 25% of it).")
+    runs = ("training seconds per run divided by the baseline's (medians over seeds, same steps); with several "
+            "runs in parallel it includes their contention.")
+    if sources == {"runs"}:
+        return runs
+    return paired + (" Where that could not be measured: " + runs if "runs" in sources else "")
 
 
 SECTIONS: list[Section] = [setup, warnings, verdicts, results, tuning, plots, notes]

@@ -36,8 +36,12 @@ def _effect(metric: str, t: dict[str, Any]) -> str:
 
 def _flags(entry: dict[str, Any], baseline_entry: dict[str, Any] | None, primary: str) -> list[str]:
     out = []
-    ratio = (entry.get("timing") or {}).get("step_time_vs_baseline")
-    if ratio is not None:
+    timing = entry.get("timing") or {}
+    ratio = timing.get("step_time_vs_baseline")
+    if ratio is not None and timing.get("step_time_trusted") is False:
+        # the paired rounds disagreed too much (a busy machine): no cost call either way
+        out.append(f"{ratio:.2f}x step time (noisy measurement)")
+    elif ratio is not None:
         out.append(f"{ratio:.2f}x step time" + (", costly" if ratio >= COST_FLAG else ""))
     cal = entry["metrics"].get(CALIBRATION_METRIC, {})
     t = cal.get("vs_baseline") or {}
