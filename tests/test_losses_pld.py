@@ -146,24 +146,24 @@ def test_fast_paths_match_the_loop_in_values_and_gradients(dtype, spread):
     torch.testing.assert_close(got[1], ref[1], rtol=tol, atol=tol * float(ref[1].abs().max()))
 
 
-def test_prefix_choice_function_gradcheck_and_float32_agreement():
-    from losscli.losses.pld import _PrefixChoiceLoss
-
-    def prefix_choice(z, w, work):  # the node's loss output (the second output is its saved gradient)
-        return _PrefixChoiceLoss.apply(z, w, work, z.requires_grad)[0]
+def test_prefix_choice_gradient_is_autograds_and_float32_agrees():
+    """The closed-form value and gradient against autograd through logcumsumexp (float64), and the float32
+    arithmetic against the float64 one."""
+    from losscli.losses.pld import prefix_choice
 
     g = torch.Generator().manual_seed(5)
-    r = (torch.randn(6, 7, generator=g, dtype=torch.float64) * 4).requires_grad_(True)
+    r = torch.randn(6, 7, generator=g, dtype=torch.float64) * 4
     w = torch.softmax(torch.randn(6, 7, generator=g, dtype=torch.float64), dim=1)
-    assert torch.autograd.gradcheck(lambda z: prefix_choice(z, w, torch.float64), (r,))
-    r32 = r.detach().float().requires_grad_(True)
-    prefix_choice(r32, w.float(), torch.float32).sum().backward()
-    r.grad = None
-    ref = prefix_choice(r, w, torch.float64)
-    ref.sum().backward()
-    torch.testing.assert_close(prefix_choice(r32.detach(), w.float(), torch.float32).double(), ref.detach(),
-                               rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(r32.grad.double(), r.grad, rtol=1e-6, atol=1e-6)
+    leaf = r.clone().requires_grad_(True)
+    ref = (w * (torch.logcumsumexp(leaf, dim=1) - leaf)).sum(dim=1)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), leaf)
+    value, grad = prefix_choice(r, w, torch.float64, True)
+    torch.testing.assert_close(value, ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)
+    value32, grad32 = prefix_choice(r.float(), w.float(), torch.float32, True)
+    torch.testing.assert_close(value32.double(), value, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad32.double(), grad, rtol=1e-6, atol=1e-6)
+    assert prefix_choice(r, w, torch.float64, False)[1] is None
 
 
 def test_gradcheck_through_the_row_split():

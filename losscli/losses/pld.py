@@ -6,7 +6,8 @@ descending teacher logit; each position k costs the Plackett-Luce choice loss
 
 As in the paper's appendix listing, the work is done on the permutation reversed (the label
 last): the suffix log-sum-exps become prefix ones, ``log(cumsum(exp(s - max)))``, with the
-gradient computed in the same pass (``_PrefixChoiceLoss``). On CPU the permutation comes from a
+gradient computed in the same pass (``prefix_choice``), block of rows by block of rows
+(``pld_per_sample``). On CPU the permutation comes from a
 numpy sort of packed integer keys. Why: ``torch.logcumsumexp`` (forward and backward) and the
 stable ``torch.sort`` were about 85% of the loss's time on CPU (N=4096, C=1000: 55x
 cross-entropy, now about 9x).
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
-from losscli.losses.fused.transforms import can_inspect_values, keep_for_backward, needs_grad, rowwise_vmap, vmap_active
+from losscli.losses.fused.softmax_core import blocked
+from losscli.losses.fused.transforms import can_inspect_values
 from losscli.losses.eager import eager_under_compile
 
 # The prefix sums P_k = sum_{j<=k} exp(r_j - max r) are formed directly, so the smallest, exp(r_0 - max r),
@@ -75,76 +77,80 @@ def _packed_reversed_order(teacher: np.ndarray, target: np.ndarray) -> np.ndarra
     return np.subtract(c - 1, keys, out=keys)
 
 
-@rowwise_vmap(0, 1)
-class _PrefixChoiceLoss(torch.autograd.Function):
-    """``l = sum_k w_k (LSE(r_0..r_k) - r_k)`` per row ``[N]``, computed in ``work`` dtype, for rows whose
-    spread ``max r - r_0`` is within that dtype's bound (``_SPREAD_FLOAT32`` / ``_SPREAD_FLOAT64``).
+def prefix_choice(r: torch.Tensor, w: torch.Tensor, work: torch.dtype,
+                  need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``l = sum_k w_k (LSE(r_0..r_k) - r_k)`` per row ``[N]`` and ``dl/dr`` (or None), computed in ``work``
+    dtype, for rows whose spread ``max r - r_0`` is within that dtype's bound (``_SPREAD_FLOAT32`` /
+    ``_SPREAD_FLOAT64``). ``w`` (probabilities) is a fixed target.
 
     With ``P_k = sum_{j<=k} exp(r_j - m)`` (``m`` the row max), ``LSE_k - r_k = log P_k - (r_k - m)``,
     and the gradient is ``dl/dr_j = exp(r_j - m) sum_{k>=j} w_k / P_k - w_j``: a reversed cumulative
-    sum (summed from the end, not as a total minus a prefix, which could cancel). It is computed in
-    forward, so backward is one multiply. ``w`` (probabilities) is a fixed target: no gradient.
+    sum (summed from the end, not as a total minus a prefix, which could cancel).
     """
-
-    @staticmethod
-    def forward(r, w, work, need_grad):
-        dtype, r = r.dtype, r.to(work)
-        x = r - r.amax(dim=1, keepdim=True)
-        p = torch.exp(x)
-        prefix = torch.cumsum(p, dim=1)
-        w = w.to(work)
-        out = torch.log(prefix).sub_(x).mul_(w).sum(dim=1)
-        grad = None
-        if need_grad:
-            ratio = torch.div(w, prefix).flip(1)
-            grad = torch.cumsum(ratio, dim=1).flip(1).mul_(p).sub_(w).to(dtype)
-        return out.to(dtype), grad
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        keep_for_backward(ctx, output[1])
-        ctx.save_for_backward(output[1])
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g, _):
-        if g is None:  # grads are not materialised (keep_for_backward)
-            return None, None, None, None
-        (grad,) = ctx.saved_tensors
-        return grad * g.unsqueeze(-1), None, None, None
+    dtype, r = r.dtype, r.to(work)
+    x = r - r.amax(dim=1, keepdim=True)
+    p = torch.exp(x)
+    prefix = torch.cumsum(p, dim=1)
+    w = w.to(work)
+    out = torch.log(prefix).sub_(x).mul_(w).sum(dim=1)
+    grad = None
+    if need_grad:
+        ratio = torch.div(w, prefix).flip(1)
+        grad = torch.cumsum(ratio, dim=1).flip(1).mul_(p).sub_(w).to(dtype)
+    return out.to(dtype), grad
 
 
-def prefix_choice_losses(r: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``sum_k w_k (LSE(r_0..r_k) - r_k)`` per row ``[N]``; ``w`` (probabilities) is not differentiated.
+def _reference_choice(r: torch.Tensor, w: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``prefix_choice`` through ``logcumsumexp`` (any spread), the gradient by autograd: for the rare
+    rows spread beyond float64's bound."""
+    with torch.enable_grad():
+        r = r.detach().requires_grad_(need_grad)
+        out = (w * (torch.logcumsumexp(r, dim=1) - r)).sum(dim=1)
+        grad = torch.autograd.grad(out.sum(), r)[0] if need_grad else None
+    return out.detach(), grad
 
-    Float32 arithmetic where every row's spread allows it, else float64; rows spread beyond float64's
-    bound take the reference expression (``logcumsumexp``, autograd through it).
-    """
+
+def choice_losses(r: torch.Tensor, w: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``prefix_choice`` in float32 where every row's spread allows it, else float64; rows spread beyond
+    float64's bound take ``_reference_choice``."""
     if r.shape[1] == 0:
-        return r.sum(dim=1)
-    if vmap_active():  # no per-row dtype choice under vmap: the reference expression for every row
-        return (w.detach() * (torch.logcumsumexp(r, dim=1) - r)).sum(dim=1)
-    with torch.no_grad():
-        spread = r.amax(dim=1).float() - r[:, 0].float() if r.dtype != torch.float64 else r.amax(dim=1) - r[:, 0]
-        slow = spread > _SPREAD_FLOAT64
-        wide = r.dtype == torch.float64 or bool((spread > _SPREAD_FLOAT32).any())
+        return r.sum(dim=1), (torch.zeros_like(r) if need_grad else None)
+    spread = r.amax(dim=1).float() - r[:, 0].float() if r.dtype != torch.float64 else r.amax(dim=1) - r[:, 0]
+    slow = spread > _SPREAD_FLOAT64
+    wide = r.dtype == torch.float64 or bool((spread > _SPREAD_FLOAT32).any())
     work = torch.float64 if wide else torch.float32
     if not wide or not bool(slow.any()):
-        return _PrefixChoiceLoss.apply(r, w, work, needs_grad(r))[0]
+        return prefix_choice(r, w, work, need_grad)
     rows_slow, rows_fast = slow.nonzero().squeeze(1), (~slow).nonzero().squeeze(1)
-    w = w.detach()
-    out = r.new_zeros(r.shape[0])
-    out = out.index_put((rows_fast,), _PrefixChoiceLoss.apply(r[rows_fast], w[rows_fast], work, needs_grad(r))[0])
-    r_slow, w_slow = r[rows_slow], w[rows_slow]
-    return out.index_put((rows_slow,), (w_slow * (torch.logcumsumexp(r_slow, dim=1) - r_slow)).sum(dim=1))
+    out = r.new_empty(r.shape[0])
+    grad = torch.empty_like(r) if need_grad else None
+    for rows, (v, g) in ((rows_fast, prefix_choice(r[rows_fast], w[rows_fast], work, need_grad)),
+                         (rows_slow, _reference_choice(r[rows_slow], w[rows_slow], need_grad))):
+        out[rows] = v
+        if need_grad:
+            grad[rows] = g
+    return out, grad
+
+
+def _pld_block(z: torch.Tensor, h: torch.Tensor | None, teacher: torch.Tensor, target: torch.Tensor,
+               temperature: float) -> torch.Tensor:
+    """One row block of PLD (``softmax_core.blocked``): the order, the permuted student logits and teacher
+    weights and the gradient (scattered back to class order in ``h``) exist for this block only."""
+    order = reversed_teacher_order(teacher, target).to(z.device)
+    r = z.gather(1, order)
+    w = torch.softmax(teacher / temperature, dim=1).gather(1, order)  # tau touches the teacher only
+    out, grad = choice_losses(r, w, h is not None)
+    if h is not None:
+        h.scatter_(1, order, grad)  # a permutation: every entry of the row written once
+    return out
 
 
 @eager_under_compile  # a numpy sort and a data-dependent row split: runs eagerly under torch.compile
 def pld_per_sample(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    order = reversed_teacher_order(teacher, target)
-    r = student.gather(1, order)
-    w = torch.softmax(teacher / temperature, dim=1).gather(1, order)  # tau touches the teacher only
-    return prefix_choice_losses(r, w)
+    """``[N]`` PLD losses, one autograd node computed block by block (``softmax_core.blocked``). Why: over
+    the whole batch, the int64 order (twice the logits' bytes), the permuted logits, weights and their
+    temporaries and autograd's gather made the peak memory 2.5x cross-entropy's at N=4096, C=1000."""
+    return blocked(student, lambda zb, hb, tb, yb: _pld_block(zb, hb, tb, yb, temperature), teacher, target)
 
 
 @register_loss(

@@ -100,10 +100,16 @@ class _CosineGramLoss(torch.autograd.Function):
             grad_e.index_add_(0, grad.cols, values.unsqueeze(1) * e[grad.rows])
         else:
             # the dense part is read once when this backward frees the graph: overwrite it there
-            h = symmetrised(grad.dense, upstream, in_place=graph_is_freed_after_this_pass())
+            freed = graph_is_freed_after_this_pass()
+            h = symmetrised(grad.dense, upstream, in_place=freed)
             h.index_put_((grad.rows, grad.cols), values, accumulate=True)
             h.index_put_((grad.cols, grad.rows), values, accumulate=True)
             grad_e = h @ e
+            # let the [N, N] buffer go before the radial pass allocates its [N, D] product: it was a
+            # quarter of the node's peak memory (2.03x ce's at N=4096, D=1000; 1.8x without)
+            del h
+            if freed:
+                grad = ctx.grad = None
         # through e = x / max(||x||, eps): the radial part drops out, except where the norm was clamped
         radial = (e * grad_e).sum(dim=1, keepdim=True).mul_(unclamped)
         return grad_e.addcmul_(e, radial, value=-1.0).div_(denom), None, None
