@@ -187,3 +187,12 @@ def test_paired_step_costs_decide_the_cost_flag_and_an_untrusted_one_makes_no_ca
     plain = build_compare_report(results, config, env)  # no measurement: the runs' times, said so
     assert entry(plain, "gce(q=0.7)", "none")["timing"]["step_time_source"] == "runs"
     assert "training seconds per run divided by" in render_compare_markdown(plain)
+
+
+def test_costs_are_measured_only_where_the_runs_ran():
+    from losscli.app.compare.writer import ran_here
+
+    here = {"device_name": "Intel(R) Xeon(R) Processor"}
+    runs = [{"status": "ok", "env": {"device_name": "Intel(R) Xeon(R) Processor"}}, {"status": "failed", "env": {}}]
+    assert ran_here(runs, here) and ran_here([], here)
+    assert not ran_here(runs + [{"status": "ok", "env": {"device_name": "NVIDIA H200"}}], here)

@@ -69,7 +69,7 @@ def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_d
         env["threads"] = sorted(threads)[0] if len(threads) == 1 else sorted(threads)  # what the runs used
     env["compare_wall_seconds"] = round(wall, 2)
     costs = measure_costs(results, specs, cfg, baseline, device, env["threads"] if isinstance(env.get("threads"), int)
-                          else None, data_cache)
+                          else None, data_cache) if ran_here(results, env) else {}
     metrics, table = list(DEFAULT_METRICS), list(TABLE_METRICS)
     if any(r.get("task") == "regression" for r in results):  # hl_gauss on float targets
         metrics, table = ["mse", "mae", "r2"], ["mse", "mae", "r2"]
@@ -84,6 +84,14 @@ def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_d
     write_yaml(out_dir / "report.yaml", report)
     atomic_write_text(out_dir / "report.md", render_compare_markdown(report, plots, table_metrics=table))
     return report
+
+
+def ran_here(results: list[dict], env: dict[str, Any]) -> bool:
+    """Whether the finished runs ran on this machine's kind of device. Costs are measured after the runs, on
+    this machine: meaningless when they ran elsewhere (a Ray cluster's workers may have GPUs the driver
+    lacks); the report then keeps the runs' own times."""
+    run_devices = {(r.get("env") or {}).get("device_name") for r in results if r.get("status") == "ok"} - {None}
+    return run_devices <= {env.get("device_name")}
 
 
 def measure_costs(results: list[dict], specs: list[RunSpec], cfg: Config, baseline: str, device,
