@@ -29,6 +29,10 @@ def test_compare_trains_every_new_loss(tmp_path, capsys):
     assert set(runs) == {"ce", *NEW} and report["n_failed"] == 0
     for label, run in runs.items():
         assert run["status"] == "ok", (label, run.get("error"))
+    # each loss's training step (sets, heads, teachers, embeddings) is timed paired against ce's
+    steps = {e["loss"]["label"]: e["timing"] for e in report["results"]}
+    assert {lab: tm["step_time_source"] for lab, tm in steps.items()} == {lab: "paired" for lab in runs}
+    assert all(tm["step_time_vs_baseline"] > 0 for tm in steps.values())
     configs = {p.parent.name: yaml.safe_load(p.read_text()) for p in (out / "runs").glob("*/config.yaml")}
     teachers = {c["loss"]["name"]: c["teacher"] for c in configs.values()}
     assert teachers["pld"] == teachers["dhkd"] == str(teacher)  # the teacher goes to the distilling losses
