@@ -24,6 +24,8 @@ class SquareDiceTerm(SoftmaxTerm):
     the softmax of the other logits, ``q_k = p_k / (1 - p_max)``).
     """
 
+    p_into_template = True
+
     def __init__(self, alpha: float, smooth: float, floor: float):
         self.alpha, self.smooth, self.floor = alpha, smooth, floor
 
@@ -113,6 +115,8 @@ class ASLSingleTerm(SoftmaxTerm):
 
     def __init__(self, gamma_pos: float, gamma_neg: float, epsilon: float, floor: float):
         self.gp, self.gn, self.eps, self.floor = gamma_pos, gamma_neg, epsilon, floor
+        # gamma_neg = 0 with smoothing: -(eps/C) on every k != y, a dense const
+        self.p_into_template = not (epsilon != 0 and gamma_neg == 0)
 
     def apply(self, st, acc, w):
         c = st.c
