@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from losscli.losses.fused.powers import LOG2E as _LOG2E
 from losscli.losses.fused.powers import int_pow
 from losscli.losses.fused.softmax_block import SoftmaxBlock, SoftmaxTerm, _is_small_int, _row_grad
 
@@ -63,7 +62,9 @@ class SquareDiceTerm(SoftmaxTerm):
             if tiny is not None:
                 rows, top, log_rest, _ = tiny
                 log_om.index_copy_(0, rows, log_om[rows].scatter_(1, top, log_rest))
-            x = log_om.mul_(a * _LOG2E).exp2_().mul_(p)
+            # exp, not exp2 of a log2(e)-scaled argument: on an Intel Xeon torch's exp (MKL) is ~1.5x
+            # faster than its exp2 (SLEEF), one rounding fewer
+            x = log_om.mul_(a).exp_().mul_(p)
         # fresh [B, C] buffers are reused in place once their last reader is done (x, then r):
         # on a CPU a new tensor costs 2-3x a pass over one already in cache
         r = torch.mul(x, x).add_(s)
