@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from losscli.losses.fused.powers import LOG2E as _LOG2E
 from losscli.losses.fused.powers import int_pow
 from losscli.losses.fused.softmax_block import SoftmaxBlock, SoftmaxTerm, _is_small_int, _row_grad
 
@@ -23,6 +22,8 @@ class SquareDiceTerm(SoftmaxTerm):
     ``alpha c``, so it goes through ``GradAccumulator.add_top`` (and, in those tiny rows, through
     the softmax of the other logits, ``q_k = p_k / (1 - p_max)``).
     """
+
+    p_into_template = True
 
     def __init__(self, alpha: float, smooth: float, floor: float):
         self.alpha, self.smooth, self.floor = alpha, smooth, floor
@@ -61,7 +62,9 @@ class SquareDiceTerm(SoftmaxTerm):
             if tiny is not None:
                 rows, top, log_rest, _ = tiny
                 log_om.index_copy_(0, rows, log_om[rows].scatter_(1, top, log_rest))
-            x = log_om.mul_(a * _LOG2E).exp2_().mul_(p)
+            # exp, not exp2 of a log2(e)-scaled argument: on an Intel Xeon torch's exp (MKL) is ~1.5x
+            # faster than its exp2 (SLEEF), one rounding fewer
+            x = log_om.mul_(a).exp_().mul_(p)
         # fresh [B, C] buffers are reused in place once their last reader is done (x, then r):
         # on a CPU a new tensor costs 2-3x a pass over one already in cache
         r = torch.mul(x, x).add_(s)
@@ -113,6 +116,8 @@ class ASLSingleTerm(SoftmaxTerm):
 
     def __init__(self, gamma_pos: float, gamma_neg: float, epsilon: float, floor: float):
         self.gp, self.gn, self.eps, self.floor = gamma_pos, gamma_neg, epsilon, floor
+        # gamma_neg = 0 with smoothing: -(eps/C) on every k != y, a dense const
+        self.p_into_template = not (epsilon != 0 and gamma_neg == 0)
 
     def apply(self, st, acc, w):
         c = st.c

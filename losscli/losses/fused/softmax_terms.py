@@ -14,6 +14,8 @@ from losscli.losses.fused.softmax_block import SoftmaxTerm, _row_grad
 class CETerm(SoftmaxTerm):
     """``-log p_y``."""
 
+    p_into_template = True
+
     def apply(self, st, acc, w):
         if acc is not None:
             acc.cp = acc.cp + w
@@ -34,6 +36,8 @@ class NCETerm(SoftmaxTerm):
 
 class RCETerm(SoftmaxTerm):
     """``A * sum_{k != y} max(p_k, p_min)`` (APL's reverse CE with its clamps)."""
+
+    p_into_template = True
 
     def __init__(self, a: float, p_min: float):
         self.a, self.p_min = a, p_min
@@ -56,6 +60,7 @@ class NFLTerm(SoftmaxTerm):
 
     def __init__(self, gamma: float, floor: float):
         self.gamma, self.floor = gamma, floor
+        self.p_into_template = gamma != 0  # gamma = 0 is NCE, whose gradient has a dense const
 
     def apply(self, st, acc, w):
         g = self.gamma
@@ -93,6 +98,8 @@ class NFLTerm(SoftmaxTerm):
 
 class NGCETerm(SoftmaxTerm):
     """``(1 - p_y^q) / sum_k (1 - p_k^q)``, p clamped at ``exp(log_p_min)`` (APL)."""
+
+    p_into_template = True
 
     def __init__(self, q: float, log_p_min: float):
         self.q, self.log_p_min = q, log_p_min
