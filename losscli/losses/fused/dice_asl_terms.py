@@ -53,6 +53,8 @@ class SquareDiceTerm(SoftmaxTerm):
             x = p.clone()
         elif _is_small_int(a):
             x = int_pow(st.om, int(a)).mul_(p)
+            if acc is not None:  # the gradient divides by 1 - p_max: rows where it underflows go apart
+                tiny = self._tiny_rows(st)
         else:
             om = st.take_om()  # its last reader: log(1 - p) is written over it
             if acc is not None:
