@@ -84,6 +84,30 @@ def test_ldr_kl_underflowing_softplus_stays_exact():
     assert torch.isfinite(z.grad).all() and z.grad[0].abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", ["ldr_kl", "aldr_kl"])
+def test_gradient_at_a_dominant_softplus_is_exact_in_float32(name):
+    """One logit far above the rest (its softplus > 7/8 of the row's sum): the dominant entry's gradient is a
+    small difference of two nearly equal terms, which float32 lost (1.5% of it for linspace(-110, 0)); it is
+    computed from the differences now. Float32 against float64 within float32 rounding of the row, and the
+    float64 gradient against plain autograd."""
+    z = torch.stack([torch.linspace(b, top, 10, dtype=torch.float64) for b, top in
+                     [(-110.0, 0.0), (-90.0, 5.0), (-60.0, -3.0), (-20.0, 0.0)]] + [torch.randn(10, dtype=torch.float64)])
+    y = torch.tensor([5, 9, 0, 2, 3])
+    index = torch.arange(5)
+    grads = {}
+    for dtype in (torch.float64, torch.float32):
+        zz = z.to(dtype).requires_grad_(True)
+        fn = build_loss(name, reduction="none")
+        v = fn(zz, y, **({"index": index} if name == "aldr_kl" else {}))
+        grads[dtype] = torch.autograd.grad(v.sum(), zz)[0].double()
+    err = (grads[torch.float32] - grads[torch.float64]).abs().amax(1) / grads[torch.float64].abs().amax(1)
+    assert err.max() < 3e-6, err
+    if name == "ldr_kl":
+        zr = z.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(ldr_autograd_ref(zr, y, 0.1, 10.0).sum(), zr)
+        torch.testing.assert_close(grads[torch.float64], ref, rtol=1e-9, atol=1e-15)
+
+
 def test_ldr_kl_bounds():
     z, y = _random(n=64, c=4, seed=2, scale=50.0)
     fn = build_loss("ldr_kl", reduction="none")
