@@ -112,10 +112,13 @@ def _dominant_entries(s, g, sig, s_sum, top):
     of that gradient entry. It equals ``sum_j s_j (g_m - g_j) / S`` (the ``j = m`` term is 0), computed
     here from the differences, on those rows only. ``sig`` holds ``sigmoid(z)``; None when no row dominates.
     """
-    dominant = (s_sum - top) < s_sum * 0.125  # (the subtraction only decides which rows)
-    if s.device.type == "cpu" and not bool(dominant.any()):
-        return None
-    rows = dominant.squeeze(1).nonzero().squeeze(1)
+    if s.device.type == "cpu":
+        dominant = (s_sum - top) < s_sum * 0.125  # (the subtraction only decides which rows)
+        if not bool(dominant.any()):
+            return None
+        rows = dominant.squeeze(1).nonzero().squeeze(1)
+    else:  # no host sync to choose rows: every row (the identity holds for any row and its largest entry)
+        rows = torch.arange(s.shape[0], device=s.device)
     s_r, g_r = s[rows], g[rows]
     m = torch.eq(s_r, top[rows]).to(s.dtype).argmax(dim=1, keepdim=True)  # the one entry above S / 2
     diff = torch.sub(g_r.gather(1, m), g_r).mul_(s_r).sum(dim=1, keepdim=True)
