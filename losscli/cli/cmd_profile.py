@@ -58,7 +58,7 @@ def _ints(text: str, what: str) -> list[int]:
     from losscli.errors import UsageError
 
     out = []
-    for item in parse_csv(text):
+    for item in parse_csv(text, what):
         raw = item.lower().replace("_", "")
         mult = 1000 if raw.endswith("k") else 1
         try:
@@ -109,7 +109,7 @@ def profile_command(
     from losscli.errors import RunFailedError, UsageError
 
     say = (lambda msg: None) if quiet else log
-    loss_list = parse_csv(losses) if losses is not None else None
+    loss_list = parse_csv(losses, "--losses") if losses is not None else None
     if loss_list is not None and not loss_list:
         raise UsageError("--losses is empty: give a comma list of losses (e.g. ce,focal), or leave it out for all")
     from losscli.profiling import check_options
@@ -154,7 +154,7 @@ def profile_command(
 
     batches = _ints(batch, "--batch")
     class_list = _ints(classes, "--classes")
-    dtypes = [parse_dtype(d) for d in parse_csv(dtype)]
+    dtypes = [parse_dtype(d) for d in parse_csv(dtype, "--dtype")]
     dev = resolve_device(device)
 
     if linear_dim is not None:
