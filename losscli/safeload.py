@@ -22,8 +22,9 @@ _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("codecs", "encode"),  # how Python 2 pickles (CIFAR's) store byte strings
     ("builtins", "bytearray"),
+    # protocol 5 pickles an array's bytes in-band as a bytearray, rebuilt by _frombuffer(buf, dtype, shape, order)
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -33,6 +34,8 @@ class _DataOnlyUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD 
         self.path = path
 
     def find_class(self, module: str, name: str):
+        if name == "encode" and module in ("codecs", "_codecs"):  # bytes in a protocol 0-2 pickle
+            return _latin1_encode
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise UsageError(f"{self.path} contains a pickled {module}.{name} object; losscli reads only arrays, "
@@ -50,6 +53,14 @@ class _DataOnlyUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD 
 
     dispatch = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.BUILD[0]] = load_build
+
+
+def _latin1_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    """``codecs.encode`` as picklers use it for bytes (``encode(text, 'latin1')``); any other codec
+    (a damaged name: "unknown encoding: lathn1" escaped as LookupError) is not data."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise ValueError("bytes pickled with an unexpected codec")
+    return text.encode("latin1")
 
 
 def _check_dtype_state(inst: Any, state: Any) -> None:

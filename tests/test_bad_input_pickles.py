@@ -90,9 +90,10 @@ def test_damaged_dtype_flags_are_refused_before_numpy_applies_them(flags, tmp_pa
 
 
 def test_object_and_text_arrays_still_read(tmp_path):
+    """Protocol 2 (bytes as _codecs.encode) and 5 (arrays as _frombuffer) were refused as "code"."""
     data = {"o": np.array([1, "a", None], dtype=object), "u": np.array(["ab", "c"]), "s": np.array([b"x", b"yz"]),
             "f": np.float32(2.5), "b": np.array([True, False])}
-    for protocol in (4,):
+    for protocol in (2, 4, 5):  # bytes at protocol 2 are _codecs.encode; arrays at 5 are _frombuffer
         path = tmp_path / f"p{protocol}"
         path.write_bytes(pickle.dumps(data, protocol=protocol))
         back = load_numpy_pickle(path)
@@ -142,6 +143,17 @@ def test_a_dtype_numpy_cannot_rebuild_safely_is_refused_in_a_child_process(old, 
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "is not a readable data pickle (ValueError)" in done.stdout, done
     assert done.stderr == ""
+
+
+def test_bytes_under_another_codec_are_not_data(tmp_path):
+    """A protocol-2 pickle stores bytes as _codecs.encode(text, 'latin1'); a damaged codec name escaped
+    as LookupError ("unknown encoding: lathn1"), and no other codec is data."""
+    data = pickle.dumps({"b": b"xyz"}, protocol=2)
+    for codec in (b"lathn1", b"rot_13"):
+        path = tmp_path / "batch"
+        path.write_bytes(data.replace(b"X\x06\x00\x00\x00latin1", b"X\x06\x00\x00\x00" + codec))
+        with pytest.raises(UsageError, match=r"is not a readable data pickle \(ValueError\)"):
+            load_numpy_pickle(path)
 
 
 def test_structured_dtypes_are_not_data(tmp_path):
@@ -201,7 +213,7 @@ def test_a_damaged_cifar_batch_is_one_line_exit_2(tmp_path, capsys):
     d = tmp_path / "data" / "cifar-10-batches-py"
     d.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        (d / name).write_bytes(pickle.dumps(_batch(), protocol=4))
+        (d / name).write_bytes(pickle.dumps(_batch(), protocol=2))
     (d / "data_batch_3").write_bytes(IMPOSSIBLE_BYTEARRAY)
     _dirty_heap()
     one_line_exit_2(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
