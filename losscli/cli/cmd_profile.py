@@ -73,6 +73,17 @@ def _ints(text: str, what: str) -> list[int]:
     return out
 
 
+def _once(values: list, what: str, text: str | None, name=str) -> list:
+    """``values`` when each is listed once: ``--classes 4,4`` (or ``1000,1k``) measured and reported
+    the same configuration twice, as ``--losses ce,ce`` is refused for."""
+    from losscli.errors import UsageError
+
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise UsageError(f"{what} {text!r} lists {name(twice)} twice; list each once")
+    return values
+
+
 @app.command("profile")
 def profile_command(
     losses: Optional[str] = typer.Option(None, "--losses", "-l", autocompletion=names.complete_losses, help="Comma list of losses or specs (focal(gamma=3)); default: all registered."),
@@ -152,9 +163,9 @@ def profile_command(
     from losscli.device import resolve_device
     from losscli.profiling.harness import SCHEMA, dtype_name, parse_dtype, profile_losses
 
-    batches = _ints(batch, "--batch")
-    class_list = _ints(classes, "--classes")
-    dtypes = [parse_dtype(d) for d in parse_csv(dtype, "--dtype")]
+    batches = _once(_ints(batch, "--batch"), "--batch", batch)
+    class_list = _once(_ints(classes, "--classes"), "--classes", classes)
+    dtypes = _once([parse_dtype(d) for d in parse_csv(dtype, "--dtype")], "--dtype", dtype, dtype_name)
     dev = resolve_device(device)
 
     if linear_dim is not None:

@@ -45,7 +45,7 @@ from torch import nn
 from losscli.errors import UsageError
 from losscli.losses.base import Loss, LossInputError
 from losscli.losses.meta import CONTEXT_KEYS, LossInfo, Param, Reference
-from losscli.plugins import describe_exception
+from losscli.plugins import PLUGIN_ERRORS, describe_exception
 
 PLUGIN_FAMILY = "plugin"
 #: keyword arguments the wrapper handles itself: never hyperparameters of a plugin
@@ -175,7 +175,7 @@ class ModuleLoss(Loss):
             inner = self.make(**build)
         except UsageError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the plugin's constructor refused its arguments: one line
+        except PLUGIN_ERRORS as exc:  # noqa: BLE001 - the plugin's constructor refused its arguments: one line
             raise UsageError(f"{self.info.name}: building it failed: {describe_exception(exc)}") from exc
         if not callable(inner):
             raise UsageError(f"{self.info.name}: the factory returned a {type(inner).__name__}, not a loss module")
