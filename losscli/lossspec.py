@@ -191,6 +191,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value):
         text = repr(value)
         return text[:-2] if text.endswith(".0") else text
+    if value is None:  # YAML's spelling: "None" would read back as the text 'None'
+        return "null"
     return str(value)
 
 

@@ -79,6 +79,11 @@ class RequiredMargin(nn.Module):
         return F.cross_entropy(shifted, target, reduction="none")
 
 
+def required_nullable(x: "float | None", reduction: str = "mean"):
+    """A factory whose required argument may be None."""
+    return nn.CrossEntropyLoss(reduction=reduction)
+
+
 def required_typed(k: int, tag: str, scale: float = 1.0):
     """A factory whose required arguments are typed by annotation."""
     return nn.CrossEntropyLoss()

@@ -51,6 +51,14 @@ def test_the_label_always_shows_a_required_argument_and_round_trips():
     assert resolve_loss(f"ce + 0.5*{MARGIN}(margin=1)").label == f"ce + 0.5*{MARGIN}(margin=1)"
 
 
+def test_a_required_argument_that_may_be_none_round_trips():
+    spec = resolve_loss(f"{FX}:required_nullable(x=null)")
+    assert spec.params == {"x": None} and spec.label == f"{FX}:required_nullable(x=null)"
+    assert resolve_loss(spec.label) == spec and resolve_loss(spec.resolved()) == spec  # "x=None" read back as text
+    with pytest.raises(UsageError, match="parameter 'x' has no default"):
+        resolve_loss(f"{FX}:required_nullable")
+
+
 def test_annotations_type_required_arguments():
     info = LOSSES.get(f"{FX}:required_typed").info
     assert {p.name: (p.kind, p.required) for p in info.params} == {
