@@ -45,8 +45,31 @@ def _split(text: str, sep: str, is_separator=None) -> list[str]:
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside parentheses and brackets; empty parts are dropped."""
+    """Split on ``sep`` outside parentheses and brackets; empty parts are dropped (a spec's
+    parameters; comma list options use :func:`split_list`, which refuses them)."""
     return [p.strip() for p in _split(text, sep) if p.strip()]
+
+
+class EmptyItemError(UsageError):
+    """An empty item in a comma list (:func:`split_list`): the error to show even where another
+    reading of the value is tried next (a config key that is a count or a list)."""
+
+
+def split_list(text: str, what: str, *, brackets: bool = True) -> list[str]:
+    """The items of a comma list option (``--losses ce,focal(gamma=2,alpha=[1,2])``), stripped; split
+    outside brackets unless ``brackets`` is False (column names). An empty or blank item (``ce,,gce``,
+    a leading or trailing comma) is an error naming ``what`` and the item's position: dropping it
+    silently hid a typo or a value lost to an unset shell variable. A list with no item at all
+    (``''``, ``,,``) is ``[]``: the caller says that the option is empty."""
+    raw = [p.strip() for p in (_split(text, ",") if brackets else text.split(","))]
+    if not any(raw):
+        return []
+    for i, item in enumerate(raw, 1):
+        if not item:
+            hint = " (a leading comma)" if i == 1 else " (a trailing comma)" if i == len(raw) else ""
+            raise EmptyItemError(f"{what}: item {i} of {_short(text)!r} is empty{hint}; remove the extra comma or "
+                             "write the missing item")
+    return raw
 
 
 def parse_value(text: str) -> Any:
@@ -168,6 +191,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value):
         text = repr(value)
         return text[:-2] if text.endswith(".0") else text
+    if value is None:  # YAML's spelling: "None" would read back as the text 'None'
+        return "null"
     return str(value)
 
 

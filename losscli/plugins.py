@@ -48,7 +48,7 @@ def import_object(path: str, what: str) -> Any:
             raise UsageError(f"{what} {path!r}: no module named {missing!r} (install it, or run from the directory "
                              "that holds it: the losscli command also searches the current directory)") from exc
         raise UsageError(f"{what} {path!r}: importing {module_name} failed: {describe_exception(exc)}") from exc
-    except Exception as exc:  # noqa: BLE001 - any error raised by the plugin's own code is one line
+    except PLUGIN_ERRORS as exc:  # noqa: BLE001 - any error raised by the plugin's own code is one line
         raise UsageError(f"{what} {path!r}: importing {module_name} failed: {describe_exception(exc)}") from exc
     try:
         return getattr(module, attr)
@@ -83,13 +83,22 @@ def load_entry_point(ep: Any, what: str) -> Any:
     """Import the object an entry point names; one UsageError line naming it when that fails."""
     try:
         return ep.load()
-    except Exception as exc:  # noqa: BLE001 - a broken plugin is one line, never a traceback
+    except PLUGIN_ERRORS as exc:  # noqa: BLE001 - a broken plugin is one line, never a traceback
         raise UsageError(f"{what} plugin {entry_point_origin(ep)} failed to load: {describe_exception(exc)}") from exc
 
 
+#: what plugin code may raise that is the plugin's failure, one line like any other: SystemExit too
+#: (a module that calls sys.exit() or argparse at import ended losscli silently, with its exit code)
+PLUGIN_ERRORS = (Exception, SystemExit)
+
+
 def describe_exception(exc: BaseException) -> str:
-    """``TypeName: first line of the message`` (with file and line for syntax errors)."""
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno})"
-    lines = str(exc).strip().splitlines()
+    """``TypeName: first line of the message`` (with file and line for syntax errors); the type alone
+    when the message cannot be had (an exception whose ``__str__`` raises)."""
+    try:
+        if isinstance(exc, SyntaxError) and exc.filename:
+            return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno})"
+        lines = str(exc).strip().splitlines()
+    except Exception:  # noqa: BLE001 - the plugin's exception cannot even describe itself
+        lines = []
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -67,9 +67,39 @@ class WithInfo(Loss):
         return self.scale * (1.0 - torch.softmax(logits, -1).gather(1, target[:, None]).squeeze(1))
 
 
+class RequiredMargin(nn.Module):
+    """Per-sample CE with the margin subtracted from the true logit; ``margin`` has no default."""
+
+    def __init__(self, margin, reduction: str = "mean"):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, logits, target):
+        shifted = logits - self.margin * F.one_hot(target, logits.shape[1]).to(logits.dtype)
+        return F.cross_entropy(shifted, target, reduction="none")
+
+
+def required_nullable(x: "float | None", reduction: str = "mean"):
+    """A factory whose required argument may be None."""
+    return nn.CrossEntropyLoss(reduction=reduction)
+
+
+def required_typed(k: int, tag: str, scale: float = 1.0):
+    """A factory whose required arguments are typed by annotation."""
+    return nn.CrossEntropyLoss()
+
+
 # --------------------------------------------------------------------------- malformed plugins
 class NeedsArgument(nn.Module):
     def __init__(self, k):
+        super().__init__()
+
+    def forward(self, logits, target):
+        return logits.sum()
+
+
+class PositionalOnly(nn.Module):
+    def __init__(self, k=1.0, /):
         super().__init__()
 
     def forward(self, logits, target):

@@ -100,7 +100,7 @@ def test_the_help_lists_every_check():
     (["check-loss", "ce", "--classes", "1"], "2 to 1000 classes"),
     (["check-loss", "ce(weight=[1,2])"], "remove weight"),
     (["check-loss", "no_such_module_xyz:Loss"], "no module named 'no_such_module_xyz'"),
-    (["check-loss", f"{FX}:NeedsArgument"], "needs a default"),
+    (["check-loss", f"{FX}:NeedsArgument"], "parameter 'k' has no default"),
 ])
 def test_check_loss_bad_input_is_one_line_exit_2(args, needle, capsys):
     code, _, err = _invoke(args, capsys)

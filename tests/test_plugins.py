@@ -128,7 +128,9 @@ def test_plugins_inside_composites():
 @pytest.mark.parametrize("name, message", [
     ("no_such_module_xyz:Loss", "no module named 'no_such_module_xyz'"),
     (f"{FX}:Missing", f"module '{FX}' has no attribute 'Missing'"),
-    (f"{FX}:NeedsArgument", "constructor argument 'k' needs a default"),
+    (f"{FX}:NeedsArgument", "parameter 'k' has no default (the plugin's constructor requires a value); give it in "
+                            f"the spec, as in '{FX}:NeedsArgument(k=VALUE)'"),
+    (f"{FX}:PositionalOnly", "constructor argument 'k' is positional-only"),
     (f"{FX}:NoMetadata", "subclasses losscli.losses.Loss but has no metadata"),
     (f"{FX}:WrongForward", "forward argument 'temperature' is not one losscli passes"),
     (f"{FX}:ClashingArgument", "'eval' clashes with an attribute"),

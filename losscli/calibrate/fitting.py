@@ -21,6 +21,7 @@ import torch
 
 from losscli.calibrate.base import CALIBRATORS, Calibrator, check_logits
 from losscli.errors import UsageError
+from losscli.lossspec import split_list
 from losscli.metrics.functional import DEFINITIONS, check_labels, compute_metrics
 
 SCHEMA = "losscli/calibration/v1"
@@ -33,7 +34,7 @@ def resolve_methods(methods: str | Iterable[str] | None) -> list[str]:
     if methods is None:
         return list(DEFAULT_METHODS)
     if isinstance(methods, str):
-        methods = [m for m in (p.strip() for p in methods.split(",")) if m]
+        methods = split_list(methods, "--methods", brackets=False)
     out: list[str] = []
     for m in methods:
         name = CALIBRATORS.canonical(m)

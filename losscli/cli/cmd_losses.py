@@ -25,6 +25,7 @@ def losses_command(
 
     from losscli.errors import UsageError
     from losscli.losses import LOSSES, resolve_loss
+    from losscli.losses.resolve import parse_spec
     from losscli.losses.base import FAMILIES
     from losscli.losses.plugin import PLUGIN_FAMILY
     from losscli.lossspec import split_composite
@@ -41,9 +42,13 @@ def losses_command(
             emit(calibrator, fmt, text="\n".join([head, ""] + [f"{k}: {v}" for k, v in list(calibrator.items())[2:]]))
             return
         else:  # a spec with parameters ('focal(gamma=3)') is shown with them: it said "unknown loss"
-            spec = resolve_loss(name)  # one line for an unknown loss or a bad parameter
-            data = spec.info().to_dict()
-            data["params"] = {**data["params"], **spec.params}
+            bare, given = parse_spec(name)
+            if given:
+                spec = resolve_loss(name)  # one line for an unknown loss or a bad parameter
+                data = spec.info().to_dict()
+                data["params"] = {**data["params"], **spec.params}
+            else:  # a plugin's required parameters are shown as such, not refused as missing
+                data = LOSSES.get(bare).info.to_dict()
             data["linear_loss"] = _linear_support(data["name"])
         if fmt in (Format.table, Format.md):
             emit(data, fmt, text=_describe(data, md=fmt == Format.md))

@@ -58,7 +58,7 @@ def _ints(text: str, what: str) -> list[int]:
     from losscli.errors import UsageError
 
     out = []
-    for item in parse_csv(text):
+    for item in parse_csv(text, what):
         raw = item.lower().replace("_", "")
         mult = 1000 if raw.endswith("k") else 1
         try:
@@ -71,6 +71,17 @@ def _ints(text: str, what: str) -> list[int]:
     if not out:
         raise UsageError(f"{what} needs at least one value")
     return out
+
+
+def _once(values: list, what: str, text: str | None, name=str) -> list:
+    """``values`` when each is listed once: ``--classes 4,4`` (or ``1000,1k``) measured and reported
+    the same configuration twice, as ``--losses ce,ce`` is refused for."""
+    from losscli.errors import UsageError
+
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise UsageError(f"{what} {text!r} lists {name(twice)} twice; list each once")
+    return values
 
 
 @app.command("profile")
@@ -109,7 +120,7 @@ def profile_command(
     from losscli.errors import RunFailedError, UsageError
 
     say = (lambda msg: None) if quiet else log
-    loss_list = parse_csv(losses) if losses is not None else None
+    loss_list = parse_csv(losses, "--losses") if losses is not None else None
     if loss_list is not None and not loss_list:
         raise UsageError("--losses is empty: give a comma list of losses (e.g. ce,focal), or leave it out for all")
     from losscli.profiling import check_options
@@ -152,9 +163,9 @@ def profile_command(
     from losscli.device import resolve_device
     from losscli.profiling.harness import SCHEMA, dtype_name, parse_dtype, profile_losses
 
-    batches = _ints(batch, "--batch")
-    class_list = _ints(classes, "--classes")
-    dtypes = [parse_dtype(d) for d in parse_csv(dtype)]
+    batches = _once(_ints(batch, "--batch"), "--batch", batch)
+    class_list = _once(_ints(classes, "--classes"), "--classes", classes)
+    dtypes = _once([parse_dtype(d) for d in parse_csv(dtype, "--dtype")], "--dtype", dtype, dtype_name)
     dev = resolve_device(device)
 
     if linear_dim is not None:

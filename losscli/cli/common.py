@@ -25,11 +25,12 @@ def quiet_libraries(quiet: bool) -> None:
         sys.modules["datasets"].disable_progress_bars()
 
 
-def parse_csv(text: str | None) -> list[str]:
-    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (respecting brackets, for loss specs)."""
-    from losscli.lossspec import split_top_level
+def parse_csv(text: str | None, what: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` (respecting brackets, for loss specs); an empty item
+    (``a,,c``, a leading or trailing comma) is an error naming the option ``what`` and the position."""
+    from losscli.lossspec import split_list
 
-    return split_top_level(text) if text else []
+    return split_list(text, what) if text else []
 
 
 def check_out(out: str | None) -> None:

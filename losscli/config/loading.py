@@ -16,9 +16,9 @@ import typing
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from losscli.config.schema import Config
+from losscli.config.schema import Config, list_key
 from losscli.errors import UsageError
-from losscli.lossspec import parse_assignments, parse_value, split_top_level
+from losscli.lossspec import EmptyItemError, parse_assignments, parse_value, split_list
 from losscli.serialize import load_yaml
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -166,6 +166,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         for arg in options:
             try:
                 return _coerce(arg, value, key)
+            except EmptyItemError:  # a list it is, with an item missing: say which
+                raise
             except UsageError:
                 continue
         names = " or ".join(getattr(a, "__name__", str(a)) for a in options)
@@ -196,7 +198,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return value
     if tp is list or origin is list:
         if isinstance(value, str):
-            return split_top_level(value)
+            return split_list(value, list_key(key))
         if not isinstance(value, list):
             raise UsageError(f"config key {key!r} must be a list, got {value!r}")
         return value

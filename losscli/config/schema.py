@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from losscli.errors import UsageError
-from losscli.lossspec import split_top_level
+from losscli.lossspec import split_list
 
 
 @dataclass
@@ -116,15 +116,18 @@ class Config:
         if not self.seeds:
             raise UsageError("config key 'seeds' is an empty list; give a count (--seeds 6) or at least one seed")
         _check_seed_count(len(self.seeds))
-        bad = [s for s in self.seeds if isinstance(s, bool) or not isinstance(s, int)]
+        # --set seeds=0,1 is a comma list of texts: its integers are seeds, as in --set seeds=[0,1]
+        seeds = [int(s) if isinstance(s, str) and s.strip().isascii() and s.strip().isdigit() else s
+                 for s in self.seeds]
+        bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
         if bad:
             raise UsageError(f"config key 'seeds' must hold integers, got {bad[0]!r}")
-        for s in self.seeds:
+        for s in seeds:
             check_seed(s, "config key 'seeds': each seed")
-        dupes = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        dupes = sorted({s for s in seeds if seeds.count(s) > 1})
         if dupes:
             raise UsageError(f"config key 'seeds' lists seed {dupes[0]} twice; each seed once")
-        return list(self.seeds)
+        return seeds
 
     def noise_settings(self) -> list:
         """The label-noise settings as typed ``NoiseSpec`` values (``none`` included), each once."""
@@ -194,9 +197,18 @@ def _check_seed_count(n: int) -> None:
                          "per loss and setting, and the paired tests decide with tens)")
 
 
+#: config keys that hold comma lists and have a flag of the same name (--losses, --noise, ...)
+LIST_FLAGS = ("losses", "noise", "imbalance")
+
+
+def list_key(key: str) -> str:
+    """How an error names a comma list config key: ``config key 'losses' (--losses)``."""
+    return f"config key {key!r}" + (f" (--{key})" if key in LIST_FLAGS else "")
+
+
 def _as_list(value: Any, key: str) -> list:
     if isinstance(value, str):
-        items = split_top_level(value)
+        items = split_list(value, list_key(key))
         if not items:
             raise UsageError(f"config key {key!r} is empty ({value!r}); write none for no {key}")
         return items

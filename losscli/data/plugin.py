@@ -22,7 +22,7 @@ import numpy as np
 
 from losscli.data.bundle import DataBundle, is_regression_target, make_bundle
 from losscli.errors import UsageError
-from losscli.plugins import describe_exception
+from losscli.plugins import PLUGIN_ERRORS, describe_exception
 
 #: arguments that receive the run's settings, not options
 SOURCE_ARGS = ("data_dir", "download", "val_fraction", "split_seed")
@@ -54,7 +54,7 @@ def adapt_dataset(name: str, obj: Any, origin: str) -> tuple[Callable[..., DataB
             result = obj(**{k: run[k] for k in wanted}, **(options or {}))
         except UsageError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the plugin's own error, as one line
+        except PLUGIN_ERRORS as exc:  # noqa: BLE001 - the plugin's own error, as one line
             raise UsageError(f"dataset {name}: loading it failed: {describe_exception(exc)}") from exc
         if isinstance(result, DataBundle):
             return result

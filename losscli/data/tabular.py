@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from losscli.errors import UsageError
+from losscli.lossspec import split_list
 
 #: label columns found without ``label_column``, in this order (matched case-insensitively)
 LABEL_COLUMNS = ("label", "labels", "target", "class", "fine_label", "y", "category")
@@ -36,7 +37,7 @@ def parse_feature_option(value: Any, where: str) -> list[str] | None:
     """``"a, b,c*"`` or ``["a", "b"]`` -> a list of names/patterns; None -> None (automatic)."""
     if value is None:
         return None
-    items = value.split(",") if isinstance(value, str) else value
+    items = split_list(value, f"{where}: feature_columns", brackets=False) if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
         raise UsageError(f"{where}: feature_columns must be column names (a comma list), got {value!r}")
     items = [i.strip() for i in items if i.strip()]

@@ -55,6 +55,8 @@ class Param:
     # (losscli.app.tuning.search_space); False = not a tuning knob (numerical guards, data facts);
     # (low, high) or (low, high, "log") = this interval; a list = these values
     search: Any = None
+    # no default: the spec must give a value (a plugin constructor's argument without a default)
+    required: bool = False
 
     def describe_range(self) -> str:
         if self.choices is not None:
@@ -70,7 +72,7 @@ class Param:
         """Coerce ``value`` to this parameter's type and check its range."""
         where = f"{loss_name}: parameter {self.name!r}"
         if value is None:
-            if self.nullable or self.default is None:
+            if self.nullable or (self.default is None and not self.required):
                 return None
             raise UsageError(f"{where} cannot be None")
         try:
@@ -184,7 +186,8 @@ class LossInfo:
             "aliases": list(self.aliases),
             "family": self.family,
             "params": {p.name: p.default for p in self.params},
-            "param_ranges": {p.name: p.describe_range() for p in self.params},
+            "param_ranges": {p.name: f"required, a {p.kind.replace('_', ' ')}" if p.required else p.describe_range()
+                             for p in self.params},
             "param_docs": {p.name: p.doc for p in self.params},
             "formula": self.formula,
             "properties": {
@@ -250,4 +253,13 @@ def validate_params(info: LossInfo, params: dict[str, Any]) -> dict[str, Any]:
             f"{info.name}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
             f"valid parameters: {valid}"
         )
+    missing = [p for p in info.params if p.required and p.name not in params]
+    if missing:
+        from losscli.lossspec import format_loss_spec
+
+        example = format_loss_spec(info.name, {**params, **{p.name: "VALUE" for p in missing}})
+        names = ", ".join(repr(p.name) for p in missing)
+        which = f"parameters {names} have" if len(missing) > 1 else f"parameter {names} has"
+        raise UsageError(f"{info.name}: {which} no default (the plugin's constructor requires a value); give "
+                         f"{'them' if len(missing) > 1 else 'it'} in the spec, as in {example!r}")
     return {name: p.validate(params.get(name, p.default), info.name) for name, p in known.items()}

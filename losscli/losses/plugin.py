@@ -16,7 +16,9 @@ A plain module (or factory) is wrapped in :class:`ModuleLoss`, which gives it th
 (input validation, the float32 upcast of low-precision logits, reductions, ``ignore_index``) and
 derived metadata: family ``plugin``, no paper, no claimed properties, and as hyperparameters the
 constructor's keyword arguments with their defaults (types from the defaults; values are checked
-for type only). Reduction follows the constructor:
+for type only). An argument without a default is a required hyperparameter: the spec must give it
+(``pkg.mod:Loss(margin=0.5)``; type from its annotation, a number when it has none), and the
+canonical label always shows it. Reduction follows the constructor:
 
 * it takes ``reduction`` (torch's convention): built with ``reduction="none"``, it must return one
   loss per row ``[N]``; the wrapper then gives reductions mean / sum / none, per-class ``weight``
@@ -43,7 +45,7 @@ from torch import nn
 from losscli.errors import UsageError
 from losscli.losses.base import Loss, LossInputError
 from losscli.losses.meta import CONTEXT_KEYS, LossInfo, Param, Reference
-from losscli.plugins import describe_exception
+from losscli.plugins import PLUGIN_ERRORS, describe_exception
 
 PLUGIN_FAMILY = "plugin"
 #: keyword arguments the wrapper handles itself: never hyperparameters of a plugin
@@ -90,9 +92,9 @@ def _module_loss_class(name: str, obj: Any, origin: str) -> type:
             takes.add(p.name)
             counts_required |= p.name == "class_counts" and p.default is p.empty
             continue
-        if p.default is p.empty or p.kind == p.POSITIONAL_ONLY:
-            raise UsageError(f"loss {origin}: constructor argument {p.name!r} needs a default (losscli builds the "
-                             "loss from keyword arguments; a plugin loss is an nn.Module subclass or a factory)")
+        if p.kind == p.POSITIONAL_ONLY:
+            raise UsageError(f"loss {origin}: constructor argument {p.name!r} is positional-only; losscli builds the "
+                             "loss from keyword arguments (remove the '/' from its signature)")
         if p.name in _RESERVED or p.name in dir(ModuleLoss):
             raise UsageError(f"loss {origin}: constructor argument {p.name!r} clashes with an attribute of the loss "
                              "module; rename it")
@@ -117,8 +119,15 @@ def _module_loss_class(name: str, obj: Any, origin: str) -> type:
 
 def _param(p: inspect.Parameter) -> Param | None:
     """A hyperparameter for constructor argument ``p`` (type from its default); None when its default
-    is not a number, text, bool or list of numbers (losscli cannot set it: the default is used)."""
+    is not a number, text, bool or list of numbers (losscli cannot set it: the default is used).
+    Without a default it is required: the spec must give it (type from the annotation, else a number)."""
     default = p.default
+    if default is p.empty:
+        text = str(p.annotation) if p.annotation is not p.empty else ""
+        kind = next((k for t, k in (("list", "float_list"), ("tuple", "float_list"),
+                                    ("Sequence", "float_list"), ("bool", "bool"), ("int", "int"), ("str", "str")) if t in text), "float")
+        return Param(p.name, None, doc="plugin argument (required)", kind=kind, search=False, required=True,
+                     nullable="None" in text or "Optional" in text)
     if isinstance(default, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                   for v in default):
         return Param(p.name, [float(v) for v in default], doc="plugin argument", kind="float_list", search=False)
@@ -166,7 +175,7 @@ class ModuleLoss(Loss):
             inner = self.make(**build)
         except UsageError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the plugin's constructor refused its arguments: one line
+        except PLUGIN_ERRORS as exc:  # noqa: BLE001 - the plugin's constructor refused its arguments: one line
             raise UsageError(f"{self.info.name}: building it failed: {describe_exception(exc)}") from exc
         if not callable(inner):
             raise UsageError(f"{self.info.name}: the factory returned a {type(inner).__name__}, not a loss module")

@@ -2,8 +2,8 @@
 
 ``focal``, ``focal(gamma=2)`` and ``FOCAL(gamma=2.0)`` are one configuration: the same
 :class:`LossSpec` (full validated parameters, defaults included) with the label ``focal``
-(the name plus the parameters that differ from the defaults). ``compare`` hashes and dedupes
-runs by this, so equal configurations are never trained twice.
+(the name plus the parameters that differ from the defaults, and those without a default).
+``compare`` hashes and dedupes runs by this, so equal configurations are never trained twice.
 
 A composite loss (a weighted sum, :mod:`losscli.losses.composite`) is a LossSpec with ``parts``:
 ``(weight, part spec)`` in the order given, each part canonical, weights as floats, so
@@ -47,7 +47,8 @@ class LossSpec:
         else:  # the canonical label: name + the parameters that differ from the defaults
             from losscli.losses.meta import LOSSES
 
-            defaults = LOSSES.get(self.name).info.defaults()
+            info = LOSSES.get(self.name).info
+            defaults = {p.name: _MISSING if p.required else p.default for p in info.params}
             shown = {k: v for k, v in self.params.items() if not _same(v, defaults.get(k, _MISSING))}
             label = format_loss_spec(self.name, {**shown, **self.options})
         object.__setattr__(self, "label", label)

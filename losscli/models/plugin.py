@@ -21,7 +21,7 @@ from typing import Any, Callable
 from torch import nn
 
 from losscli.errors import UsageError
-from losscli.plugins import describe_exception
+from losscli.plugins import PLUGIN_ERRORS, describe_exception
 
 #: every data kind a model can be asked for (``losscli.models.base.AUTO``'s keys)
 ALL_KINDS = ("sequence1d", "vector", "image", "tokens")
@@ -52,7 +52,7 @@ def adapt_model(name: str, obj: Any, origin: str) -> tuple[Callable[..., nn.Modu
                 else obj(num_classes, input_shape, **opts)
         except UsageError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the plugin's own error, as one line
+        except PLUGIN_ERRORS as exc:  # noqa: BLE001 - the plugin's own error, as one line
             raise UsageError(f"model {name}: building it failed: {describe_exception(exc)}") from exc
         if not isinstance(model, nn.Module):
             raise UsageError(f"model {name} returned a {type(model).__name__}, not a torch.nn.Module")
