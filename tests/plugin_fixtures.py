@@ -79,13 +79,22 @@ class RequiredMargin(nn.Module):
         return F.cross_entropy(shifted, target, reduction="none")
 
 
-def required_nullable(x: "float | None", reduction: str = "mean"):
-    """A factory whose required argument may be None."""
-    return nn.CrossEntropyLoss(reduction=reduction)
+class RequiredNullable(nn.CrossEntropyLoss):
+    """A loss module whose required argument may be None."""
+
+    def __init__(self, x: "float | None", reduction: str = "mean"):
+        super().__init__(reduction=reduction)
 
 
-def required_typed(k: int, tag: str, scale: float = 1.0):
-    """A factory whose required arguments are typed by annotation."""
+class RequiredTyped(nn.CrossEntropyLoss):
+    """A loss module whose required arguments are typed by annotation."""
+
+    def __init__(self, k: int, tag: str, scale: float = 1.0):
+        super().__init__()
+
+
+def factory_with_required(margin: float):
+    """A factory function with a required argument: refused (a factory can be any function)."""
     return nn.CrossEntropyLoss()
 
 

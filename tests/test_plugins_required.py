@@ -52,22 +52,31 @@ def test_the_label_always_shows_a_required_argument_and_round_trips():
 
 
 def test_a_required_argument_that_may_be_none_round_trips():
-    spec = resolve_loss(f"{FX}:required_nullable(x=null)")
-    assert spec.params == {"x": None} and spec.label == f"{FX}:required_nullable(x=null)"
+    spec = resolve_loss(f"{FX}:RequiredNullable(x=null)")
+    assert spec.params == {"x": None} and spec.label == f"{FX}:RequiredNullable(x=null)"
     assert resolve_loss(spec.label) == spec and resolve_loss(spec.resolved()) == spec  # "x=None" read back as text
     with pytest.raises(UsageError, match="parameter 'x' has no default"):
-        resolve_loss(f"{FX}:required_nullable")
+        resolve_loss(f"{FX}:RequiredNullable")
 
 
 def test_annotations_type_required_arguments():
-    info = LOSSES.get(f"{FX}:required_typed").info
+    info = LOSSES.get(f"{FX}:RequiredTyped").info
     assert {p.name: (p.kind, p.required) for p in info.params} == {
         "k": ("int", True), "tag": ("str", True), "scale": ("float", False)}
     with pytest.raises(UsageError, match="parameter 'k' must be a int"):
-        resolve_loss(f"{FX}:required_typed(k=1.5,tag=a)")
+        resolve_loss(f"{FX}:RequiredTyped(k=1.5,tag=a)")
     with pytest.raises(UsageError, match="parameters 'k', 'tag' have no default"):
-        resolve_loss(f"{FX}:required_typed(scale=2)")
-    assert resolve_loss(f"{FX}:required_typed(k=2,tag=a)").label == f"{FX}:required_typed(k=2,tag=a)"
+        resolve_loss(f"{FX}:RequiredTyped(scale=2)")
+    assert resolve_loss(f"{FX}:RequiredTyped(k=2,tag=a)").label == f"{FX}:RequiredTyped(k=2,tag=a)"
+
+
+@pytest.mark.parametrize("spec", [f"{FX}:factory_with_required(margin=1)", "os:system(command=true)"])
+def test_a_factory_function_with_a_required_argument_is_refused(spec):
+    """A factory can be any function: a spec's values (a shared preset, a config.yaml) must not reach one,
+    or `os:system(command=...)` would run a shell. Only an nn.Module subclass may require arguments."""
+    with pytest.raises(UsageError) as err:
+        resolve_loss(spec)
+    assert "has no default; a factory function takes only arguments with defaults" in str(err.value)
 
 
 @pytest.mark.parametrize("spec, needle", [

@@ -16,9 +16,10 @@ A plain module (or factory) is wrapped in :class:`ModuleLoss`, which gives it th
 (input validation, the float32 upcast of low-precision logits, reductions, ``ignore_index``) and
 derived metadata: family ``plugin``, no paper, no claimed properties, and as hyperparameters the
 constructor's keyword arguments with their defaults (types from the defaults; values are checked
-for type only). An argument without a default is a required hyperparameter: the spec must give it
-(``pkg.mod:Loss(margin=0.5)``; type from its annotation, a number when it has none), and the
-canonical label always shows it. Reduction follows the constructor:
+for type only). An nn.Module subclass's argument without a default is a required hyperparameter:
+the spec must give it (``pkg.mod:Loss(margin=0.5)``; type from its annotation, a number when it has
+none), and the canonical label always shows it. A factory function's arguments need defaults: it
+can be any function, and a spec's values must not reach one (``os:system(command=...)``). Reduction follows the constructor:
 
 * it takes ``reduction`` (torch's convention): built with ``reduction="none"``, it must return one
   loss per row ``[N]``; the wrapper then gives reductions mean / sum / none, per-class ``weight``
@@ -95,6 +96,12 @@ def _module_loss_class(name: str, obj: Any, origin: str) -> type:
         if p.kind == p.POSITIONAL_ONLY:
             raise UsageError(f"loss {origin}: constructor argument {p.name!r} is positional-only; losscli builds the "
                              "loss from keyword arguments (remove the '/' from its signature)")
+        if p.default is p.empty and not inspect.isclass(obj):
+            # a factory can be any function: values from a spec (a shared preset, a config.yaml) must not reach
+            # one, or `os:system(command=...)` would run a shell; an nn.Module subclass may require arguments
+            raise UsageError(f"loss {origin}: factory argument {p.name!r} has no default; a factory function takes "
+                             "only arguments with defaults (give it one), while an nn.Module subclass may require "
+                             "arguments that the spec gives")
         if p.name in _RESERVED or p.name in dir(ModuleLoss):
             raise UsageError(f"loss {origin}: constructor argument {p.name!r} clashes with an attribute of the loss "
                              "module; rename it")
