@@ -18,13 +18,23 @@ import math
 
 import torch
 
-from losscli.losses.fused.softmax_core import blocked, first_argmax, log_normaliser, saturated_target, target_log_prob
+from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, log_normaliser,
+                                               saturated_target, target_log_prob)
 
 
 def _softmax_ce(x: torch.Tensor, idx: torch.Tensor):
     """``(p, ce)``: ``p = softmax(x)``, ``ce = -log p_y`` ``[B, 1]``."""
     p = torch.softmax(x, dim=1)
     return p, target_log_prob(x, p, idx)[0].neg_()
+
+
+def _ce_into(z: torch.Tensor, idx: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+    """``-log p_y`` ``[B, 1]``, with ``p = softmax(z)`` written into the gradient template ``h`` when there
+    is one (no fresh ``[B, C]`` tensor; the caller adds its own terms to it in place)."""
+    if h is None:
+        return _softmax_ce(z, idx)[1]
+    p = torch.softmax(z, dim=1, out=h)
+    return target_log_prob(z, p, idx)[0].neg_()
 
 
 def _mbls_block(z, idx, h, margin, lam):
@@ -38,11 +48,11 @@ def _mbls_block(z, idx, h, margin, lam):
     top = zmax - margin
     neg_gap = torch.clamp(z, max=top).sub_(top)  # min(z - (max - margin), 0) = -[max - z - margin]_+
     penalty = neg_gap.sum(dim=1, keepdim=True).neg_()
-    p, ce = _softmax_ce(z, idx)
+    ce = _ce_into(z, idx, h)
     if h is not None:
         active = neg_gap.sign_()  # -1 where the hinge is active, 0 elsewhere
         neg_count = active.sum(dim=1, keepdim=True)
-        torch.add(p, active, alpha=k, out=h)
+        h.add_(active, alpha=k)
         h.scatter_add_(1, first_argmax(z, zmax), neg_count * -k)
         h.scatter_add_(1, idx, torch.full_like(ce, -1.0))
     return (ce + k * penalty).squeeze(1)
@@ -60,17 +70,19 @@ def _acls_block(z, idx, h, lam_pos, lam_neg, alpha, margin):
     """
     c = z.shape[1]
     zmax = z.amax(dim=1, keepdim=True)
-    buf = torch.sub(z, zmax)
-    n_max = buf.sign_().sum(dim=1, keepdim=True).add_(c)  # z - max <= 0: sign -1 except at the maxima
+    if h is not None:  # the equality pass that finds the argmax column counts the maxima too
+        col, n_max = argmax_and_count(z, zmax)
+    else:
+        n_max = torch.eq(z, zmax).sum(dim=1, keepdim=True, dtype=z.dtype)
     top = zmax - margin
-    neg_gap = torch.clamp(z, max=top, out=buf).sub_(top)  # -[max - z - m]_+, 0 at the maxima (m >= 0)
+    neg_gap = torch.clamp(z, max=top).sub_(top)  # -[max - z - m]_+, 0 at the maxima (m >= 0)
     neg = torch.linalg.vector_norm(neg_gap, dim=1, keepdim=True).square_()
     pos_gap = (zmax - margin).clamp_min_(0.0)
     reg = lam_pos * pos_gap.square() * n_max + (lam_neg / (c - 1)) * neg
-    p, ce = _softmax_ce(z, idx)
+    ce = _ce_into(z, idx, h)
     if h is not None:
-        torch.add(p, neg_gap, alpha=2.0 * alpha * lam_neg / (c - 1), out=h)
-        h.scatter_add_(1, first_argmax(z, zmax), (2.0 * alpha * lam_pos) * pos_gap * n_max)
+        h.add_(neg_gap, alpha=2.0 * alpha * lam_neg / (c - 1))
+        h.scatter_add_(1, col, (2.0 * alpha * lam_pos) * pos_gap * n_max)
         h.scatter_add_(1, idx, torch.full_like(ce, -1.0))
     return (ce + alpha * reg).squeeze(1)
 
@@ -310,11 +322,7 @@ def sparse_soft_ce(z: torch.Tensor, build, *row_inputs: torch.Tensor) -> torch.T
 
 def ce_block(z, idx, h):
     """Plain cross-entropy as a ``blocked`` kernel: ``-log p_y``, gradient ``p - e_y``."""
-    if h is None:
-        return _softmax_ce(z, idx)[1].squeeze(1)
-    # the softmax straight into the gradient template (no [B, C] tensor and copy; target_log_prob
-    # leaves p as it found it)
-    p = torch.softmax(z, dim=1, out=h)
-    ce = target_log_prob(z, p, idx)[0].neg_()
-    h.scatter_add_(1, idx, torch.full_like(ce, -1.0))
+    ce = _ce_into(z, idx, h)  # (target_log_prob leaves p as it found it)
+    if h is not None:
+        h.scatter_add_(1, idx, torch.full_like(ce, -1.0))
     return ce.squeeze(1)

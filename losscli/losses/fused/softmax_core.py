@@ -342,13 +342,21 @@ def first_argmax(z: torch.Tensor, zmax: torch.Tensor) -> torch.Tensor:
     """
     if z.device.type != "cpu":
         return z.max(dim=1, keepdim=True).indices
+    return argmax_and_count(z, zmax)[0]
+
+
+def argmax_and_count(z: torch.Tensor, zmax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first_argmax, number of maxima)`` ``[N, 1]`` (the count in ``z``'s dtype): the equality pass
+    that finds the column also counts the tied maxima, for losses that need both."""
     n, c = z.shape
     eq = torch.eq(z, zmax, out=torch.empty_like(z))  # 1.0 at the maxima
     count = eq.sum(dim=1, keepdim=True)
+    if z.device.type != "cpu":
+        return z.max(dim=1, keepdim=True).indices, count
     pos = torch.mv(eq, torch.arange(c, dtype=z.dtype, device=z.device)).unsqueeze(1)
     idx = pos.round_().clamp_(0, c - 1).long()
     tied = count != 1
     if not bool(tied.any()):
-        return idx
+        return idx, count
     rows = tied.squeeze(1).nonzero().squeeze(1)
-    return idx.index_copy_(0, rows, z[rows].max(dim=1, keepdim=True).indices)
+    return idx.index_copy_(0, rows, z[rows].max(dim=1, keepdim=True).indices), count
