@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
-from losscli.losses.fused.powers import focal_factor
-from losscli.losses.fused.powers import LOG2E as _LOG2E
+from losscli.losses.fused.powers import LOG2E, focal_factor
 from losscli.losses.fused.softmax_block import SoftmaxTerm, _row_grad
 
 
@@ -96,6 +96,13 @@ class NFLTerm(SoftmaxTerm):
         return w * f_y / total
 
 
+@functools.lru_cache(maxsize=64)
+def _clamped_power(log_p_min: float, q: float, dtype: torch.dtype) -> float:
+    """``exp(q log_p_min)`` as a CPU tensor of ``dtype`` rounds it through clamp, mul and exp, plus 2 ulps."""
+    value = torch.full((1,), log_p_min, dtype=dtype).mul_(q).exp_().item()
+    return value * (1.0 + 2 * torch.finfo(dtype).eps)
+
+
 class NGCETerm(SoftmaxTerm):
     """``(1 - p_y^q) / sum_k (1 - p_k^q)``, p clamped at ``exp(log_p_min)`` (APL)."""
 
@@ -104,15 +111,32 @@ class NGCETerm(SoftmaxTerm):
     def __init__(self, q: float, log_p_min: float):
         self.q, self.log_p_min = q, log_p_min
 
+    def _powers(self, lp: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(em, sum em, denom)``: ``em = p^q`` above the clamp, 0 below (there ``p^q`` is the constant
+        ``p_min^q``, gradient 0); ``denom = sum_k (1 - max(p_k, p_min)^q)``."""
+        q = self.q
+        em = torch.threshold_(lp, self.log_p_min, -math.inf).mul_(q * LOG2E).exp2_()
+        c0 = math.exp(q * self.log_p_min)
+        em_sum = em.sum(dim=1, keepdim=True)
+        # sum_k max(p_k, p_min)^q = sum em + c0 * #(clamped) = sum em + c0 C - sum min(em, c0)
+        return em, em_sum, c - (em_sum + (c * c0 - torch.clamp_max(em, c0).sum(dim=1, keepdim=True)))
+
+    def _powers_cpu(self, lp: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``_powers`` through ``exp``: on x86 torch's (MKL's) exp is ~1.5x faster than exp2 of a
+        log2(e)-scaled argument, but ~200x slower on -inf or an underflowing result, so the argument is
+        clamped (not sent to -inf), the clamped powers summed as they are, then set to 0 (0.89-0.92x the
+        exp2 path's time in a paired A/B; gradients as close to float64)."""
+        em = torch.clamp_min_(lp, self.log_p_min).mul_(self.q).exp_()
+        denom = c - em.sum(dim=1, keepdim=True)
+        # every clamped entry is p_min^q as these ops round it, computed alike (a bound from math.exp
+        # could miss it by ulps and leave clamped entries a gradient); up to 2 ulps above counts as
+        # clamped (the kink)
+        torch.threshold_(em, _clamped_power(self.log_p_min, self.q, em.dtype), 0.0)
+        return em, em.sum(dim=1, keepdim=True), denom
+
     def apply(self, st, acc, w):
         q = self.q
-        # p^q for p above the clamp, 0 below (there p^q is the constant p_min^q, gradient 0)
-        em = torch.threshold_(st.lp_raw_owned(), self.log_p_min, -math.inf).mul_(q * _LOG2E).exp2_()
-        c0 = math.exp(q * self.log_p_min)
-        # sum_k max(p_k, p_min)^q = sum em + c0 * #(clamped) = sum em + c0 C - sum min(em, c0)
-        clamped_part = st.c * c0 - torch.clamp_max(em, c0).sum(dim=1, keepdim=True)
-        em_sum = em.sum(dim=1, keepdim=True)
-        denom = st.c - (em_sum + clamped_part)
+        em, em_sum, denom = (self._powers_cpu if st.z.device.type == "cpu" else self._powers)(st.lp_raw_owned(), st.c)
         a = -torch.expm1(q * st.lp_y.clamp_min(self.log_p_min))  # 1 - p_y^q
         if acc is not None:
             em_y = st.y(em)
