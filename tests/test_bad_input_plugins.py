@@ -22,6 +22,11 @@ PLUGINS = {
                     "class Loss(nn.Module):\n    def __init__(self):\n        super().__init__()\n        raise E()\n"),
     "unprintable_on_import": ("class E(Exception):\n    def __str__(self):\n        raise RuntimeError('no')\n"
                               "raise E()\n"),
+    # passes the probe batch, then exits during training
+    "exits_in_forward": ("import sys\nimport torch.nn.functional as F\nfrom torch import nn\nclass Loss(nn.Module):\n"
+                         "    calls = 0\n    def forward(self, logits, target):\n        Loss.calls += 1\n"
+                         "        if Loss.calls > 2:\n            sys.exit(3)\n"
+                         "        return F.cross_entropy(logits, target)\n"),
 }
 
 
@@ -63,3 +68,13 @@ def test_duplicates_and_odd_characters_in_list_options(args, needle, capsys, tmp
     monkeypatch.chdir(tmp_path)
     one_line_exit_2(args, capsys, needle=needle)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_plugin_that_exits_in_forward_mid_run_is_a_failed_run(plugins, capsys):
+    """It ended `train` silently with the plugin's exit code (3) after the probe batch had passed."""
+    from tests.cli_helpers import invoke
+
+    code, out, err = invoke(["train", "--loss", "exits_in_forward:Loss", *SYN, "--epochs", "2"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert "exits_in_forward:Loss called sys.exit(3) in its forward" in lines[0]

@@ -189,7 +189,10 @@ class ModuleLoss(Loss):
         self.inner = inner  # an nn.Module is a submodule: its parameters (if any) train like any loss's
 
     def _call(self, logits: torch.Tensor, target: torch.Tensor, context: dict) -> torch.Tensor:
-        out = self.inner(logits, target, **{k: v for k, v in context.items() if k in self.forward_keys})
+        try:
+            out = self.inner(logits, target, **{k: v for k, v in context.items() if k in self.forward_keys})
+        except SystemExit as exc:  # it ended losscli silently with its own code, mid-run: a failure like any other
+            raise RuntimeError(f"{self.info.name} called sys.exit({exc.code!r}) in its forward") from None
         if not isinstance(out, torch.Tensor):
             raise LossInputError(f"{self.info.name} returned a {type(out).__name__}, not a tensor")
         return out
