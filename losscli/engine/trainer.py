@@ -141,7 +141,7 @@ def step_probe(spec: RunSpec, data_cache: dict | None = None):
         ctx = RunContext(spec, model, loss_fn, DeviceData.from_bundle(bundle, device), bundle, None, device, amp,
                          False, teacher)
         cfg = spec.train
-        optimizer = build_optimizer(list(model.parameters()) + list(loss_fn.parameters()), cfg)
+        optimizer = _optimizer(model, loss_fn, cfg)
         steps = make_steps(ctx)
         forward = steps.module()
         batches = steps.batches(seeded_generator(spec.seed, STREAM_ORDER))
@@ -149,20 +149,30 @@ def step_probe(spec: RunSpec, data_cache: dict | None = None):
         count = itertools.count()
 
         def step() -> None:
-            loss = steps.loss(forward, batches[next(count) % len(batches)], 1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+            _optimizer_step(steps, forward, batches[next(count) % len(batches)], 1, optimizer, model, cfg.grad_clip)
 
         yield step
+
+
+def _optimizer(model, loss_fn, cfg):
+    return build_optimizer(list(model.parameters()) + list(loss_fn.parameters()), cfg)
+
+
+def _optimizer_step(steps, forward, batch, epoch: int, optimizer, model, grad_clip) -> torch.Tensor:
+    """One training step on ``batch`` (forward, loss, backward, clipping, optimizer); returns the loss."""
+    loss = steps.loss(forward, batch, epoch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss
 
 
 def _fit(ctx: RunContext) -> dict[str, Any]:
     """The training loop proper (nanoGPT style: flat and readable)."""
     cfg, model, loss_fn, data, rec = ctx.spec.train, ctx.model, ctx.loss_fn, ctx.data, ctx.rec
-    optimizer = build_optimizer(list(model.parameters()) + list(loss_fn.parameters()), cfg)
+    optimizer = _optimizer(model, loss_fn, cfg)
     steps = make_steps(ctx)  # rows of the training set, or OKO's sets
     scheduler, spe = build_schedule(optimizer, steps.units, cfg, batch_size=steps.units_per_step)
     forward = _compiled_forward(steps.module(), rec) if ctx.compiled else steps.module()
@@ -184,12 +194,7 @@ def _fit(ctx: RunContext) -> dict[str, Any]:
         model.train()
         with Stopwatch(ctx.device) as sw:
             for b, batch in enumerate(steps.batches(order)):
-                loss = steps.loss(forward, batch, epoch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                loss = _optimizer_step(steps, forward, batch, epoch, optimizer, model, cfg.grad_clip)
                 scheduler.step()
                 step_losses[b] = loss.detach()
         rec.add_train_time(sw.seconds - (rec.compile_seconds if epoch == 1 else 0.0), spe * steps.examples_per_step)
