@@ -18,7 +18,7 @@ import math
 import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, refuse_under_vmap, register_loss
-from losscli.losses.fused.npmath import log1p_
+from losscli.losses.fused.sigmoid_terms import softplus
 from losscli.losses.fused.softmax_core import blocked
 
 _LDR_REF = Reference(
@@ -45,18 +45,12 @@ def _exp_normal_(x: torch.Tensor) -> torch.Tensor:
 
 
 def _softplus_sigmoid(z: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(softplus(z), scratch)`` (two new tensors), ``sigmoid(z)`` written into ``out``; ``z`` is not modified.
-    ``scratch`` is a ``[B, C]`` buffer read no more, for the caller's next ``[B, C]`` result.
-
-    ``sigmoid_terms.softplus_and_sigmoid``'s formula (``relu(z) - log1p(-min(q, 1 - q))``), the same
-    values bit for bit, without its copy of the input (it overwrites its argument): ``relu(z)`` is
-    written out of place instead, and ``min(q, 1 - q)`` over ``1 - q`` (two fewer fresh ``[B, C]``
-    tensors and one pass fewer per block).
-    """
-    q = torch.sigmoid(z, out=out)
-    r = torch.rsub(q, 1.0)
-    tail = log1p_(torch.minimum(q, r, out=r).neg_())  # log sigmoid(|z|) = -softplus(-|z|)
-    return torch.clamp_min(z, 0.0).sub_(tail), tail
+    """``(softplus(z), scratch)`` (two new tensors) and, when ``out`` is given (the gradient's template),
+    ``sigmoid(z)`` written into it; ``z`` is not modified. ``scratch`` is a ``[B, C]`` buffer for the
+    caller's next ``[B, C]`` result (its content is garbage)."""
+    if out is not None:
+        torch.sigmoid(z, out=out)
+    return softplus(z), torch.empty_like(z)
 
 
 def _ldr_block(z, idx, h, margin, lam, prev, alpha):
@@ -65,7 +59,7 @@ def _ldr_block(z, idx, h, margin, lam, prev, alpha):
     shift = (_LOG_SOFTPLUS_CUT - z.amax(dim=1, keepdim=True)).clamp_min_(0.0)
     # ordinary rows need no shift: on CPU, skip the [B, C] add then (no device sync there)
     zs = z if z.device.type == "cpu" and not bool(shift.any()) else z + shift
-    # softplus and, for the gradient, sigmoid from one sigmoid and one log1p pass
+    # softplus in one pass and, for the gradient, sigmoid
     # the exps below go into ``scratch`` instead of fresh [B, C] tensors (on a CPU 2-3x the cost of a
     # pass over one in cache)
     s, scratch = _softplus_sigmoid(zs, out=h)  # sigmoid straight into h

@@ -6,9 +6,9 @@ gradient ``dl/dz`` (backward is one multiply). Two kernels per loss:
 - **0/1 targets** (multi-hot labels, one-hot class indices): with ``u = z (1 - 2t)``
   (``z`` for a negative label, ``-z`` for a positive one) every label's BCE is ``softplus(u)``
   and its "wrong-side" probability ``q = sigmoid(u)`` (``p`` for a negative, ``1 - p`` for a
-  positive), so a label costs one ``sigmoid`` and one ``log1p``:
-  ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` (relatively exact for tiny values, where
-  ``F.binary_cross_entropy_with_logits``' ``log(1 + exp(-|u|))`` rounds to 0);
+  positive), so a label costs one ``sigmoid`` and one fused ``softplus`` pass (``log1p(exp(u))``:
+  relatively exact for tiny values, where ``F.binary_cross_entropy_with_logits``'
+  ``log(1 + exp(-|u|))`` rounds to 0);
 - **other targets** (soft labels): the formulas as written, a few more passes.
 
 A block is 0/1 when ``t (1 - t)`` is 0 everywhere (exact: a sum-free test of every entry).
@@ -27,7 +27,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from losscli.losses.fused.npmath import log1p_
 from losscli.losses.fused.powers import POW_FLOOR, int_pow
 from losscli.losses.fused.softmax_core import blocked
 
@@ -51,23 +50,23 @@ def _autograd_block(plain, z: torch.Tensor, t: torch.Tensor, h: torch.Tensor | N
     return value.detach()
 
 
-def softplus_and_sigmoid(u: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(softplus(u), sigmoid(u), 1 - sigmoid(u))``; ``u`` is overwritten (it becomes the first); ``out``:
-    where to write ``sigmoid(u)``.
+def softplus(u: torch.Tensor) -> torch.Tensor:
+    """``softplus(u) = log(1 + e^u)`` to float rounding, in one pass (a new tensor).
 
-    ``softplus(u) = relu(u) - log1p(-min(q, 1 - q))`` with ``q = sigmoid(u)``: for ``u < 0`` that is
-    ``-log1p(-q)`` (relatively exact however small, like ``log1p(exp(u))``), for ``u >= 0`` it is
-    ``u - log(q)`` (``1 - q`` is then at most 1/2 and only its absolute error matters).
-    """
+    torch's fused kernel computes ``log1p(exp(u))``, relatively exact however small the result,
+    and returns ``u`` itself above ``threshold``, where the dropped ``log1p(e^-u)`` is below half an
+    ulp of ``u`` (``e^-20 / 20 = 1e-10`` suffices in float32 and narrower types, float64 needs 40).
+    One pass instead of the six of ``relu(u) - log1p(-min(q, 1 - q))`` from the sigmoid
+    (``benchmarks/RESULTS.md``, "softplus in one pass")."""
+    return F.softplus(u, threshold=40.0 if u.dtype == torch.float64 else 20.0)
+
+
+def softplus_and_sigmoid(u: torch.Tensor, out: torch.Tensor | None = None,
+                         complement: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(softplus(u), sigmoid(u), 1 - sigmoid(u))`` (the last None unless ``complement``); ``out``:
+    where to write ``sigmoid(u)``."""
     q = torch.sigmoid(u, out=out)
-    r, tail = _complement_and_tail(q)
-    return u.clamp_min_(0.0).sub_(tail), q, r
-
-
-def _complement_and_tail(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(1 - q, log sigmoid(|u|))`` for ``q = sigmoid(u)``: ``log1p(-min(q, 1 - q))`` (= ``-softplus(-|u|)``)."""
-    r = torch.rsub(q, 1.0)
-    return r, log1p_(torch.minimum(q, r).neg_())
+    return softplus(u), q, torch.rsub(q, 1.0) if complement else None
 
 
 def _power(x: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -86,17 +85,15 @@ def _floored_pow(base: torch.Tensor, gamma: float) -> torch.Tensor:
     return base.clamp_min(POW_FLOOR).pow(gamma)
 
 
-def _index_softplus_and_sigmoid(z: torch.Tensor, idx: torch.Tensor,
-                                out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _index_softplus_and_sigmoid(z: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None,
+                                complement: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """:func:`softplus_and_sigmoid` of ``u = z (1 - 2t)`` for one-hot ``t`` given as column indices
     ``idx`` ``[B, 1]``, without building ``u``: every entry as a negative (``u = z``), then the target
-    column patched with its own ``[B, 1]`` values (one pass fewer than copying ``z`` into ``u``).
-    ``out``: where to write ``sigmoid(u)`` (the second result)."""
+    column patched with its own ``[B, 1]`` values. ``out``: where to write ``sigmoid(u)``."""
     u_y = z.gather(1, idx).neg_()
     q = torch.sigmoid(z, out=out).scatter_(1, idx, torch.sigmoid(u_y))
-    r, tail = _complement_and_tail(q)
-    b = torch.clamp_min(z, 0.0).scatter_(1, idx, u_y.clamp_min_(0.0)).sub_(tail)
-    return b, q, r
+    b = softplus(z).scatter_(1, idx, softplus(u_y))
+    return b, q, torch.rsub(q, 1.0) if complement else None
 
 
 def _is_index(t: torch.Tensor) -> bool:
@@ -107,7 +104,7 @@ def _is_index(t: torch.Tensor) -> bool:
 def bce_index_block(z, idx, h):
     """BCE with one-hot labels given as column indices ``idx`` ``[B, 1]`` (also the OvR loss): the row
     sums of ``softplus(u)`` and, into ``h``, ``sigmoid(z) - t``."""
-    b, q, _ = _index_softplus_and_sigmoid(z, idx, out=h)  # q straight into the gradient template
+    b, q, _ = _index_softplus_and_sigmoid(z, idx, out=h, complement=False)  # q straight into h
     if h is not None:  # sigmoid(z) - t = q (1 - 2t)
         h.scatter_(1, idx, q.gather(1, idx).neg_())
     return b.sum(dim=1)
@@ -115,7 +112,7 @@ def bce_index_block(z, idx, h):
 
 def _bce_block(z, t, h):
     if _is_binary(t):
-        b, q, _ = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0), out=h)  # q straight into h
+        b, q, _ = softplus_and_sigmoid(torch.addcmul(z, z, t, value=-2.0), out=h, complement=False)
         if h is not None:
             h.addcmul_(q, t, value=-2.0)  # q (1 - 2t) = sigmoid(z) - t
         return b.sum(dim=1)
