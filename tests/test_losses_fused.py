@@ -179,6 +179,24 @@ def test_saturated_rows_in_float32_match_float64(name, margin):
     torch.testing.assert_close(g32, g64, rtol=1e-3, atol=1e-5 * float(g64.abs().max()))
 
 
+@pytest.mark.parametrize("name", ["nfl", "nfl_rce", "ngce", "nce", "nce_rce", "nce_mae", "sce", "rce", "asl_single",
+                                  "dice", "focal", "poly1", "mae", "gce", "label_smoothing", "mbls", "squentropy"])
+@pytest.mark.parametrize("offset", [-1e4, 3e3, 1e4])
+def test_logits_far_from_zero_in_float32_match_float64(name, offset):
+    """Softmax losses are shift-invariant: logits with a large common offset (here a float32-exact
+    one) must lose no more than float32 rounding. ``log p = z - (max z + log S)`` rounded the sum to
+    an ulp of the offset (ngce 2.6e-5 relative off at -1e4) before ``SoftmaxBlock`` corrected it."""
+    c = 10
+    z = torch.full((8, c), offset, dtype=torch.float64)
+    z[:, 1] += torch.linspace(0.0, 0.5, 8, dtype=torch.float64)
+    z[4:] += torch.arange(c, dtype=torch.float64) / 4
+    z = z.float().double()  # the float32 inputs themselves, exactly
+    y = torch.tensor([0, 1, 2, 3, 4, 5, 6, 9])
+    v64 = make_loss(name, c, reduction="none")(z, y)
+    v32 = make_loss(name, c, reduction="none")(z.float(), y).double()
+    torch.testing.assert_close(v32, v64, rtol=2e-6, atol=1e-30)
+
+
 def _soft_targets(n, c, seed, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     q = torch.rand(n, c, generator=g, dtype=dtype) ** 4  # some near-zero entries
