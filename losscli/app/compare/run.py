@@ -54,9 +54,10 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
         t0 = time.perf_counter()
         tuning, run_dirs = None, []
         executors = _Executors(cfg, log)
+        reports = rundir.ReportCache()  # each run's report.yaml parsed once, not at every status check
         try:
             cache: dict = {}
-            if cfg.tune.trials or any(rundir.run_status(out_dir / "runs" / s.key()) != "ok" for s in grid):
+            if cfg.tune.trials or any(rundir.run_status(out_dir / "runs" / s.key(), reports) != "ok" for s in grid):
                 from losscli.app.compare.announce import announce
 
                 announce(cfg, out_dir, grid, log, cache)
@@ -65,7 +66,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
                 tuning = _tune(cfg, out_dir, executors, log, progress)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
             run_dirs = [out_dir / "runs" / s.key() for s in specs]
-            statuses = [rundir.run_status(d) for d in run_dirs]
+            statuses = [rundir.run_status(d, reports) for d in run_dirs]
             todo = [(s, d) for s, d, st in zip(specs, run_dirs, statuses)
                     if st == "pending" or (retry_failed and st == "failed")]
             if log:
@@ -74,7 +75,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
             track = _tracker(kind, tracking_uri, out_dir, log) if kind and todo else None
             errors = _run_pending(cfg, todo, executors, log, progress, cache, track) if todo else []
         except KeyboardInterrupt:
-            kept = sum(rundir.run_status(d) == "ok" for d in run_dirs)
+            kept = sum(rundir.run_status(d, reports) == "ok" for d in run_dirs)
             raise Interrupted(f"interrupted; {kept} finished run(s) are kept in {out_dir}"
                               + (" and the tuning trials in its study" if cfg.tune.trials else "")
                               + " (rerun the same command to resume)") from None
@@ -86,9 +87,10 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
 
         try:
             report = write_compare_report(cfg, out_dir, specs, run_dirs, baseline, wall, labels=row_labels(cfg),
-                                          tuning=tuning["report"] if tuning else None, data_cache=cache)
+                                          tuning=tuning["report"] if tuning else None, data_cache=cache,
+                                          reports=reports)
         except OSError as exc:
-            pending = sum(rundir.run_status(d) == "pending" for d in run_dirs)
+            pending = sum(rundir.run_status(d, reports) == "pending" for d in run_dirs)
             why = errors[0] if errors else f"I/O error: {exc.strerror or exc}: {exc.filename or out_dir}"
             raise RunFailedError(f"{pending} run(s) left pending and the report could not be written ({why}); "
                                  "fix it and rerun the same command to resume") from None
