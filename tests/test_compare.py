@@ -172,6 +172,24 @@ def test_report_cache_reparses_only_a_replaced_report(tmp_path, count_report_par
     assert len(parsed) == 2
 
 
+@pytest.mark.parametrize("text,ours", [
+    ("schema: losscli/compare/v2\nresults: []\n", True),
+    ("baseline: ce\nschema: losscli/compare/v1\n", True),  # not first: the whole file is read
+    ("schema: losscli/run/v1\nstatus: ok\n", False),  # a run's directory
+    ("results: [1, 2\n", False),  # not YAML: not ours
+    ("- schema\n", False),
+])
+def test_out_with_a_report_yaml_is_refused_unless_a_compare_wrote_it(tmp_path, text, ours):
+    from losscli.app.compare.run import _usable_dir
+
+    (tmp_path / "report.yaml").write_text(text)
+    if ours:
+        assert _usable_dir(tmp_path) == tmp_path
+    else:
+        with pytest.raises(UsageError, match="not a losscli compare's"):
+            _usable_dir(tmp_path)
+
+
 @pytest.fixture
 def count_report_parses(monkeypatch):
     """Call it to start counting: the list of run report.yaml files parsed (one item per parse)."""

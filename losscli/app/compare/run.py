@@ -124,8 +124,6 @@ _OWN_SCHEMAS = {"config.yaml": "losscli/compare-config/", "report.yaml": "losscl
 def _refuse_foreign(out_dir: Path) -> None:
     """A compare replaces OUT/config.yaml and OUT/report.*: in a run's directory, or one holding
     someone's own config.yaml, those were overwritten without a word."""
-    from losscli.serialize import load_yaml
-
     for name, schema in _OWN_SCHEMAS.items():
         path = out_dir / name
         try:
@@ -134,12 +132,33 @@ def _refuse_foreign(out_dir: Path) -> None:
         except OSError:  # a name too long, a parent that is a file: the write probe says so next
             return
         try:
-            data = load_yaml(path.read_bytes(), str(path))
+            declared = _declared_schema(path.read_bytes(), str(path))
         except (OSError, UsageError):
-            data = None
-        if not (isinstance(data, dict) and str(data.get("schema", "")).startswith(schema)):
+            declared = ""
+        if not declared.startswith(schema):
             raise UsageError(f"--out {out_dir} holds a {name} that is not a losscli compare's (a run's directory, "
                              "or files of your own); a compare would replace it: choose another --out")
+
+
+def _declared_schema(raw: bytes, what: str) -> str:
+    """The top-level ``schema`` of a YAML file ("" when it has none). Our files write it first, and
+    then it is read from the first parse events alone: a finished compare's report.yaml holds every
+    run's numbers (half a second to load), and a resume only needs to know whose it is."""
+    import itertools
+
+    import yaml
+
+    from losscli.serialize import load_yaml
+
+    try:  # parse events only (nothing is built): stream, document, mapping, key, value
+        head = list(itertools.islice(yaml.parse(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), 5))
+    except yaml.YAMLError:
+        head = []
+    if (len(head) == 5 and isinstance(head[2], yaml.MappingStartEvent)
+            and all(isinstance(e, yaml.ScalarEvent) for e in head[3:]) and head[3].value == "schema"):
+        return head[4].value
+    data = load_yaml(raw, what)  # anything else: the whole document, as any YAML losscli reads
+    return str(data.get("schema", "")) if isinstance(data, dict) else ""
 
 
 def _executor(cfg: Config, n_tasks: int, log):
