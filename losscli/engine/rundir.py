@@ -104,8 +104,8 @@ def read_report(run_dir: Path) -> dict | None:
 
 class ReportCache:
     """Run reports parsed once per invocation: a compare asks for every run's report several times
-    (is anything left to run, which runs to run, then collecting the results), and parsing 60 of them
-    three times was most of a resumed compare's report rewrite. An entry is reused only while the
+    (is anything left to run, which runs to run, then collecting the results): parsing each three
+    times cost a resumed compare seconds. An entry is reused only while the
     file's inode, mtime and size are unchanged: a report is replaced atomically (a new inode) when a
     run finishes, so a run trained between two reads is read again. Callers must not mutate what
     ``read`` returns (copy it first): it is the cached dict."""

@@ -109,7 +109,8 @@ def build_entries(runs: list[dict], losses: list[str], setting: dict, baseline: 
             if lab != baseline and base_ok:
                 pairs = [s for s in paired if num(own[s]["metrics"]["test"].get(m)) is not None
                          and num(base_ok[s]["metrics"]["test"].get(m)) is not None]
-                v = example_bootstrap_variance(m, [own[s]["examples"] for s in pairs], [base_ok[s]["examples"] for s in pairs],
+                v = example_bootstrap_variance(m, [own[s]["examples"] for s in pairs],
+                                               [base_ok[s]["examples"] for s in pairs],
                                                memo=base_memo) if test == "t" else None
                 t = stats.paired_test([num(own[s]["metrics"]["test"].get(m)) for s in pairs],
                                       [num(base_ok[s]["metrics"]["test"].get(m)) for s in pairs],
