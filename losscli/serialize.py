@@ -101,9 +101,8 @@ def load_yaml(text: str | bytes, what: str) -> Any:
         raise UsageError(f"{what} is binary, not YAML text")
     loader = _strict_loader()
     try:
-        for event in yaml.parse(text, Loader=loader):  # events first: reject aliases before building
-            if isinstance(event, yaml.AliasEvent):
-                raise UsageError(f"{what} uses a YAML alias (*name); write the values out instead")
+        if "*" in text:  # an alias is written *name: without a "*" there is none, and no need for a second parse
+            _refuse_aliases(text, what, loader)
         data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass (plain data only)
     except _DuplicateKey as dup:  # YAML keeps the last silently: a preset's first `train:` block would vanish
         raise UsageError(f"{what} gives key {dup.key!r} twice (line {dup.line}); merge the two into one") from None
@@ -122,6 +121,15 @@ def load_yaml(text: str | bytes, what: str) -> Any:
     if too_deep(data):
         raise UsageError(f"{what} is nested too deeply (more than {MAX_YAML_DEPTH} levels)")
     return data
+
+
+def _refuse_aliases(text: str, what: str, loader: Any) -> None:
+    """Scan the events before building anything: an alias bomb expands exponentially when built."""
+    import yaml
+
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise UsageError(f"{what} uses a YAML alias (*name); write the values out instead")
 
 
 def too_deep(data: Any) -> bool:

@@ -44,7 +44,7 @@ def test_grid_errors(over, needle):
         resolve_baseline(cfg)
 
 
-def test_compare_writes_report_and_resumes(tmp_path):
+def test_compare_writes_report_and_resumes(tmp_path, count_report_parses):
     cfg = _cfg(noise=["none", "sym:0.3"])
     report = run_compare(cfg, tmp_path, progress=False)
     assert report["schema"] == "losscli/compare/v2"
@@ -59,7 +59,9 @@ def test_compare_writes_report_and_resumes(tmp_path):
     runs = sorted((tmp_path / "runs").iterdir())
     assert len(runs) == 8
     stamps = {p: (p / "report.yaml").stat().st_mtime_ns for p in runs}
+    parsed = count_report_parses()
     again = run_compare(cfg, tmp_path, progress=False)  # everything done: nothing re-trained
+    assert sorted(parsed) == sorted(str(p / "report.yaml") for p in runs)  # each parsed once, not per status check
     assert {p: (p / "report.yaml").stat().st_mtime_ns for p in runs} == stamps
     assert again["results"][1]["metrics"]["accuracy"]["values"] == entry["metrics"]["accuracy"]["values"]
 
@@ -154,3 +156,55 @@ def test_validation_labels_are_noisy_by_default_and_the_report_says_which(tmp_pa
         assert noise["validation"].startswith("noisy") and noise["val_num_flipped"] > 0
         assert report["config"]["validation"] == "as noisy as the training labels" and "noisy" in line
         assert "optimistic" not in line
+
+
+def test_report_cache_reparses_only_a_replaced_report(tmp_path, count_report_parses):
+    from losscli.engine import rundir
+
+    cache, run = rundir.ReportCache(), tmp_path / "run"
+    assert cache.read(run) is None  # not started yet: nothing cached, so a report written later is seen
+    run.mkdir()
+    rundir.write_report(run, {"status": "pending"}, None)
+    parsed = count_report_parses()
+    assert cache.read(run) == cache.read(run) == {"status": "pending"}
+    rundir.write_report(run, {"status": "failed", "error": "boom"}, None)  # the run finished in between
+    assert cache.read(run) == {"status": "failed", "error": "boom"}
+    assert len(parsed) == 2
+
+
+@pytest.mark.parametrize("text,ours", [
+    ("schema: losscli/compare/v2\nresults: []\n", True),
+    ("baseline: ce\nschema: losscli/compare/v1\n", True),  # not first: the whole file is read
+    ("schema: losscli/run/v1\nstatus: ok\n", False),  # a run's directory
+    ("results: [1, 2\n", False),  # not YAML: not ours
+    ("- schema\n", False),
+])
+def test_out_with_a_report_yaml_is_refused_unless_a_compare_wrote_it(tmp_path, text, ours):
+    from losscli.app.compare.run import _usable_dir
+
+    (tmp_path / "report.yaml").write_text(text)
+    if ours:
+        assert _usable_dir(tmp_path) == tmp_path
+    else:
+        with pytest.raises(UsageError, match="not a losscli compare's"):
+            _usable_dir(tmp_path)
+
+
+@pytest.fixture
+def count_report_parses(monkeypatch):
+    """Call it to start counting: the list of run report.yaml files parsed (one item per parse)."""
+    from losscli.engine import rundir
+
+    def start():
+        seen: list[str] = []
+        real = rundir.load_yaml
+
+        def counting(text, what):
+            if what.endswith(rundir.REPORT):
+                seen.append(what)
+            return real(text, what)
+
+        monkeypatch.setattr(rundir, "load_yaml", counting)
+        return seen
+
+    return start

@@ -111,3 +111,16 @@ def test_planted_effect_is_detected_with_the_stated_power():
     # the pilot's spread is itself an estimate: allow Monte Carlo error plus 0.1 for it
     print(f"planted effect {effect:.4f}: {n} seeds, stated power {stated:.2f}, detected {detected:.2f}")
     assert detected >= stated - 3.0 * math.sqrt(stated * (1 - stated) / reps) - 0.1, (n, stated, detected)
+
+
+def test_bootstrap_memo_and_shared_weights_give_the_same_variance():
+    """The report reuses the weights and each baseline run's resampled metric across losses: same numbers."""
+    rng = np.random.default_rng(3)
+    runs = [_outcomes(rng.random(N_TEST) < p) for p in (0.6, 0.62, 0.7, 0.71)]
+    assert resample_weights(N_TEST) is resample_weights(N_TEST)
+    assert not resample_weights(N_TEST).flags.writeable  # shared: nobody may change it
+    memo: dict = {}
+    for loss in (runs[:2], runs[2:]):
+        assert example_bootstrap_variance("accuracy", loss, runs[:2], memo=memo) \
+            == example_bootstrap_variance("accuracy", loss, runs[:2])
+    assert len(memo) == 2  # the two baseline runs, computed once for both losses

@@ -102,6 +102,33 @@ def read_report(run_dir: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+class ReportCache:
+    """Run reports parsed once per invocation: a compare asks for every run's report several times
+    (is anything left to run, which runs to run, then collecting the results): parsing each three
+    times cost a resumed compare seconds. An entry is reused only while the
+    file's inode, mtime and size are unchanged: a report is replaced atomically (a new inode) when a
+    run finishes, so a run trained between two reads is read again. Callers must not mutate what
+    ``read`` returns (copy it first): it is the cached dict."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[tuple[int, int, int], dict | None]] = {}
+
+    def read(self, run_dir: Path) -> dict | None:
+        """:func:`read_report`, from the cache when the file is the one parsed before."""
+        path = Path(run_dir) / REPORT
+        try:
+            st = path.stat()
+        except OSError:
+            return None  # absent (never started): nothing to cache, and it may appear later
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self._entries.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        report = read_report(run_dir)
+        self._entries[path] = (stamp, report)
+        return report
+
+
 def report_problem(report: dict | None) -> str | None:
     """Why a report does not describe a finished run (None when it does)."""
     if report is None:
@@ -122,10 +149,11 @@ def report_problem(report: dict | None) -> str | None:
     return None
 
 
-def run_status(run_dir: Path) -> str:
+def run_status(run_dir: Path, reports: ReportCache | None = None) -> str:
     """``ok`` (finished), ``failed`` (the run's own failure, recorded) or ``pending`` (not done:
-    never started, interrupted, or its report is incomplete; rerunning it loses nothing)."""
-    report = read_report(run_dir)
+    never started, interrupted, or its report is incomplete; rerunning it loses nothing).
+    ``reports`` reads the report through that cache instead of parsing it again."""
+    report = reports.read(run_dir) if reports is not None else read_report(run_dir)
     if report_problem(report) is not None:
         return "pending"
     return "ok" if report["status"] == "ok" else "failed"

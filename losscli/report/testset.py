@@ -11,6 +11,7 @@ have no test-set term (None), which the report states. Pure numpy; deterministic
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -74,19 +75,25 @@ WEIGHTED: dict[str, Callable[[dict, np.ndarray], np.ndarray]] = {
 }
 
 
+@functools.lru_cache(maxsize=2)  # a compare's test sets: one per dataset, usually one
 def resample_weights(n_examples: int, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """``[B, N]`` bootstrap weights (multinomial counts / N): one shared set per test set."""
+    """``[B, N]`` bootstrap weights (multinomial counts / N): one shared set per test set. Drawn once
+    per size (read-only): every loss, metric and setting of a compare used to draw the same set again."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n_examples, np.full(n_examples, 1.0 / n_examples), size=n_resamples) / n_examples
+    w = rng.multinomial(n_examples, np.full(n_examples, 1.0 / n_examples), size=n_resamples) / n_examples
+    w.flags.writeable = False
+    return w
 
 
 def example_bootstrap_variance(metric: str, loss_runs: list[dict], base_runs: list[dict],
-                     weights: np.ndarray | None = None) -> float | None:
+                     weights: np.ndarray | None = None, memo: dict | None = None) -> float | None:
     """Bootstrap variance of mean_seeds(metric(loss) - metric(baseline)) over test resamples.
 
     ``loss_runs`` and ``base_runs`` are the per-example outcomes (:func:`losscli.metrics.outcomes.
     example_outcomes`) of the paired seeds, in the same order. None when the metric has no
-    per-example form or the outcomes are missing or from different test sets.
+    per-example form or the outcomes are missing or from different test sets. ``memo`` (a dict the
+    caller keeps while the outcomes live) keeps each baseline run's resampled metric: every loss is
+    compared with the same baseline runs, which were recomputed once per loss.
     """
     fn = WEIGHTED.get(metric)
     if fn is None or not loss_runs or len(loss_runs) != len(base_runs):
@@ -98,5 +105,16 @@ def example_bootstrap_variance(metric: str, loss_runs: list[dict], base_runs: li
     if any(len(r["y"]) != n or not np.array_equal(r["y"], runs[0]["y"]) for r in runs):
         return None  # not the same test examples: no shared resampling
     w = resample_weights(n) if weights is None else weights
-    diff = np.mean([fn(a, w) - fn(b, w) for a, b in zip(loss_runs, base_runs)], axis=0)  # [B]
+    diff = np.mean([fn(a, w) - _resampled(fn, metric, b, w, memo) for a, b in zip(loss_runs, base_runs)], axis=0)  # [B]
     return float(diff.var(ddof=1))
+
+
+def _resampled(fn: Callable[[dict, np.ndarray], np.ndarray], metric: str, outcomes: dict, w: np.ndarray,
+               memo: dict | None) -> np.ndarray:
+    """``fn(outcomes, w)``, from ``memo`` when computed before (keyed by identity: the caller keeps both alive)."""
+    if memo is None:
+        return fn(outcomes, w)
+    key = (metric, id(outcomes), id(w))
+    if key not in memo:
+        memo[key] = fn(outcomes, w)
+    return memo[key]

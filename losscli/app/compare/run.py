@@ -54,9 +54,10 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
         t0 = time.perf_counter()
         tuning, run_dirs = None, []
         executors = _Executors(cfg, log)
+        reports = rundir.ReportCache()  # each run's report.yaml parsed once, not at every status check
         try:
             cache: dict = {}
-            if cfg.tune.trials or any(rundir.run_status(out_dir / "runs" / s.key()) != "ok" for s in grid):
+            if cfg.tune.trials or any(rundir.run_status(out_dir / "runs" / s.key(), reports) != "ok" for s in grid):
                 from losscli.app.compare.announce import announce
 
                 announce(cfg, out_dir, grid, log, cache)
@@ -65,7 +66,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
                 tuning = _tune(cfg, out_dir, executors, log, progress)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
             run_dirs = [out_dir / "runs" / s.key() for s in specs]
-            statuses = [rundir.run_status(d) for d in run_dirs]
+            statuses = [rundir.run_status(d, reports) for d in run_dirs]
             todo = [(s, d) for s, d, st in zip(specs, run_dirs, statuses)
                     if st == "pending" or (retry_failed and st == "failed")]
             if log:
@@ -74,7 +75,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
             track = _tracker(kind, tracking_uri, out_dir, log) if kind and todo else None
             errors = _run_pending(cfg, todo, executors, log, progress, cache, track) if todo else []
         except KeyboardInterrupt:
-            kept = sum(rundir.run_status(d) == "ok" for d in run_dirs)
+            kept = sum(rundir.run_status(d, reports) == "ok" for d in run_dirs)
             raise Interrupted(f"interrupted; {kept} finished run(s) are kept in {out_dir}"
                               + (" and the tuning trials in its study" if cfg.tune.trials else "")
                               + " (rerun the same command to resume)") from None
@@ -86,9 +87,10 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
 
         try:
             report = write_compare_report(cfg, out_dir, specs, run_dirs, baseline, wall, labels=row_labels(cfg),
-                                          tuning=tuning["report"] if tuning else None, data_cache=cache)
+                                          tuning=tuning["report"] if tuning else None, data_cache=cache,
+                                          reports=reports)
         except OSError as exc:
-            pending = sum(rundir.run_status(d) == "pending" for d in run_dirs)
+            pending = sum(rundir.run_status(d, reports) == "pending" for d in run_dirs)
             why = errors[0] if errors else f"I/O error: {exc.strerror or exc}: {exc.filename or out_dir}"
             raise RunFailedError(f"{pending} run(s) left pending and the report could not be written ({why}); "
                                  "fix it and rerun the same command to resume") from None
@@ -122,8 +124,6 @@ _OWN_SCHEMAS = {"config.yaml": "losscli/compare-config/", "report.yaml": "losscl
 def _refuse_foreign(out_dir: Path) -> None:
     """A compare replaces OUT/config.yaml and OUT/report.*: in a run's directory, or one holding
     someone's own config.yaml, those were overwritten without a word."""
-    from losscli.serialize import load_yaml
-
     for name, schema in _OWN_SCHEMAS.items():
         path = out_dir / name
         try:
@@ -132,12 +132,33 @@ def _refuse_foreign(out_dir: Path) -> None:
         except OSError:  # a name too long, a parent that is a file: the write probe says so next
             return
         try:
-            data = load_yaml(path.read_bytes(), str(path))
+            declared = _declared_schema(path.read_bytes(), str(path))
         except (OSError, UsageError):
-            data = None
-        if not (isinstance(data, dict) and str(data.get("schema", "")).startswith(schema)):
+            declared = ""
+        if not declared.startswith(schema):
             raise UsageError(f"--out {out_dir} holds a {name} that is not a losscli compare's (a run's directory, "
                              "or files of your own); a compare would replace it: choose another --out")
+
+
+def _declared_schema(raw: bytes, what: str) -> str:
+    """The top-level ``schema`` of a YAML file ("" when it has none). Our files write it first, and
+    then it is read from the first parse events alone: a finished compare's report.yaml holds every
+    run's numbers (half a second to load), and a resume only needs to know whose it is."""
+    import itertools
+
+    import yaml
+
+    from losscli.serialize import load_yaml
+
+    try:  # parse events only (nothing is built): stream, document, mapping, key, value
+        head = list(itertools.islice(yaml.parse(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), 5))
+    except yaml.YAMLError:
+        head = []
+    if (len(head) == 5 and isinstance(head[2], yaml.MappingStartEvent)
+            and all(isinstance(e, yaml.ScalarEvent) for e in head[3:]) and head[3].value == "schema"):
+        return head[4].value
+    data = load_yaml(raw, what)  # anything else: the whole document, as any YAML losscli reads
+    return str(data.get("schema", "")) if isinstance(data, dict) else ""
 
 
 def _executor(cfg: Config, n_tasks: int, log):

@@ -4,22 +4,27 @@ build the report (``losscli.report.compare``), draw the plots, write report.yaml
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from losscli.config.schema import Config
 from losscli.engine.runspec import RunSpec
 
+if TYPE_CHECKING:
+    from losscli.engine.rundir import ReportCache
 
-def collect_results(specs: list[RunSpec], run_dirs: list[Path], labels: list[str] | None = None) -> list[dict[str, Any]]:
+
+def collect_results(specs: list[RunSpec], run_dirs: list[Path], labels: list[str] | None = None,
+                    reports: ReportCache | None = None) -> list[dict[str, Any]]:
     """One result per run: its report, or a ``pending`` stub for a run that has not finished, with
     the per-example test outcomes the test-set bootstrap needs (from logits.pt, when present).
-    ``labels`` name the loss rows (the listed loss, also when tuning changed its parameters)."""
+    ``labels`` name the loss rows (the listed loss, also when tuning changed its parameters);
+    ``reports`` reuses the reports the status checks already parsed (each result is a copy)."""
     from losscli.engine import rundir
     from losscli.metrics.outcomes import example_outcomes
 
     results = []
     for i, (spec, d) in enumerate(zip(specs, run_dirs)):
-        report = rundir.read_report(d)
+        report = reports.read(d) if reports is not None else rundir.read_report(d)
         if rundir.report_problem(report) is not None:
             report = {"status": "pending", "error": None}
         report = dict(report)
@@ -39,7 +44,8 @@ def collect_results(specs: list[RunSpec], run_dirs: list[Path], labels: list[str
 
 def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_dirs: list[Path], baseline: str,
                          wall: float, *, labels: list[str] | None = None,
-                         tuning: dict[str, Any] | None = None, data_cache: dict | None = None) -> dict[str, Any]:
+                         tuning: dict[str, Any] | None = None, data_cache: dict | None = None,
+                         reports: ReportCache | None = None) -> dict[str, Any]:
     from losscli.atomic import atomic_write_text, write_yaml
     from losscli.device import autocast_dtype, resolve_device, should_compile
     from losscli.engine import rundir
@@ -47,7 +53,7 @@ def write_compare_report(cfg: Config, out_dir: Path, specs: list[RunSpec], run_d
     from losscli.report.compare import DEFAULT_METRICS, TABLE_METRICS, build_compare_report, render_compare_markdown
     from losscli.report.plots import write_compare_plots
 
-    results = collect_results(specs, run_dirs, labels)
+    results = collect_results(specs, run_dirs, labels, reports)
     device = resolve_device(cfg.device)
     noisy = any(n.kind != "none" for n in cfg.noise_settings())
     config = {
@@ -128,5 +134,6 @@ def measure_costs(results: list[dict], specs: list[RunSpec], cfg: Config, baseli
     for r, spec in zip(results, specs):
         if r.get("status") == "ok":
             kernel = costs[spec.dataset.name][r["loss"]["label"]]["loss"]
-            r.setdefault("timing", {})["loss_ms_per_step"] = kernel["ms"] if kernel else None
+            # a new dict: r's own "timing" may be the report cache's (collect_results copies the top level only)
+            r["timing"] = {**r.get("timing", {}), "loss_ms_per_step": kernel["ms"] if kernel else None}
     return costs

@@ -91,6 +91,7 @@ def build_entries(runs: list[dict], losses: list[str], setting: dict, baseline: 
     base_timing = {k: _median([num(r["timing"].get(k)) for r in base_ok.values()])
                    for k in ("train_seconds", "loss_ms_per_step")}
     entries = []
+    base_memo: dict = {}  # the baseline runs' resampled metrics, shared by every loss compared with them
     for lab, rs in by_loss.items():
         own = ok_by_seed(lab)
         seeds = sorted(own, key=seed_sort)
@@ -108,8 +109,9 @@ def build_entries(runs: list[dict], losses: list[str], setting: dict, baseline: 
             if lab != baseline and base_ok:
                 pairs = [s for s in paired if num(own[s]["metrics"]["test"].get(m)) is not None
                          and num(base_ok[s]["metrics"]["test"].get(m)) is not None]
-                v = example_bootstrap_variance(m, [own[s]["examples"] for s in pairs], [base_ok[s]["examples"] for s in pairs]) \
-                    if test == "t" else None
+                v = example_bootstrap_variance(m, [own[s]["examples"] for s in pairs],
+                                               [base_ok[s]["examples"] for s in pairs],
+                                               memo=base_memo) if test == "t" else None
                 t = stats.paired_test([num(own[s]["metrics"]["test"].get(m)) for s in pairs],
                                       [num(base_ok[s]["metrics"]["test"].get(m)) for s in pairs],
                                       higher_is_better=higher_is_better(m), test=test, extra_variance=v or 0.0)
