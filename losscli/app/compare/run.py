@@ -110,7 +110,7 @@ def _check_out(out_dir: Path) -> None:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out {out_dir} is a file; give a directory")
     except OSError as exc:
-        raise UsageError(f"cannot use --out {out_dir}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
 
 
 def _preflight(cfg: Config, grid: list, pending: list, cache: dict) -> None:
