@@ -178,3 +178,10 @@ def test_compare_refuses_a_per_class_parameter_of_the_wrong_length(capsys, tmp_p
     _one_line_exit_2(["compare", "--losses", "ce,focal(alpha=[1,2])", "--seeds", "1", *SYN, "--out", str(out)], capsys,
                      "focal(alpha=[1,2]) fails on a batch of synthetic")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("dim", ["1000000000", "4000000000000"])
+def test_profile_linear_dim_that_cannot_fit(dim, capsys):
+    """The OOM killer ended it (exit 137, no message) after minutes of allocating."""
+    _one_line_exit_2(["profile", "--losses", "ce", "--batch", "8", "--classes", "4", "--device", "cpu", "--repeats",
+                      "1", "--quiet", "--linear-dim", dim], capsys, "lower --batch, --classes or --linear-dim")
