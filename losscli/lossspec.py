@@ -44,12 +44,6 @@ def _split(text: str, sep: str, is_separator=None) -> list[str]:
     return parts
 
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside parentheses and brackets; empty parts are dropped (a spec's
-    parameters; comma list options use :func:`split_list`, which refuses them)."""
-    return [p.strip() for p in _split(text, sep) if p.strip()]
-
-
 class EmptyItemError(UsageError):
     """An empty item in a comma list (:func:`split_list`): the error to show even where another
     reading of the value is tried next (a config key that is a count or a list)."""
@@ -66,10 +60,33 @@ def split_list(text: str, what: str, *, brackets: bool = True) -> list[str]:
         return []
     for i, item in enumerate(raw, 1):
         if not item:
-            hint = " (a leading comma)" if i == 1 else " (a trailing comma)" if i == len(raw) else ""
-            raise EmptyItemError(f"{what}: item {i} of {_short(text)!r} is empty{hint}; remove the extra comma or "
-                             "write the missing item")
+            where = _extra_comma(i, len(raw))
+            raise EmptyItemError(f"{what}: item {i} of {_short(text)!r} is empty{f' ({where})' if where else ''}; "
+                                 "remove the extra comma or write the missing item")
     return raw
+
+
+def split_params(inner: str, spec: str) -> list[str]:
+    """The ``k=v`` items inside the parentheses of ``spec``, split outside brackets. Blank parentheses
+    (``focal()``) are no parameters, the defaults, as a call without arguments. An empty item
+    (``focal(gamma=2,)``, ``focal(,gamma=2)``, ``focal(gamma=2,,alpha=1)``) is an error, as in the comma
+    list options (:func:`split_list`): dropping it silently hid a parameter lost to a typo or an unset
+    shell variable."""
+    if not inner.strip():
+        return []
+    raw = [p.strip() for p in _split(inner, ",")]
+    for i, item in enumerate(raw, 1):
+        if not item:
+            where = _extra_comma(i, len(raw))
+            raise UsageError(f"loss spec {_short(spec)!r}: its parameter list has an empty item (item {i}"
+                             f"{f', {where}' if where else ''}); remove the extra comma or write the missing "
+                             "parameter")
+    return raw
+
+
+def _extra_comma(position: int, count: int) -> str:
+    """Where the extra comma before an empty item probably is ("" in the middle of the list)."""
+    return "a leading comma" if position == 1 else "a trailing comma" if position == count else ""
 
 
 def parse_value(text: str) -> Any:
@@ -173,8 +190,8 @@ def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:
     name = m.group(0)
     inner = rest[1:-1] if rest else ""
     hint = f" (`losscli losses {name}` shows its default)"
-    params = parse_assignments(split_top_level(inner), what=f"{name} parameter", empty=lambda key, _: _empty_value(
-        text, key, f"{name}({key}=VALUE)", name, hint)) if inner.strip() else {}
+    params = parse_assignments(split_params(inner, text), what=f"{name} parameter", empty=lambda key, _: _empty_value(
+        text, key, f"{name}({key}=VALUE)", name, hint))
     return name, params
 
 
@@ -258,8 +275,9 @@ def split_composite(spec: str) -> tuple[list[tuple[float, str]], dict[str, Any]]
         if rest is not None and (rest == "" or (rest.startswith("(") and rest.endswith(")"))):
             grouped, text = True, text[1:end]
             inner = rest[1:-1] if rest else ""
-            options = parse_assignments(split_top_level(inner), what="composite loss option", empty=lambda key, _: (
-                _empty_value(spec.strip(), key, f"({text.strip()})({key}=VALUE)", None))) if inner.strip() else {}
+            options = parse_assignments(split_params(inner, spec.strip()), what="composite loss option",
+                                        empty=lambda key, _: _empty_value(spec.strip(), key,
+                                                                          f"({text.strip()})({key}=VALUE)", None))
     terms = _split_plus(text)
     if len(terms) == 1 and not grouped and _weighted(terms[0]) is None:
         return None  # one loss, no weight: not a composite

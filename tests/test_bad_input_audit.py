@@ -151,3 +151,37 @@ def test_compare_refuses_a_teacher_no_compared_loss_uses(capsys, tmp_path):
         _one_line_exit_2(["compare", *SYN, "--losses", "ce,focal", *how, "--out", str(out)], capsys,
                          "none of the compared losses distils")
     assert not out.exists()
+
+
+#: refused only once the data is loaded or the loss first meets it: after the old code had deleted the
+#: finished run that --overwrite was to replace (focal's alpha length failed the first training step)
+OVERWRITE_CASES = [
+    (["--set", "dataset.options.dim=0"], "option 'dim' must be an integer >= 1"),
+    (["--loss", "no_such_module:Loss"], "no module named 'no_such_module'"),
+    (["--loss", "focal(alpha=[1,2])"], "focal: alpha has 2 entries but the logits have C=3 classes"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", OVERWRITE_CASES, ids=[str(i) for i in range(len(OVERWRITE_CASES))])
+def test_refused_overwrite_keeps_the_finished_run(extra, needle, capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = _invoke(["train", *SYN, "--out", str(out)], capsys)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _one_line_exit_2(["train", *SYN, "--out", str(out), "--overwrite", *extra], capsys, needle)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_compare_refuses_a_per_class_parameter_of_the_wrong_length(capsys, tmp_path):
+    """Every focal run failed in its first step (exit 1 after the others had trained): refused up front."""
+    out = tmp_path / "cmp"
+    _one_line_exit_2(["compare", "--losses", "ce,focal(alpha=[1,2])", "--seeds", "1", *SYN, "--out", str(out)], capsys,
+                     "focal(alpha=[1,2]) fails on a batch of synthetic")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("dim", ["1000000000", "4000000000000"])
+def test_profile_linear_dim_that_cannot_fit(dim, capsys):
+    """The OOM killer ended it (exit 137, no message) after minutes of allocating."""
+    _one_line_exit_2(["profile", "--losses", "ce", "--batch", "8", "--classes", "4", "--device", "cpu", "--repeats",
+                      "1", "--quiet", "--linear-dim", dim], capsys, "lower --batch, --classes or --linear-dim")

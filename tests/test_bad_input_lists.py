@@ -80,3 +80,43 @@ def test_seeds_as_a_comma_list_are_integers():
         validate(build_config("default", {"seeds": "1, 1"})).seed_list()
     with pytest.raises(UsageError, match="must hold integers, got '²'"):
         validate(build_config("default", {"seeds": "0,²"})).seed_list()
+
+
+@pytest.mark.parametrize("spec, position, hint", [
+    ("focal(gamma=2,)", 2, ", a trailing comma"),
+    ("focal(,gamma=2)", 1, ", a leading comma"),
+    ("focal(gamma=2,,alpha=[1,2])", 2, ""),
+    ("focal(gamma=2, ,alpha=0.5)", 2, ""),
+    ("focal(,)", 1, ", a leading comma"),
+    ("(ce + focal)(weight=[1,2],)", 2, ", a trailing comma"),
+])
+def test_an_empty_item_in_a_spec_parameter_list_is_refused(spec, position, hint):
+    """``focal(gamma=2,)`` was read as ``focal(gamma=2)``: an empty item dropped silently, unlike the
+    comma list options."""
+    from losscli.losses import resolve_loss
+
+    with pytest.raises(UsageError) as err:
+        resolve_loss(spec)
+    assert str(err.value) == (f"loss spec {spec!r}: its parameter list has an empty item (item {position}{hint}); "
+                              "remove the extra comma or write the missing parameter")
+
+
+@pytest.mark.parametrize("spec, label", [("focal()", "focal"), ("focal( )", "focal"), ("(ce + focal)()", "ce + focal")])
+def test_blank_parentheses_are_the_defaults(spec, label):
+    """No item at all is no parameters, as a call without arguments: the defaults, as before."""
+    from losscli.losses import resolve_loss
+
+    assert resolve_loss(spec).label == label
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--loss", "focal(gamma=2,)"],
+    ["compare", "--losses", "ce,focal(,gamma=2)"],
+    ["compare", "--losses", "ce + focal(gamma=2,,alpha=[1,2])"],
+    [*PROFILE, "--losses", "focal(gamma=2,)"],
+    ["check-loss", "focal(gamma=2,)"],
+])
+def test_an_empty_spec_parameter_is_one_line_everywhere(args, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_exit_2(args, capsys, needle="its parameter list has an empty item")
+    assert not any(tmp_path.iterdir())

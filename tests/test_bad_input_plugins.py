@@ -78,3 +78,32 @@ def test_a_plugin_that_exits_in_forward_mid_run_is_a_failed_run(plugins, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1, err
     assert "exits_in_forward:Loss called sys.exit(3) in its forward" in lines[0]
+
+
+@pytest.mark.parametrize("losses, extra, needle", [
+    ("ce,exits_in_init:Loss", [], "building it failed: SystemExit"),
+    ("ce,unprintable:Loss", [], "building it failed: E"),
+    ("ce,exits_in_init:NoSuchLoss", [], "has no attribute 'NoSuchLoss'"),
+    ("ce,no_such_module:Loss", [], "no module named 'no_such_module'"),
+    ("ce,no_such_loss", [], "unknown loss 'no_such_loss'"),
+    ("ce", ["--set", "no_such.key=1"], "unknown config key 'no_such'"),
+    ("ce", ["--preset", "no_such_preset"], "unknown preset 'no_such_preset'"),
+    ("ce", ["--set", "dataset.options.colour=1"], "unknown option 'colour'"),
+])
+def test_a_refused_compare_leaves_no_trace(losses, extra, needle, plugins, capsys):
+    """A loss that failed to build (or data that could not load) left OUT/runs and OUT/.lock behind:
+    the inputs are checked before the compare directory is created."""
+    one_line_exit_2(["compare", "--losses", losses, "--seeds", "1", *SYN, *extra, "--out", "out"], capsys, needle=needle)
+    assert not (plugins / "out").exists()
+
+
+def test_a_refused_compare_keeps_finished_results_intact(plugins, capsys):
+    """Into a directory with finished runs, a refused compare rewrote OUT/config.yaml for a grid it never ran."""
+    from tests.cli_helpers import invoke
+
+    code, _, err = invoke(["compare", "--losses", "ce", "--seeds", "1", *SYN, "--out", "out"], capsys)
+    assert code == 0, err
+    before = {p: p.read_bytes() for p in (plugins / "out").rglob("*") if p.is_file()}
+    one_line_exit_2(["compare", "--losses", "ce,exits_in_init:Loss", "--seeds", "1", *SYN, "--out", "out"], capsys,
+                    needle="building it failed")
+    assert {p: p.read_bytes() for p in (plugins / "out").rglob("*") if p.is_file()} == before

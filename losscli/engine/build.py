@@ -65,21 +65,22 @@ def build_run_loss(spec: RunSpec, bundle) -> torch.nn.Module:
     loss_fn = build_loss(spec.loss, class_counts=[float(c) for c in bundle.class_counts])
     if info.input == "sets":  # the set sampler's needs (k + 1 classes present...), before anything is written
         loss_fn.sample_sets(bundle.y_train, torch.Generator(), num_sets=0)
-    _probe_plugin(spec.loss.label, loss_fn, bundle)
+    _probe(spec.loss.label, loss_fn, bundle)
     return loss_fn
 
 
-#: rows of the batch a plugin loss is tried on before any run
+#: rows of the batch a loss is tried on before any run
 PROBE_ROWS = 8
 
 
-def _probe_plugin(label: str, loss_fn, bundle) -> None:
-    """A loss with code from outside losscli (``--loss pkg.module:Name``, a part of a sum) is called once,
-    forward and backward, on random logits and the first training targets, before anything trains: one
-    that cannot train on this data (``torch.nn:MSELoss`` on class indices, an output without a gradient)
-    is one line and exit 2 here, not a raw exception in the first step of every run. The registry's
-    losses keep their contract (``losscli check-loss``) and are not probed; neither are losses that need
-    the engine's context (embeddings, teacher logits) or take sets."""
+def _probe(label: str, loss_fn, bundle) -> None:
+    """The loss is called once, forward and backward, on random logits and the first training targets,
+    before anything trains or is written. A plugin loss (``--loss pkg.module:Name``, a part of a sum) that
+    cannot train on this data (``torch.nn:MSELoss`` on class indices, an output without a gradient), and a
+    registry loss whose parameters do not fit it (``focal(alpha=[1,2])`` on 3 classes), are one line and
+    exit 2 here, not a failure in the first step of every run (after ``train --overwrite`` had already
+    deleted the finished run it was to replace). Losses that need the engine's context (embeddings,
+    teacher logits) or take sets are not probed."""
     import copy
     import warnings
 
@@ -88,24 +89,26 @@ def _probe_plugin(label: str, loss_fn, bundle) -> None:
     from losscli.losses.plugin import ModuleLoss
     from losscli.plugins import describe_exception
 
-    if not any(isinstance(m, ModuleLoss) or (isinstance(m, Loss) and not type(m).__module__.startswith("losscli."))
-               for m in loss_fn.modules()):
-        return
+    plugin = any(isinstance(m, ModuleLoss) or (isinstance(m, Loss) and not type(m).__module__.startswith("losscli."))
+                 for m in loss_fn.modules())
     if loss_fn.info.needs or loss_fn.info.input != "logits" or not len(bundle.y_train):
         return
     target = bundle.y_train[:PROBE_ROWS]
     columns = output_size(loss_fn, bundle)
+    probe = copy.deepcopy(loss_fn)  # a copy: a stateful loss starts its run untouched, and make_head configures it
+    if not plugin and probe.make_head(1, columns) is not None:
+        return  # it reads its own head's outputs (harmonic's distances), not logits: random logits would fail it
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the plugin's own warnings (torch's broadcasting one) say it again below
         logits = torch.randn(target.shape[0], columns, generator=torch.Generator().manual_seed(0), requires_grad=True)
         try:
-            out = copy.deepcopy(loss_fn)(logits, target)  # a copy: a stateful loss starts its run untouched
+            out = probe(logits, target)
             out.float().sum().backward()
         except Exception as exc:  # noqa: BLE001 - the plugin's code: any failure is the same answer
             why = " ".join(str(exc).split()) if isinstance(exc, LossCLIError) else describe_exception(exc)
             raise UsageError(f"{label} fails on a batch of {bundle.name} (logits [{target.shape[0]}, {columns}] "
                              f"float32, targets {list(target.shape)} {str(target.dtype).replace('torch.', '')}): "
-                             f"{why}; check it with `losscli check-loss '{label}'`") from None
+                             f"{why}" + (f"; check it with `losscli check-loss '{label}'`" if plugin else "")) from None
 
 
 def _check_task(label: str, info, bundle) -> None:

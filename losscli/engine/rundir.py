@@ -37,14 +37,21 @@ _FIX = "retrain the run (or delete its directory)"
 # --------------------------------------------------------------------------- writing
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> Path:
-    """Refuse to replace a finished run unless ``overwrite``; clear a previous attempt's partial files
-    (``resume``: keep them for the checkpoint to continue from)."""
+def check_run_dir(run_dir: Path, overwrite: bool) -> Path:
+    """Refuse a ``run_dir`` that is a file, or holds a finished run and ``overwrite`` is not given."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"{run_dir} exists and is not a directory; choose another --out")
     if run_status(run_dir) == "ok" and not overwrite:
         raise UsageError(f"{run_dir} already holds a completed run; pass --overwrite to replace it or choose another --out")
+    return run_dir
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> Path:
+    """:func:`check_run_dir`, then clear a previous attempt's files (``resume``: keep them for the
+    checkpoint to continue from). Call it once the run is built: the files it deletes are the
+    finished run that ``--overwrite`` replaces, and input refused while building must not cost them."""
+    run_dir = check_run_dir(run_dir, overwrite)
     # no mkdir here: the directory appears with the first file (config.yaml), so input that
     # fails while data or model are built leaves no empty run directory behind
     for stale in (REPORT, REPORT_MD) if resume else (METRICS, REPORT, REPORT_MD, "checkpoint.pt"):

@@ -73,9 +73,10 @@ def train_run(spec: RunSpec, run_dir: Path, *, overwrite: bool = False, progress
     ``hooks`` (an experiment tracker) follow the run.
     """
     state = checkpoint.load(Path(run_dir), spec.key()) if resume else None
-    run_dir = rundir.prepare_run_dir(Path(run_dir), overwrite, resume=state is not None)
+    rundir.check_run_dir(run_dir, overwrite)  # before the data loads: a refusal that costs nothing
     with _built(spec, data_cache, without_test=False) as (bundle, loss_fn, model, teacher, device, amp, compiled,
                                                             env):
+        run_dir = rundir.prepare_run_dir(Path(run_dir), overwrite, resume=state is not None)
         rec = RunRecorder(spec, run_dir, env, bundle, model_name(spec, bundle), render_markdown, hooks)
         if log and progress:
             log(describe_run(spec, bundle, rec.model_name, device))

@@ -139,6 +139,28 @@ def _compare(loss, *, n, c, d, dtype, device, repeats, warmup, chunk_size, memor
     return row
 
 
+def linear_min_bytes(n: int, c: int, d: int, dtype: torch.dtype) -> int:
+    """A lower bound on one comparison's memory: hidden ``[n, d]`` and W ``[c, d]``, their gradients, and
+    the gradients kept from the materialised and chunked paths (every loss runs both)."""
+    return 4 * (n + c) * d * dtype.itemsize
+
+
+def _check_fits(batches, classes, dims, dtypes, device: torch.device) -> None:
+    """One line before anything is allocated when no configuration fits the device: ``--linear-dim
+    100000000`` was killed by the kernel's out-of-memory killer (exit 137, no message) after minutes."""
+    from losscli.errors import UsageError
+    from losscli.profiling.harness import device_memory_bytes
+
+    capacity = device_memory_bytes(device)
+    configs = [(n, c, d, dt) for n in batches for c in classes for d in dims for dt in dtypes]
+    if not capacity or not configs or any(linear_min_bytes(*k) <= capacity for k in configs):
+        return
+    n, c, d, dt = min(configs, key=lambda k: linear_min_bytes(*k))
+    raise UsageError(f"every configuration needs more memory than {device.type} has: the smallest, N={n} x C={c} x "
+                     f"D={d} {dtype_name(dt)}, needs at least {linear_min_bytes(n, c, d, dt) / 2**30:.3g} GiB of "
+                     f"{capacity / 2**30:.3g} GiB; lower --batch, --classes or --linear-dim")
+
+
 def _grad_err(grads: dict, name: str) -> float | None:
     """Largest |difference| of a method's gradients from the materialised ones, relative to their max."""
     if "materialised" not in grads or name not in grads:
@@ -164,6 +186,7 @@ def compare_linear_losses(losses: list[str], *, batches, classes, dims, dtypes, 
 
         raise UsageError(f"--chunk-size must be >= 1 (rows per chunk), got {chunk_size}")
     check_seed(seed, "--seed")  # 2**70 failed every row: every loss "skipped", exit 1
+    _check_fits(batches, classes, dims, dtypes, device)
     say = progress or (lambda msg: None)
     rows, skipped = [], []
     for spec in losses:

@@ -49,19 +49,22 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
         raise UsageError(f"teacher {cfg.teacher} is for the distilling losses (kd, pld, dhkd, or a sum with one); none "
                          "of the compared losses distils: drop --teacher (or the config key teacher)")
     baseline = resolve_baseline(cfg)
-    out_dir = _usable_dir(Path(out_dir))
+    out_dir = Path(out_dir)
+    _check_out(out_dir)
+    cache: dict = {}
+    reports = rundir.ReportCache()  # each run's report.yaml parsed once, not at every status check
+    pending = [s for s in grid if rundir.run_status(out_dir / "runs" / s.key(), reports) != "ok"]
+    _preflight(cfg, grid, pending, cache)
+    _make_out(out_dir)
     with CompareLock(out_dir, wait=wait, log=log):
         t0 = time.perf_counter()
         tuning, run_dirs = None, []
         executors = _Executors(cfg, log)
-        reports = rundir.ReportCache()  # each run's report.yaml parsed once, not at every status check
         try:
-            cache: dict = {}
-            if cfg.tune.trials or any(rundir.run_status(out_dir / "runs" / s.key(), reports) != "ok" for s in grid):
+            if cfg.tune.trials or pending:
                 from losscli.app.compare.announce import announce
 
                 announce(cfg, out_dir, grid, log, cache)
-                _check_settings(grid, cache)  # before tuning too: its trials run the same settings
             if cfg.tune.trials:
                 tuning = _tune(cfg, out_dir, executors, log, progress)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
@@ -101,20 +104,39 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     return report
 
 
-def _usable_dir(out_dir: Path) -> Path:
-    """Create the compare directory up front: a bad ``--out`` is one line before anything runs."""
+def _check_out(out_dir: Path) -> None:
+    """A bad ``--out`` is one line before anything runs, and before anything is created."""
     check_utf8_path(out_dir, "--out")
     _refuse_foreign(out_dir)
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out {out_dir} is a file; give a directory")
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
+
+
+def _preflight(cfg: Config, grid: list, pending: list, cache: dict) -> None:
+    """Load the data and build each loss of the runs still to do, before the compare directory is
+    created: a refused invocation (a plugin loss whose constructor raises, data that cannot load)
+    left an empty ``OUT/runs`` and a lock file behind. With nothing pending there is nothing to check."""
+    if not (cfg.tune.trials or pending):
+        return
+    from losscli.engine.build import load_base_data
+
+    load_base_data(grid[0], cache)  # a dataset that cannot load is one line here, not a failure in every run
+    _check_settings(grid, cache)  # before tuning too: its trials run the same settings
+    _check_losses(pending, cache)
+
+
+def _make_out(out_dir: Path) -> None:
+    """Create the compare directory and prove it writable (a read-only one is one line, not a failed run)."""
+    try:
         (out_dir / "runs").mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
-    return out_dir
 
 
 #: what a compare directory's own files declare (any version): anything else there is not ours
@@ -262,8 +284,8 @@ def _run_pending(cfg: Config, todo: list, executors: _Executors, log, progress: 
     from losscli.engine.build import load_base_data
 
     specs, dirs = [s for s, _ in todo], [d for _, d in todo]
-    load_base_data(specs[0], cache)  # a dataset that cannot load is one line here, not a failure in every run
-    _check_losses(specs, cache)
+    load_base_data(specs[0], cache)
+    _check_losses(specs, cache)  # again: tuned parameters are losses the preflight has not built
     tasks = plan_tasks(specs, dirs, use_batching(cfg.batch_runs, cfg.device, log), log)
     for task in tasks:
         task.tracker = tracker
