@@ -180,14 +180,14 @@ def test_report_cache_reparses_only_a_replaced_report(tmp_path, count_report_par
     ("- schema\n", False),
 ])
 def test_out_with_a_report_yaml_is_refused_unless_a_compare_wrote_it(tmp_path, text, ours):
-    from losscli.app.compare.run import _usable_dir
+    from losscli.app.compare.run import _check_out
 
     (tmp_path / "report.yaml").write_text(text)
     if ours:
-        assert _usable_dir(tmp_path) == tmp_path
+        _check_out(tmp_path)
     else:
         with pytest.raises(UsageError, match="not a losscli compare's"):
-            _usable_dir(tmp_path)
+            _check_out(tmp_path)
 
 
 @pytest.fixture
