@@ -149,12 +149,31 @@ def test_cli_linear_dim_table(tmp_path):
     res = CliRunner().invoke(cli.app, ["profile", "--losses", "ce,jaccard", "--batch", "32", "--classes", "50",
                                        "--linear-dim", "8", "--chunk-size", "7", "--repeats", "2", "--warmup", "0",
                                        "--device", "cpu", "--format", "yaml", "--quiet"])
-    assert res.exit_code == 0, res.output
+    # jaccard (a batch-level loss) has no linear form: its skip is reported and the exit code says so
+    assert res.exit_code == 1, res.output
     import yaml
 
     data = yaml.safe_load(res.stdout)
     assert data["linear"][0]["loss"] == "ce" and data["linear"][0]["grad_max_rel_err"] < 1e-4
     assert data["skipped"][0]["loss"] == "jaccard"
+
+
+@pytest.mark.parametrize("extra", [[], ["--linear-dim", "8"]])
+def test_a_requested_loss_measured_at_no_shape_fails_the_command_after_the_table(extra, capsys):
+    """The others' rows are printed (a script can read them), then one line and exit 1: exit 0 read as
+    "every loss measured" when one was only listed under skipped."""
+    from tests.cli_helpers import invoke
+
+    code, out, err = invoke(["profile", "--losses", "focal(alpha=[1,2]),gce", "--batch", "16", "--classes", "4",
+                             "--repeats", "1", "--warmup", "0", "--no-memory", "--format", "json", "--quiet", *extra], capsys)
+    assert code == 1, err
+    import json
+
+    data = json.loads(out)
+    rows = data["linear"] if extra else data["rows"]
+    assert "gce" in {r["loss"] for r in rows}
+    assert data["skipped"][0]["loss"] == "focal(alpha=[1,2])"
+    assert err.strip().splitlines()[-1].startswith("error: focal(alpha=[1,2]) could not be measured")
 
 
 def test_linear_bench_measures_torchs_own_chunked_linear_ce_beside_losscli():

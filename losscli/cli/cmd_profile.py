@@ -187,6 +187,7 @@ def profile_command(
             raise RunFailedError("no loss could be compared (see skipped)")
         _emit(report, fmt, [("linear layer + loss: materialised vs row-chunked vs vocabulary-streamed", lrows,
                              _LINEAR_COLUMNS)], say)
+        _refuse_unmeasured(specs, lrows)
         return
 
     report = profile_losses(loss_list, batches=batches, classes=class_list, dtypes=dtypes, device=dev, compile=compile,
@@ -209,6 +210,19 @@ def profile_command(
     _emit(report, fmt, [(title, report["rows"], cols)], say)
     for warning in report.get("warnings") or []:
         log(warning)  # even with --quiet: a ratio that cannot be trusted must not pass silently
+    _refuse_unmeasured(report["config"]["losses"], report["rows"])
+
+
+def _refuse_unmeasured(requested: list[str], rows: list[dict]) -> None:
+    """Exit 1 when a loss the user asked for has no row at any shape: the table (already printed) holds
+    the others, but a script reading exit 0 took the skipped loss for measured."""
+    from losscli.errors import RunFailedError
+
+    measured = {r["loss"] for r in rows}
+    missing = [spec for spec in requested if spec not in measured]
+    if missing:
+        raise RunFailedError(f"{', '.join(missing)} could not be measured at any of the shapes asked for "
+                             "(see skipped); the rows above are for the others")
 
 
 def _emit(report: dict, fmt: Format, tables: list[tuple[str, list[dict], list[str]]], say) -> None:
