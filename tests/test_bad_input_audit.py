@@ -185,3 +185,14 @@ def test_profile_linear_dim_that_cannot_fit(dim, capsys):
     """The OOM killer ended it (exit 137, no message) after minutes of allocating."""
     _one_line_exit_2(["profile", "--losses", "ce", "--batch", "8", "--classes", "4", "--device", "cpu", "--repeats",
                       "1", "--quiet", "--linear-dim", dim], capsys, "lower --batch, --classes or --linear-dim")
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_hugging_face_column_options_reach_the_data_in_train_and_compare(command, capsys, tmp_path):
+    """README lists --image-column/--text-column for Hugging Face data; compare lacked them
+    ("No such option"), so its data could only be pointed at a column through --set."""
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    out = tmp_path / "out"
+    _one_line_exit_2([command, "--dataset", f"hf:{tmp_path / 'x.csv'}", "--label-column", "a", "--text-column", "nope",
+                      "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(out)], capsys, "no text column 'nope'")
+    assert not out.exists()

@@ -37,6 +37,8 @@ def compare_command(
     schedule: Optional[str] = C.schedule,
     device: Optional[str] = C.device,
     compile: Optional[bool] = o.COMPILE,
+    image_column: Optional[str] = o.IMAGE_COL,
+    text_column: Optional[str] = o.TEXT_COL,
     label_column: Optional[str] = o.LABEL_COL,
     feature_columns: Optional[str] = o.FEATURE_COLS,
     normalize: Optional[bool] = o.NORMALIZE,
@@ -76,8 +78,8 @@ def compare_command(
     check_out(out)
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
-        lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, label_column=label_column,
-        feature_columns=feature_columns, normalize=normalize, image_size=image_size,
+        lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, image_column=image_column,
+        text_column=text_column, label_column=label_column, feature_columns=feature_columns, normalize=normalize, image_size=image_size,
         losses=losses, seeds=seeds, noise=noise, imbalance=imbalance, baseline=baseline, teacher=teacher, jobs=jobs,
         batch_runs=batch_runs, executor=executor, address=address, gpus_per_run=gpus_per_run, clean_val=clean_val,
         nested={"tune.trials": tune, "tune.storage": storage, "statistics.test": test,
