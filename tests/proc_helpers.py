@@ -1,8 +1,10 @@
-"""Linux /proc helpers for the Ray tests: listening sockets, a process's descendants, Ray's task workers."""
+"""Linux /proc helpers for the Ray tests: listening sockets, a process's descendants, Ray's task workers;
+and a child process that takes Ctrl-C whatever the suite was started under."""
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 
@@ -63,3 +65,11 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def answers_ctrl_c() -> None:
+    """``preexec_fn`` for a child the test interrupts with SIGINT: restore its default action. An
+    ignored signal is inherited across exec, and a suite started in the background of a
+    non-interactive shell (``nohup make test &``, a CI wrapper) runs with SIGINT ignored; Python
+    then installs no KeyboardInterrupt handler and the child runs to the end as if never interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -51,7 +51,9 @@ def test_uses_numpy_only_where_it_may(monkeypatch):
     assert calls == []
 
 
-def test_sigmoid_losses_take_the_numpy_path_and_keep_their_gradients(monkeypatch):
+def test_dhkd_takes_the_numpy_path_and_keeps_its_gradients(monkeypatch):
+    """dhkd's log cosh is the kernel that calls log1p_ (the sigmoid family now takes torch's one-pass
+    softplus): NumPy's in-place log1p there must leave autograd's gradient intact."""
     from losscli.losses import build_loss
 
     calls = []
@@ -59,8 +61,8 @@ def test_sigmoid_losses_take_the_numpy_path_and_keep_their_gradients(monkeypatch
     monkeypatch.setattr(npmath.np, "log1p", lambda a, out: calls.append(1) or real(a, out=out))
     monkeypatch.setattr(npmath, "NUMPY_MAX_THREADS", torch.get_num_threads())
     gen = torch.Generator().manual_seed(1)
-    z = (4 * torch.randn(64, 10, generator=gen, dtype=torch.float64)).requires_grad_(True)
-    y = torch.randint(0, 10, (64,), generator=gen)
-    for name in ("bce", "sigmoid_focal"):
-        assert torch.autograd.gradcheck(lambda zz: build_loss(name)(zz, y), (z,))
+    z = (4 * torch.randn(16, 10, generator=gen, dtype=torch.float64)).requires_grad_(True)  # [N, 2C]: two heads
+    teacher = 4 * torch.randn(16, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (16,), generator=gen)
+    assert torch.autograd.gradcheck(lambda zz: build_loss("dhkd")(zz, y, teacher_logits=teacher), (z,))
     assert calls

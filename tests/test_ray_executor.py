@@ -25,7 +25,7 @@ from losscli.app.executors.runfiles import pack_run, unpack_run
 from losscli.engine import rundir
 from tests.cli_helpers import invoke
 from tests.grids import SYNTH, tiny_config
-from tests.proc_helpers import LOOPBACK, descendants, listening, sockets_of, task_workers
+from tests.proc_helpers import LOOPBACK, answers_ctrl_c, descendants, listening, sockets_of, task_workers
 
 _cfg = tiny_config
 QUIET = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
@@ -347,7 +347,7 @@ def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopbac
     # as a user runs it: without the variable this module sets for its own Ray (losscli must set it)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env=env)
+                            env=env, preexec_fn=answers_ctrl_c)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("runs/*/report.yaml")) and proc.poll() is None:
         time.sleep(0.05)

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.proc_helpers import answers_ctrl_c
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")]
 
 GRID = ["--dataset", "synthetic", "--set", "dataset.options={classes: 3, dim: 8, n_train: 1500, n_test: 100}",
@@ -139,7 +141,7 @@ def test_workers_die_with_the_compare_process(tmp_path):
 
 def test_ctrl_c_cancels_pending_work_and_says_what_is_kept(tmp_path):
     out = tmp_path / "c"
-    proc = _compare(out, "--jobs", "2", start_new_session=True)
+    proc = _compare(out, "--jobs", "2", start_new_session=True, preexec_fn=answers_ctrl_c)
     _wait_for(lambda: len(_done(out)) >= 1 and _workers(proc.pid), proc=proc)
     workers = _workers(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group

@@ -3,9 +3,9 @@
 On x86 CPUs torch's float ``log1p`` and ``expm1`` are several times slower than its ``exp`` and
 ``log`` (one [4096, 1000] float32 pass, one thread, AVX-512 Xeon: ``log1p`` 7.5 ms, ``expm1`` 5.8 ms,
 ``exp`` 1.6 ms), while NumPy's vectorised ones run at about ``exp``'s speed (3.1 ms and 1.6 ms),
-equally accurate (within an ulp of each other). The sigmoid-family and focal-family kernels
-spend a large share of their time there, so on a CPU they call these instead
-(``benchmarks/bench_npmath.py`` measures both).
+equally accurate (within an ulp of each other). dhkd's log cosh calls ``log1p_`` on a CPU
+(``benchmarks/bench_npmath.py`` measures both; the sigmoid-family kernels now take torch's
+one-pass ``softplus`` instead).
 
 NumPy works on the tensor's own memory (``Tensor.numpy()`` shares it), so this is only done where
 that is safe and pays: a plain, contiguous CPU float32/float64 tensor that autograd does not track, outside
