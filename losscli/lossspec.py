@@ -188,11 +188,27 @@ def parse_loss_spec(spec: str) -> tuple[str, dict[str, Any]]:
             raise UsageError(f"{_short(spec)!r} is a composite loss (a weighted sum); give one loss here")
         raise UsageError(f"cannot parse loss spec {_short(spec)!r}; write name or name(param=value,...)")
     name = m.group(0)
+    if rest:
+        _one_parameter_list(text, name, rest)
     inner = rest[1:-1] if rest else ""
     hint = f" (`losscli losses {name}` shows its default)"
     params = parse_assignments(split_params(inner, text), what=f"{name} parameter", empty=lambda key, _: _empty_value(
         text, key, f"{name}({key}=VALUE)", name, hint))
     return name, params
+
+
+def _one_parameter_list(spec: str, name: str, rest: str) -> None:
+    """Refuse text after the parenthesis that closes ``rest``'s first one (``focal(gamma=2)(x=1)``): the
+    bracket check inside read it as one list and answered "unbalanced brackets in 'gamma=2)(x=1'"."""
+    depth = 0
+    for i, ch in enumerate(rest):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0:
+            if rest[i + 1:].strip():
+                raise UsageError(f"loss spec {_short(spec)!r}: {_short(rest[i + 1:].strip())!r} follows its parameter "
+                                 f"list; give all parameters in one list, as {name}(a=1, b=2)")
+            return
 
 
 def is_plugin_name(name: str) -> bool:

@@ -82,6 +82,18 @@ def test_seeds_as_a_comma_list_are_integers():
         validate(build_config("default", {"seeds": "0,²"})).seed_list()
 
 
+@pytest.mark.parametrize("spec, extra", [("focal(gamma=2)(x=1)", "(x=1)"), ("focal(gamma=2) (alpha=[1,2])", "(alpha=[1,2])"),
+                                         ("focal(alpha=[1,2])(gamma=2)", "(gamma=2)")])
+def test_a_second_parameter_list_is_named_not_called_unbalanced(spec, extra):
+    """The bracket check read both lists as one and answered "unbalanced brackets in 'gamma=2)(x=1'"."""
+    from losscli.losses import resolve_loss
+
+    with pytest.raises(UsageError) as err:
+        resolve_loss(spec)
+    assert str(err.value) == (f"loss spec {spec!r}: {extra!r} follows its parameter list; give all parameters in "
+                              "one list, as focal(a=1, b=2)")
+
+
 @pytest.mark.parametrize("spec, position, hint", [
     ("focal(gamma=2,)", 2, ", a trailing comma"),
     ("focal(,gamma=2)", 1, ", a leading comma"),
