@@ -72,6 +72,8 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
             statuses = [rundir.run_status(d, reports) for d in run_dirs]
             todo = [(s, d) for s, d, st in zip(specs, run_dirs, statuses)
                     if st == "pending" or (retry_failed and st == "failed")]
+            if tuning and todo:  # tuned parameters make losses the preflight has not built
+                _check_losses([s for s, _ in todo], cache)
             if log:
                 log(f"compare: {len(specs)} runs ({len(specs) - len(todo)} already done, {len(todo)} to run) "
                     f"-> {out_dir}")
@@ -281,11 +283,7 @@ def _check_settings(specs: list, cache: dict | None) -> None:
 def _run_pending(cfg: Config, todo: list, executors: _Executors, log, progress: bool, cache: dict | None = None,
                  tracker=None) -> list[str]:
     """Train the pending runs through the configured executor; returns why runs stayed pending."""
-    from losscli.engine.build import load_base_data
-
     specs, dirs = [s for s, _ in todo], [d for _, d in todo]
-    load_base_data(specs[0], cache)
-    _check_losses(specs, cache)  # again: tuned parameters are losses the preflight has not built
     tasks = plan_tasks(specs, dirs, use_batching(cfg.batch_runs, cfg.device, log), log)
     for task in tasks:
         task.tracker = tracker
