@@ -25,9 +25,17 @@ import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 ALPHA = 0.05
+
+
+def _scipy_stats():
+    """scipy.stats, imported on first use: it costs ~1 s, and commands that only validate a config
+    (`train`, `eval`, every worker process) read this module's names without testing anything."""
+    from scipy import stats
+
+    return stats
+
 TESTS = {
     "t": "paired t-test on per-seed differences, standard error including the test-set bootstrap variance "
          "(Satterthwaite df)",
@@ -76,7 +84,7 @@ def summarize(values: Sequence[Any]) -> dict[str, Any]:
     std = float(finite.std(ddof=1))
     if not (math.isfinite(mean) and math.isfinite(std)):
         return {"values": vals, "mean": mean, "std": std, "ci95": None, "n": n}
-    half = float(sps.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    half = float(_scipy_stats().t.ppf(0.975, n - 1)) * std / math.sqrt(n)
     return {"values": vals, "mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
 
 
@@ -114,11 +122,11 @@ def _t_p(d: np.ndarray, extra_variance: float) -> tuple[float, float, float, flo
     if se2 <= 0:  # no spread at all: either no difference or a constant one
         return (1.0 if mean == 0.0 else 0.0), 0.0, float(n - 1), 0.0
     df = se2**2 / (seed_var**2 / (n - 1)) if seed_var > 0 else 1e9
-    p = float(2.0 * sps.t.sf(mean / math.sqrt(se2), df))
-    half = float(sps.t.ppf(0.975, df)) * math.sqrt(se2)
+    p = float(2.0 * _scipy_stats().t.sf(mean / math.sqrt(se2), df))
+    half = float(_scipy_stats().t.ppf(0.975, df)) * math.sqrt(se2)
     if seed_var > 0 and extra_variance > 0:
-        p = max(p, float(2.0 * sps.t.sf(mean / math.sqrt(seed_var), n - 1)))
-        half = max(half, float(sps.t.ppf(0.975, n - 1)) * math.sqrt(seed_var))
+        p = max(p, float(2.0 * _scipy_stats().t.sf(mean / math.sqrt(seed_var), n - 1)))
+        half = max(half, float(_scipy_stats().t.ppf(0.975, n - 1)) * math.sqrt(seed_var))
     return p, math.sqrt(se2), float(df), half
 
 
@@ -186,7 +194,7 @@ def adjust(p_values: Sequence[float | None], method: str = "holm") -> list[float
     if method == "none":
         adj = p
     elif method == "bh":
-        adj = sps.false_discovery_control(p, method="bh")
+        adj = _scipy_stats().false_discovery_control(p, method="bh")
     else:
         m = p.size
         order = np.argsort(p, kind="stable")
@@ -213,10 +221,10 @@ def prob_improvement(a: Sequence[Any], b: Sequence[Any], higher_is_better: bool 
 
 
 def _t_power(effect: float, se2: float, df: float, level: float) -> float:
-    tcrit = float(sps.t.ppf(1 - level / 2, df))
+    tcrit = float(_scipy_stats().t.ppf(1 - level / 2, df))
     nc = abs(effect) / math.sqrt(se2)
-    lower = float(sps.nct.cdf(-tcrit, df, nc))  # the wrong-sign tail: tiny, and nan when nc is large
-    return float(sps.nct.sf(tcrit, df, nc)) + (lower if math.isfinite(lower) else 0.0)
+    lower = float(_scipy_stats().nct.cdf(-tcrit, df, nc))  # the wrong-sign tail: tiny, and nan when nc is large
+    return float(_scipy_stats().nct.sf(tcrit, df, nc)) + (lower if math.isfinite(lower) else 0.0)
 
 
 def power(effect: float, seed_sd: float, extra_variance: float, n: int, level: float) -> float:
@@ -260,7 +268,7 @@ def seeds_for_interval(margin: float | None, seed_sd: float | None, extra_varian
     quantile = 0.5 + confidence / 2.0
 
     def half(n: int) -> float:
-        return float(sps.t.ppf(quantile, n - 1)) * math.sqrt(seed_sd**2 / n + extra_variance)
+        return float(_scipy_stats().t.ppf(quantile, n - 1)) * math.sqrt(seed_sd**2 / n + extra_variance)
 
     return _fewest_seeds(lambda n: half(n) <= margin)  # the half-width shrinks with n
 
