@@ -45,8 +45,9 @@ def test_weighted_class_indices_through_the_base_class_match_torch(reduction):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_label_smoothing_matches_torch(reduction):
-    z, _, y, _ = _data(seed=2)
+@pytest.mark.parametrize("shape", [(7, 5), (1100, 1000)])  # torch's kernel; the fused node (>= 2^20 entries, C >= 256)
+def test_label_smoothing_matches_torch(reduction, shape):
+    z, _, y, _ = _data(*shape, seed=2)
     y[3] = -100
     z.requires_grad_(True)
     ours = build_loss("label_smoothing", epsilon=0.2, reduction=reduction)(z, y)

@@ -55,6 +55,16 @@ class CrossEntropy(Loss):
         return F.cross_entropy(logits, target, weight=weight, reduction="none")
 
 
+def _fused_pays(logits: torch.Tensor) -> bool:
+    """Whether the fused node beats torch's own label smoothing on these logits. It does from about a
+    million entries with C >= 256 (4096 x 1000: 0.75x torch's time, forward + backward, one CPU thread);
+    below that torch's kernel wins, and by most where a training step is small: 128 x 10 (the default
+    compare's batches) 0.41x the fused node's time, 4096 x 100 0.77x. The loss is bounded below by the
+    entropy of the smoothed target, so torch's ``log p_y`` (rounded where ``p_y`` rounds to 1) costs no
+    relative precision unless epsilon is 0, where this is ``ce``, which is torch's kernel too."""
+    return logits.dim() == 2 and logits.shape[1] >= 256 and logits.numel() >= 1 << 20
+
+
 @register_loss(
     "label_smoothing",
     aliases=("ls", "smoothed_ce"),
@@ -73,9 +83,10 @@ class LabelSmoothing(Loss):
     handles_weight = True  # torch weights the smoothing term per class, not by w_y alone
 
     def forward(self, logits, target, **context):
-        if self.weight is None and isinstance(target, torch.Tensor) and target.dim() == 1:
-            # unweighted class indices: per_sample's fused node (the base class does ignore_index
-            # and the reduction exactly as torch does for this case)
+        if (self.weight is None and isinstance(target, torch.Tensor) and target.dim() == 1
+                and (context or _fused_pays(logits))):
+            # unweighted class indices on many classes: per_sample's fused node (the base class does
+            # ignore_index and the reduction exactly as torch does for this case)
             return super().forward(logits, target, **context)
         logits, target, kind = self._check_inputs(logits, target)
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
