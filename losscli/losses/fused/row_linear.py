@@ -19,7 +19,7 @@ import math
 import torch
 
 from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, log_normaliser,
-                                               saturated_target, target_log_prob)
+                                               saturated_target, shift_far_rows, target_log_prob, worth_a_pass)
 
 
 def _softmax_ce(x: torch.Tensor, idx: torch.Tensor):
@@ -124,31 +124,42 @@ def circle(s, target, gamma, m):
     return blocked(s, lambda sb, hb, t: _circle_block(sb, t.unsqueeze(1), hb, gamma, m), target)
 
 
+def _over_t(x, xmax, inv_t, out=None):
+    """``(x' / T, max_k x'_k / T)`` with ``x' = x - max x`` in a block with rows far from zero
+    (``shift_far_rows``; the maximum is then 0) and ``x' = x`` elsewhere: ``x / T`` rounds to half an ulp
+    of ``|x| / T``, more than a spread of 0.01 allows at logits near 1e4. Division by T > 0 is monotone
+    in floating point too, so an unshifted row's maximum is ``max(x) / T``."""
+    shifted = shift_far_rows(x, xmax, out=out)
+    if shifted is x:
+        return torch.mul(x, inv_t, out=out), xmax * inv_t  # (a fresh tensor when out is None)
+    return shifted.mul_(inv_t), 0.0
+
+
 def _kd_block(z, teacher, idx, h, temperature, alpha):
     """Hinton KD per row: ``alpha T^2 KL(q || softmax(z/T)) [+ (1 - alpha) CE(z, y)]``, ``q = softmax(t/T)``.
 
-    ``KL = sum_k q_k (t_k - z_k)/T + log(S_z/S_t) + (max z - max t)/T`` (``sum_k q_k = 1``); the
-    teacher is a constant. Gradient ``alpha T (s - q) + (1 - alpha)(p - e_y)``. ``idx`` is None
-    for the distillation term alone.
+    ``KL = sum_k q_k (t'_k - z'_k) + log(S_z/S_t) + (max z' - max t')`` (``sum_k q_k = 1``) for any
+    row shifts of ``z' = z/T`` and ``t' = t/T`` (``_over_t``): with both shifted by their maxima the last
+    term is 0 and the sum is of differences of the size of the rows' spreads, not of their offsets (a
+    teacher near 0 and a student near 1e4 cancelled ``2500``: 9e-4 relative off before). The teacher is a
+    constant. Gradient ``alpha T (s - q) + (1 - alpha)(p - e_y)``. ``idx`` is None for the distillation
+    term alone.
     """
     inv_t = 1.0 / temperature
-    tt = teacher * inv_t
-    tmax = tt.amax(dim=1, keepdim=True)
+    tt, tmax = _over_t(teacher, teacher.amax(dim=1, keepdim=True), inv_t)
     q = torch.softmax(tt, dim=1)
     log_st = q.amax(dim=1, keepdim=True).log_().neg_()
     # z / T, s and p go into buffers already at hand instead of fresh [B, C] tensors (on a CPU 2-3x
     # the cost of a pass over one in cache): z / T and then s (in place) into the gradient template,
     # p below into tt, read no more (kd 0.95-0.97x of the previous time in paired A/Bs)
-    zt = torch.mul(z, inv_t, out=h)  # (a fresh tensor when h is None)
-    cross = tt.sub_(zt).mul_(q).sum(dim=1, keepdim=True)  # sum_k q_k (t_k - z_k) / T
+    zt, zmax = _over_t(z, z.amax(dim=1, keepdim=True), inv_t, out=h)  # (a fresh tensor when h is None)
+    cross = tt.sub_(zt).mul_(q).sum(dim=1, keepdim=True)  # sum_k q_k (t'_k - z'_k)
     # the CPU softmax reads each row before writing it, so out= its own input is exact there (the
     # same values as out of place, checked for float16 to float64); elsewhere out of place and copied
     s = torch.softmax(zt, dim=1, out=zt) if zt.device.type == "cpu" else zt.copy_(torch.softmax(zt, dim=1))
     s_max = s.amax(dim=1, keepdim=True)
     log_sz = s_max.log().neg_()
-    zmax = z.amax(dim=1, keepdim=True)
-    # max(z / T) = max(z) / T: division by T > 0 is monotone in floating point too
-    value = (alpha * temperature * temperature) * (cross + (log_sz - log_st) + (zmax * inv_t - tmax))
+    value = (alpha * temperature * temperature) * (cross + (log_sz - log_st) + (zmax - tmax))
     if idx is not None:
         # a third softmax, not p = e^T / sum e^T from e = s / s_max (integer T): on an Intel Xeon the
         # division, the powers, the sum and the normalisation cost more than one fused softmax
@@ -242,16 +253,37 @@ def _standardised_block(z, idx, h, eps):
 
     Population variance from the centred logits (two-pass): no ``E[z^2] - E[z]^2`` cancellation
     at |z| = 1e4. ``d z_hat_y / d z_j = rs (delta_jy - 1/C) - z_hat_y rs^2 (z_j - mu) / C``,
-    ``rs = 1/sqrt(var + eps)``.
+    ``rs = 1/sqrt(var + eps)``. ``mu`` is the rounded mean, corrected by ``_centring_error``.
     """
     c = z.shape[1]
-    centred = z - z.mean(dim=1, keepdim=True)
+    mu = z.mean(dim=1, keepdim=True)
+    centred = z - mu
     var = torch.linalg.vector_norm(centred, dim=1, keepdim=True).square_() / c
     rs = torch.rsqrt(var + eps)
-    z_hat = centred.gather(1, idx) * rs
+    centred_y = centred.gather(1, idx)
+    err = _centring_error(centred, mu * rs)
+    if err is not None:  # the exact centred values are centred - err (their mean is 0)
+        centred_y = centred_y - err
+        # mean((centred - err)^2) = mean(centred^2) - err^2 (>= 0; a constant row may round below)
+        rs = torch.rsqrt(var.sub_(err * err).clamp_min_(0.0) + eps)
+    z_hat = centred_y * rs
     if h is not None:
-        torch.mul(centred, z_hat * (rs * rs) * (-1.0 / c), out=h).sub_(rs / c).scatter_add_(1, idx, rs)
+        coef = z_hat * (rs * rs) * (-1.0 / c)
+        const = rs / c if err is None else rs / c + err * coef  # h = coef (centred - err) - rs / C + rs e_y
+        torch.mul(centred, coef, out=h).sub_(const).scatter_add_(1, idx, rs)
     return z_hat.squeeze(1)
+
+
+def _centring_error(centred, mu_over_sigma):
+    """``mean_k (z_k - mu)`` ``[B, 1]`` for the rounded mean ``mu`` (0 for the exact one), or None when it
+    is below float rounding. ``mu`` is off by ulps of ``|mu|``, and ``z_hat`` by that over ``sigma``
+    (spherical_z's value 7e-2 relative off at logits near 1e4 with spreads of 0.01). ``z_k - mu`` is exact
+    for nearby floats (Sterbenz), so their mean, summed at the size of the spread, is the error. One more
+    (read) pass, taken on a CPU only in blocks where some row has ``|mu| > sigma`` (``worth_a_pass``):
+    below, the error is a few eps of ``z_hat``."""
+    if not worth_a_pass(mu_over_sigma, 1.0):
+        return None
+    return centred.sum(dim=1, keepdim=True).div_(centred.shape[1])
 
 
 def standardised_target(z, target, eps):

@@ -41,6 +41,33 @@ def block_rows(n: int, c: int, device: torch.device | None = None, scale: int = 
     return max(1, min(n, _BLOCK_ELEMENTS * scale // max(c, 1)))
 
 
+#: a row value (a logit, a row's max or logsumexp) at most this large in magnitude is rounded by at most
+#: 8 eps (absolute): an exact form that costs an extra [B, C] pass is skipped on a CPU below it (worth_a_pass)
+FAR_FROM_ZERO = 16.0
+
+
+def worth_a_pass(rows: torch.Tensor, limit: float = FAR_FROM_ZERO) -> bool:
+    """Whether to take an exact form that costs an extra ``[B, C]`` pass, given per-row values ``rows``
+    (``[B, 1]``) whose magnitude above ``limit`` means the cheap form can round beyond float rounding: on
+    a CPU only if some row is above (a check on ``[B, 1]`` values, so ordinary logits pay nothing; the
+    infinity norm is one op: per-block checks cost ~1% otherwise); on other devices always (the check
+    would synchronise), and under ``torch.func`` transforms or compilation (no data-dependent branch)."""
+    if rows.device.type != "cpu" or transforms_active() or torch.compiler.is_compiling():
+        return True
+    return float(torch.linalg.vector_norm(rows, math.inf)) > limit
+
+
+def shift_far_rows(z: torch.Tensor, ref: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``z - ref`` (``ref`` ``[B, 1]``, a value of each row), or ``z`` itself when no row's ``|ref|`` exceeds
+    ``FAR_FROM_ZERO`` (on a CPU; elsewhere always shifted: ``worth_a_pass``). For a shift-invariant loss whose
+    input transform (a scale, an added offset) rounds to the size of ``|z|``: ``z_k - ref`` is exact for
+    nearby floats (Sterbenz), so the transform of the shifted row rounds to the size of the row's spread
+    instead of its offset."""
+    if worth_a_pass(ref):
+        return torch.sub(z, ref, out=out)
+    return z
+
+
 def _log_floor(dtype: torch.dtype) -> float:
     # p_y at or below this is too close to underflow for log(p_y): use the logsumexp form
     return math.log(torch.finfo(dtype).tiny) + 30.0
@@ -150,14 +177,22 @@ class Saturation:
 class _LogSoftmaxAt(torch.autograd.Function):
     """``log softmax(x)_y`` with ``x = scale * z + offset + shift_y e_y``: one softmax forward, one multiply
     backward (``d/dz = scale (e_y - p)``). Outputs ``(log p_y, p, 1 - p_y or None)``; the last two
-    are kept for backward only."""
+    are kept for backward only.
+
+    With a scale or an offset, rows far from zero are shifted by their target logit first
+    (``shift_far_rows``; ``x`` is shift-invariant): ``s z`` and ``z + offset`` round to half an ulp of the
+    logits (LDAM's ``30 z`` at ``z`` near 1e4: 3.7e-4 relative off), ``s (z - z_y)`` to that of the row's
+    spread. The check is in logits, not in ``x``: LDAM's cosine logits (``|z| <= 1``) never take the pass.
+    """
 
     @staticmethod
     def forward(z, target, scale, offset, shift):
         idx = target.unsqueeze(1)
         x = z
+        if scale is not None or offset is not None:
+            x = shift_far_rows(z, z.gather(1, idx))
         if scale is not None:
-            x = x * scale
+            x = x * scale if x is z else x.mul_(scale)
         if offset is not None:
             x = x + offset if x is z else x.add_(offset)
         if shift is not None:
