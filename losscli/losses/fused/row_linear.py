@@ -19,7 +19,7 @@ import math
 import torch
 
 from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, log_normaliser,
-                                               saturated_target, shift_far_rows, target_log_prob, worth_a_pass)
+                                               saturated_target, target_log_prob, worth_a_pass)
 
 
 def _softmax_ce(x: torch.Tensor, idx: torch.Tensor):
@@ -124,15 +124,17 @@ def circle(s, target, gamma, m):
     return blocked(s, lambda sb, hb, t: _circle_block(sb, t.unsqueeze(1), hb, gamma, m), target)
 
 
-def _over_t(x, xmax, inv_t, out=None):
-    """``(x' / T, max_k x'_k / T)`` with ``x' = x - max x`` in a block with rows far from zero
-    (``shift_far_rows``; the maximum is then 0) and ``x' = x`` elsewhere: ``x / T`` rounds to half an ulp
-    of ``|x| / T``, more than a spread of 0.01 allows at logits near 1e4. Division by T > 0 is monotone
-    in floating point too, so an unshifted row's maximum is ``max(x) / T``."""
-    shifted = shift_far_rows(x, xmax, out=out)
-    if shifted is x:
-        return torch.mul(x, inv_t, out=out), xmax * inv_t  # (a fresh tensor when out is None)
-    return shifted.mul_(inv_t), 0.0
+def _over_t(x, inv_t, out=None):
+    """``(x' / T, max_k x'_k / T)``: ``x' = x``, or ``x - max x`` in a block with a row far from zero
+    (``|max x| / T > 16``: ``worth_a_pass``), whose maximum is then 0. ``x / T`` rounds to half an ulp of
+    ``|x| / T``, more than a spread of 0.01 allows at logits near 1e4, and ``x - max x`` is exact for nearby
+    floats (Sterbenz). Ordinary blocks pay one ``[B, 1]`` check: the scaled maximum is needed anyway
+    (division by T > 0 is monotone in floating point too, so it is ``max(x) / T``)."""
+    xt = torch.mul(x, inv_t, out=out)  # (a fresh tensor when out is None)
+    xt_max = xt.amax(dim=1, keepdim=True)
+    if not worth_a_pass(xt_max):
+        return xt, xt_max
+    return torch.sub(x, x.amax(dim=1, keepdim=True), out=xt).mul_(inv_t), 0.0
 
 
 def _kd_block(z, teacher, idx, h, temperature, alpha):
@@ -146,13 +148,13 @@ def _kd_block(z, teacher, idx, h, temperature, alpha):
     term alone.
     """
     inv_t = 1.0 / temperature
-    tt, tmax = _over_t(teacher, teacher.amax(dim=1, keepdim=True), inv_t)
+    tt, tmax = _over_t(teacher, inv_t)
     q = torch.softmax(tt, dim=1)
     log_st = q.amax(dim=1, keepdim=True).log_().neg_()
     # z / T, s and p go into buffers already at hand instead of fresh [B, C] tensors (on a CPU 2-3x
     # the cost of a pass over one in cache): z / T and then s (in place) into the gradient template,
     # p below into tt, read no more (kd 0.95-0.97x of the previous time in paired A/Bs)
-    zt, zmax = _over_t(z, z.amax(dim=1, keepdim=True), inv_t, out=h)  # (a fresh tensor when h is None)
+    zt, zmax = _over_t(z, inv_t, out=h)
     cross = tt.sub_(zt).mul_(q).sum(dim=1, keepdim=True)  # sum_k q_k (t'_k - z'_k)
     # the CPU softmax reads each row before writing it, so out= its own input is exact there (the
     # same values as out of place, checked for float16 to float64); elsewhere out of place and copied
