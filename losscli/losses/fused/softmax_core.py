@@ -49,9 +49,10 @@ FAR_FROM_ZERO = 16.0
 def worth_a_pass(rows: torch.Tensor, limit: float = FAR_FROM_ZERO) -> bool:
     """Whether to take an exact form that costs an extra ``[B, C]`` pass, given per-row values ``rows``
     (``[B, 1]``) whose magnitude above ``limit`` means the cheap form can round beyond float rounding: on
-    a CPU only if some row is above (a check on ``[B, 1]`` values, so ordinary logits pay nothing; the
-    infinity norm is one op: per-block checks cost ~1% otherwise); on other devices always (the check
-    would synchronise), and under ``torch.func`` transforms or compilation (no data-dependent branch)."""
+    a CPU only if some row is above (a check on ``[B, 1]`` values, so ordinary logits pay no pass; the
+    infinity norm is one op: ~6 us on 262 rows, against ~15 us for abs, compare, any); on other devices
+    always (the check would synchronise), and under ``torch.func`` transforms or compilation (no
+    data-dependent branch)."""
     if rows.device.type != "cpu" or transforms_active() or torch.compiler.is_compiling():
         return True
     return float(torch.linalg.vector_norm(rows, math.inf)) > limit
