@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, log_normaliser,
-                                               saturated_target, target_log_prob, worth_a_pass)
+from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, host_checks,
+                                               log_normaliser, saturated_target, target_log_prob, worth_a_pass)
 
 
 def _softmax_ce(x: torch.Tensor, idx: torch.Tensor):
@@ -250,20 +250,24 @@ def logz_ce(z, target, coef):
     return blocked(z, lambda zb, hb, t: _logz_block(zb, t.unsqueeze(1), hb, coef), target)
 
 
-def _standardised_block(z, idx, h, eps):
-    """``z_hat_y = (z_y - mu) / sqrt(var + eps)`` per row.
+def _standardised_block(z, idx, h, eps, correct):
+    """``(z_hat_y, mu / sigma)`` per row, ``z_hat_y = (z_y - mu) / sqrt(var + eps)``.
 
     Population variance from the centred logits (two-pass): no ``E[z^2] - E[z]^2`` cancellation
     at |z| = 1e4. ``d z_hat_y / d z_j = rs (delta_jy - 1/C) - z_hat_y rs^2 (z_j - mu) / C``,
-    ``rs = 1/sqrt(var + eps)``. ``mu`` is the rounded mean, corrected by ``_centring_error``.
+    ``rs = 1/sqrt(var + eps)``. With ``correct``, the rounded mean ``mu`` is corrected: it is off by
+    ulps of ``|mu|``, and ``z_hat`` by that over ``sigma`` (spherical_z's value 7e-2 relative off at
+    logits near 1e4 with spreads of 0.01). ``z_k - mu`` is exact for nearby floats (Sterbenz), so
+    their mean ``err``, summed at the size of the spread, is the error (one more read pass).
     """
     c = z.shape[1]
     mu = z.mean(dim=1, keepdim=True)
     centred = z - mu
     var = torch.linalg.vector_norm(centred, dim=1, keepdim=True).square_() / c
     rs = torch.rsqrt(var + eps)
+    mu_over_sigma = mu * rs
     centred_y = centred.gather(1, idx)
-    err = _centring_error(centred, mu * rs)
+    err = centred.sum(dim=1, keepdim=True).div_(c) if correct else None
     if err is not None:  # the exact centred values are centred - err (their mean is 0)
         centred_y = centred_y - err
         # mean((centred - err)^2) = mean(centred^2) - err^2 (>= 0; a constant row may round below)
@@ -273,23 +277,22 @@ def _standardised_block(z, idx, h, eps):
         coef = z_hat * (rs * rs) * (-1.0 / c)
         const = rs / c if err is None else rs / c + err * coef  # h = coef (centred - err) - rs / C + rs e_y
         torch.mul(centred, coef, out=h).sub_(const).scatter_add_(1, idx, rs)
-    return z_hat.squeeze(1)
-
-
-def _centring_error(centred, mu_over_sigma):
-    """``mean_k (z_k - mu)`` ``[B, 1]`` for the rounded mean ``mu`` (0 for the exact one), or None when it
-    is below float rounding. ``mu`` is off by ulps of ``|mu|``, and ``z_hat`` by that over ``sigma``
-    (spherical_z's value 7e-2 relative off at logits near 1e4 with spreads of 0.01). ``z_k - mu`` is exact
-    for nearby floats (Sterbenz), so their mean, summed at the size of the spread, is the error. One more
-    (read) pass, taken on a CPU only in blocks where some row has ``|mu| > sigma`` (``worth_a_pass``):
-    below, the error is a few eps of ``z_hat``."""
-    if not worth_a_pass(mu_over_sigma, 1.0):
-        return None
-    return centred.sum(dim=1, keepdim=True).div_(centred.shape[1])
+    return z_hat.squeeze(1), mu_over_sigma.squeeze(1)
 
 
 def standardised_target(z, target, eps):
-    return blocked(z, lambda zb, hb, t: _standardised_block(zb, t.unsqueeze(1), hb, eps), target)
+    """``z_hat_y`` ``[N]`` (``_standardised_block``), the mean corrected where some row has ``|mu| > sigma``
+    (below, the correction is a few eps of ``z_hat``). On a CPU the batch is computed uncorrected and
+    its rows' ``|mu| / sigma`` checked once (a check per block cost spherical_z ~5%), and computed again
+    with the correction if one exceeds 1; elsewhere (``host_checks``) with it at once."""
+    def run(correct):
+        return blocked(z, lambda zb, hb, t: _standardised_block(zb, t.unsqueeze(1), hb, eps, correct), target,
+                       n_outputs=2)
+
+    if not host_checks(z):
+        return run(True)[0]
+    z_hat, mu_over_sigma = run(False)
+    return run(True)[0] if worth_a_pass(mu_over_sigma, 1.0) else z_hat
 
 
 def _logit_l2_ce_block(z, idx, h, coef, gamma):

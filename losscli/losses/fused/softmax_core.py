@@ -46,16 +46,19 @@ def block_rows(n: int, c: int, device: torch.device | None = None, scale: int = 
 FAR_FROM_ZERO = 16.0
 
 
+def host_checks(t: torch.Tensor) -> bool:
+    """Whether a branch on ``t``'s values may be taken on the host: on a CPU (elsewhere the check would
+    synchronise), outside ``torch.func`` transforms and compilation (no data-dependent branch there)."""
+    return t.device.type == "cpu" and not transforms_active() and not torch.compiler.is_compiling()
+
+
 def worth_a_pass(rows: torch.Tensor, limit: float = FAR_FROM_ZERO) -> bool:
     """Whether to take an exact form that costs an extra ``[B, C]`` pass, given per-row values ``rows``
-    (``[B, 1]``) whose magnitude above ``limit`` means the cheap form can round beyond float rounding: on
-    a CPU only if some row is above (a check on ``[B, 1]`` values, so ordinary logits pay no pass; the
-    infinity norm is one op: ~6 us on 262 rows, against ~15 us for abs, compare, any); on other devices
-    always (the check would synchronise), and under ``torch.func`` transforms or compilation (no
-    data-dependent branch)."""
-    if rows.device.type != "cpu" or transforms_active() or torch.compiler.is_compiling():
-        return True
-    return float(torch.linalg.vector_norm(rows, math.inf)) > limit
+    (``[B, 1]``) whose magnitude above ``limit`` means the cheap form can round beyond float rounding:
+    where ``host_checks``, only if some row is above (a check on ``[B, 1]`` values, so ordinary logits
+    pay no pass; the infinity norm is one op: ~6 us on 262 rows, against ~15 us for abs, compare, any);
+    elsewhere always."""
+    return not host_checks(rows) or float(torch.linalg.vector_norm(rows, math.inf)) > limit
 
 
 def shift_far_rows(z: torch.Tensor, ref: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
