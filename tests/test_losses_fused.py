@@ -179,22 +179,80 @@ def test_saturated_rows_in_float32_match_float64(name, margin):
     torch.testing.assert_close(g32, g64, rtol=1e-3, atol=1e-5 * float(g64.abs().max()))
 
 
+#: losses whose float32 input transform (z / T, s z, z + offset, z - mean z) rounds at the logits' offset
+#: unless their rows are shifted first (kd at temperature 3 as well: 4 scales exactly)
+SHIFTED_TRANSFORM = ["kd", "kd(temperature=3)", "ldam", "logit_adjusted", "balanced_softmax", "spherical_z"]
+
+
+def _far_logits(offset, c=10):
+    z = torch.full((8, c), offset, dtype=torch.float64)
+    z[:, 1] += torch.linspace(0.0, 0.5, 8, dtype=torch.float64)
+    z[4:] += torch.arange(c, dtype=torch.float64) / 4
+    return z.float().double()  # the float32 inputs themselves, exactly
+
+
 @pytest.mark.parametrize("name", ["nfl", "nfl_rce", "ngce", "nce", "nce_rce", "nce_mae", "sce", "rce", "asl_single",
-                                  "dice", "focal", "poly1", "mae", "gce", "label_smoothing", "mbls", "squentropy"])
+                                  "dice", "focal", "poly1", "mae", "gce", "label_smoothing", "mbls", "squentropy",
+                                  *SHIFTED_TRANSFORM])
 @pytest.mark.parametrize("offset", [-1e4, 3e3, 1e4])
 def test_logits_far_from_zero_in_float32_match_float64(name, offset):
     """Softmax losses are shift-invariant: logits with a large common offset (here a float32-exact
     one) must lose no more than float32 rounding. ``log p = z - (max z + log S)`` rounded the sum to
-    an ulp of the offset (ngce 2.6e-5 relative off at -1e4) before ``SoftmaxBlock`` corrected it."""
+    an ulp of the offset (ngce 2.6e-5 relative off at -1e4) before ``SoftmaxBlock`` corrected it; the
+    ``SHIFTED_TRANSFORM`` losses were up to 7e-2 off before their rows were shifted. kd's teacher is
+    near 0 (a student far from it cancelled ``(t - z) / T`` against the maxima's difference); its KL,
+    a difference of larger terms (log S near log C) times T^2, is 6e-6 off at offset 0 already: rtol 1e-5 there."""
     c = 10
-    z = torch.full((8, c), offset, dtype=torch.float64)
-    z[:, 1] += torch.linspace(0.0, 0.5, 8, dtype=torch.float64)
-    z[4:] += torch.arange(c, dtype=torch.float64) / 4
-    z = z.float().double()  # the float32 inputs themselves, exactly
+    z = _far_logits(offset, c)
     y = torch.tensor([0, 1, 2, 3, 4, 5, 6, 9])
-    v64 = make_loss(name, c, reduction="none")(z, y)
-    v32 = make_loss(name, c, reduction="none")(z.float(), y).double()
+    ctx = {k: v.float().double() for k, v in make_context(name, z).items()}
+    v64 = make_loss(name, c, reduction="none")(z, y, **ctx)
+    v32 = make_loss(name, c, reduction="none")(z.float(), y, **{k: v.float() for k, v in ctx.items()}).double()
+    torch.testing.assert_close(v32, v64, rtol=1e-5 if name.startswith("kd") else 2e-6, atol=1e-30)
+
+
+@pytest.mark.parametrize("name", SHIFTED_TRANSFORM)
+@pytest.mark.parametrize("offset", [-1e4, 1e4])
+@pytest.mark.parametrize("spread", [0.01, 3.0])
+def test_gradients_far_from_zero_in_float32_match_float64(name, offset, spread):
+    """The shifted forms' gradients in float32 against float64, on random rows (spherical_z's carries the
+    centring correction, which is 0 in rows whose mean rounds exactly). kd's teacher is far from zero
+    here, at another offset (its rows are shifted too)."""
+    c = 10
+    g = torch.Generator().manual_seed(5)
+    z = (offset + spread * torch.randn(16, c, generator=g, dtype=torch.float64)).float().double()
+    y = torch.arange(16) % c
+    ctx = {k: (v - offset / 2).float().double() for k, v in make_context(name, z).items()}
+    out = {}
+    for dtype in (torch.float64, torch.float32):
+        zz = z.to(dtype).requires_grad_(True)
+        v = make_loss(name, c, reduction="none")(zz, y, **{k: v.to(dtype) for k, v in ctx.items()})
+        out[dtype] = torch.autograd.grad(v.sum(), zz)[0].double()
+    g64 = out[torch.float64]
+    torch.testing.assert_close(out[torch.float32], g64, rtol=0, atol=1e-6 * float(g64.abs().max()))
+
+
+@pytest.mark.parametrize("name", ["logit_adjusted", "balanced_softmax"])
+def test_soft_targets_far_from_zero_in_float32_match_float64(name):
+    c = 10
+    z = _far_logits(1e4, c)
+    q = _soft_targets(8, c, 3)
+    v64 = make_loss(name, c, reduction="none")(z, q)
+    v32 = make_loss(name, c, reduction="none")(z.float(), q.float()).double()
     torch.testing.assert_close(v32, v64, rtol=2e-6, atol=1e-30)
+
+
+@pytest.mark.parametrize("name", SHIFTED_TRANSFORM)
+def test_shifted_rows_gradcheck(name):
+    """The shifted forms (taken on a CPU only for rows far from zero) have the same gradients."""
+    g = torch.Generator().manual_seed(2)
+    z = (100.0 + torch.randn(6, 5, generator=g, dtype=torch.float64)).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    ctx = make_context(name, z.detach())
+    if "teacher_logits" in ctx:
+        ctx["teacher_logits"] = ctx["teacher_logits"] - 50.0  # far from zero too
+    fn = make_loss(name, 5, reduction="none")
+    assert torch.autograd.gradcheck(lambda t: fn(t, y, **ctx), (z,))
 
 
 def _soft_targets(n, c, seed, dtype=torch.float64):

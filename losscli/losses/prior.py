@@ -13,7 +13,7 @@ import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
-from losscli.losses.fused.softmax_core import log_softmax_y
+from losscli.losses.fused.softmax_core import log_softmax_y, shift_far_rows
 
 #: offset given to a class with count 0 (instead of -inf): log(1e-12)
 _ZERO_COUNT_LOG = math.log(1e-12)
@@ -30,7 +30,10 @@ class _OffsetCE(Loss):
             )
         offset = self.offset.to(logits.dtype)
         if target.dim() == 2:
-            return soft_cross_entropy(logits + offset, target)
+            # rows far from zero shifted by their maximum first: z + offset rounds to half an ulp of z (as in
+            # _LogSoftmaxAt); the maximum is detached, a constant shift does not change the gradient
+            shifted = shift_far_rows(logits, logits.detach().amax(dim=1, keepdim=True))
+            return soft_cross_entropy(shifted + offset if shifted is logits else shifted.add_(offset), target)
         return log_softmax_y(logits, target, offset=offset).neg()  # CE(z + offset, y), one fused node
 
 

@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, log_normaliser,
-                                               saturated_target, target_log_prob)
+from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, host_checks,
+                                               log_normaliser, saturated_target, target_log_prob, worth_a_pass)
 
 
 def _softmax_ce(x: torch.Tensor, idx: torch.Tensor):
@@ -124,31 +124,44 @@ def circle(s, target, gamma, m):
     return blocked(s, lambda sb, hb, t: _circle_block(sb, t.unsqueeze(1), hb, gamma, m), target)
 
 
+def _over_t(x, inv_t, out=None):
+    """``(x' / T, max_k x'_k / T)``: ``x' = x``, or ``x - max x`` in a block with a row far from zero
+    (``|max x| / T > 16``: ``worth_a_pass``), whose maximum is then 0. ``x / T`` rounds to half an ulp of
+    ``|x| / T``, more than a spread of 0.01 allows at logits near 1e4, and ``x - max x`` is exact for nearby
+    floats (Sterbenz). Ordinary blocks pay one ``[B, 1]`` check: the scaled maximum is needed anyway
+    (division by T > 0 is monotone in floating point too, so it is ``max(x) / T``)."""
+    xt = torch.mul(x, inv_t, out=out)  # (a fresh tensor when out is None)
+    xt_max = xt.amax(dim=1, keepdim=True)
+    if not worth_a_pass(xt_max):
+        return xt, xt_max
+    return torch.sub(x, x.amax(dim=1, keepdim=True), out=xt).mul_(inv_t), 0.0
+
+
 def _kd_block(z, teacher, idx, h, temperature, alpha):
     """Hinton KD per row: ``alpha T^2 KL(q || softmax(z/T)) [+ (1 - alpha) CE(z, y)]``, ``q = softmax(t/T)``.
 
-    ``KL = sum_k q_k (t_k - z_k)/T + log(S_z/S_t) + (max z - max t)/T`` (``sum_k q_k = 1``); the
-    teacher is a constant. Gradient ``alpha T (s - q) + (1 - alpha)(p - e_y)``. ``idx`` is None
-    for the distillation term alone.
+    ``KL = sum_k q_k (t'_k - z'_k) + log(S_z/S_t) + (max z' - max t')`` (``sum_k q_k = 1``) for any
+    row shifts of ``z' = z/T`` and ``t' = t/T`` (``_over_t``): with both shifted by their maxima the last
+    term is 0 and the sum is of differences of the size of the rows' spreads, not of their offsets (a
+    teacher near 0 and a student near 1e4 cancelled ``2500``: 9e-4 relative off before). The teacher is a
+    constant. Gradient ``alpha T (s - q) + (1 - alpha)(p - e_y)``. ``idx`` is None for the distillation
+    term alone.
     """
     inv_t = 1.0 / temperature
-    tt = teacher * inv_t
-    tmax = tt.amax(dim=1, keepdim=True)
+    tt, tmax = _over_t(teacher, inv_t)
     q = torch.softmax(tt, dim=1)
     log_st = q.amax(dim=1, keepdim=True).log_().neg_()
     # z / T, s and p go into buffers already at hand instead of fresh [B, C] tensors (on a CPU 2-3x
     # the cost of a pass over one in cache): z / T and then s (in place) into the gradient template,
     # p below into tt, read no more (kd 0.95-0.97x of the previous time in paired A/Bs)
-    zt = torch.mul(z, inv_t, out=h)  # (a fresh tensor when h is None)
-    cross = tt.sub_(zt).mul_(q).sum(dim=1, keepdim=True)  # sum_k q_k (t_k - z_k) / T
+    zt, zmax = _over_t(z, inv_t, out=h)
+    cross = tt.sub_(zt).mul_(q).sum(dim=1, keepdim=True)  # sum_k q_k (t'_k - z'_k)
     # the CPU softmax reads each row before writing it, so out= its own input is exact there (the
     # same values as out of place, checked for float16 to float64); elsewhere out of place and copied
     s = torch.softmax(zt, dim=1, out=zt) if zt.device.type == "cpu" else zt.copy_(torch.softmax(zt, dim=1))
     s_max = s.amax(dim=1, keepdim=True)
     log_sz = s_max.log().neg_()
-    zmax = z.amax(dim=1, keepdim=True)
-    # max(z / T) = max(z) / T: division by T > 0 is monotone in floating point too
-    value = (alpha * temperature * temperature) * (cross + (log_sz - log_st) + (zmax * inv_t - tmax))
+    value = (alpha * temperature * temperature) * (cross + (log_sz - log_st) + (zmax - tmax))
     if idx is not None:
         # a third softmax, not p = e^T / sum e^T from e = s / s_max (integer T): on an Intel Xeon the
         # division, the powers, the sum and the normalisation cost more than one fused softmax
@@ -237,25 +250,49 @@ def logz_ce(z, target, coef):
     return blocked(z, lambda zb, hb, t: _logz_block(zb, t.unsqueeze(1), hb, coef), target)
 
 
-def _standardised_block(z, idx, h, eps):
-    """``z_hat_y = (z_y - mu) / sqrt(var + eps)`` per row.
+def _standardised_block(z, idx, h, eps, correct):
+    """``(z_hat_y, mu / sigma)`` per row, ``z_hat_y = (z_y - mu) / sqrt(var + eps)``.
 
     Population variance from the centred logits (two-pass): no ``E[z^2] - E[z]^2`` cancellation
     at |z| = 1e4. ``d z_hat_y / d z_j = rs (delta_jy - 1/C) - z_hat_y rs^2 (z_j - mu) / C``,
-    ``rs = 1/sqrt(var + eps)``.
+    ``rs = 1/sqrt(var + eps)``. With ``correct``, the rounded mean ``mu`` is corrected: it is off by
+    ulps of ``|mu|``, and ``z_hat`` by that over ``sigma`` (spherical_z's value 7e-2 relative off at
+    logits near 1e4 with spreads of 0.01). ``z_k - mu`` is exact for nearby floats (Sterbenz), so
+    their mean ``err``, summed at the size of the spread, is the error (one more read pass).
     """
     c = z.shape[1]
-    centred = z - z.mean(dim=1, keepdim=True)
+    mu = z.mean(dim=1, keepdim=True)
+    centred = z - mu
     var = torch.linalg.vector_norm(centred, dim=1, keepdim=True).square_() / c
     rs = torch.rsqrt(var + eps)
-    z_hat = centred.gather(1, idx) * rs
+    mu_over_sigma = mu * rs
+    centred_y = centred.gather(1, idx)
+    err = centred.sum(dim=1, keepdim=True).div_(c) if correct else None
+    if err is not None:  # the exact centred values are centred - err (their mean is 0)
+        centred_y = centred_y - err
+        # mean((centred - err)^2) = mean(centred^2) - err^2 (>= 0; a constant row may round below)
+        rs = torch.rsqrt(var.sub_(err * err).clamp_min_(0.0) + eps)
+    z_hat = centred_y * rs
     if h is not None:
-        torch.mul(centred, z_hat * (rs * rs) * (-1.0 / c), out=h).sub_(rs / c).scatter_add_(1, idx, rs)
-    return z_hat.squeeze(1)
+        coef = z_hat * (rs * rs) * (-1.0 / c)
+        const = rs / c if err is None else rs / c + err * coef  # h = coef (centred - err) - rs / C + rs e_y
+        torch.mul(centred, coef, out=h).sub_(const).scatter_add_(1, idx, rs)
+    return z_hat.squeeze(1), mu_over_sigma.squeeze(1)
 
 
 def standardised_target(z, target, eps):
-    return blocked(z, lambda zb, hb, t: _standardised_block(zb, t.unsqueeze(1), hb, eps), target)
+    """``z_hat_y`` ``[N]`` (``_standardised_block``), the mean corrected where some row has ``|mu| > sigma``
+    (below, the correction is a few eps of ``z_hat``). On a CPU the batch is computed uncorrected and
+    its rows' ``|mu| / sigma`` checked once (a check per block cost spherical_z ~5%), and computed again
+    with the correction if one exceeds 1; elsewhere (``host_checks``) with it at once."""
+    def run(correct):
+        return blocked(z, lambda zb, hb, t: _standardised_block(zb, t.unsqueeze(1), hb, eps, correct), target,
+                       n_outputs=2)
+
+    if not host_checks(z):
+        return run(True)[0]
+    z_hat, mu_over_sigma = run(False)
+    return run(True)[0] if worth_a_pass(mu_over_sigma, 1.0) else z_hat
 
 
 def _logit_l2_ce_block(z, idx, h, coef, gamma):
