@@ -281,10 +281,11 @@ def _standardised_block(z, idx, h, eps, correct):
 
 
 def standardised_target(z, target, eps):
-    """``z_hat_y`` ``[N]`` (``_standardised_block``), the mean corrected where some row has ``|mu| > sigma``
-    (below, the correction is a few eps of ``z_hat``). On a CPU the batch is computed uncorrected and
-    its rows' ``|mu| / sigma`` checked once (a check per block cost spherical_z ~5%), and computed again
-    with the correction if one exceeds 1; elsewhere (``host_checks``) with it at once."""
+    """``z_hat_y`` ``[N]`` (``_standardised_block``), the mean corrected where some row has ``|mu| / sigma``
+    above ``FAR_FROM_ZERO`` (below, the rounded mean moves ``z_hat`` by at most 8 eps, absolute: the same
+    bound as the other losses' exact forms). On a CPU the batch is computed uncorrected and its rows'
+    ``|mu| / sigma`` checked once (a check per block cost spherical_z ~5%), and computed again with the
+    correction if one exceeds it; elsewhere (``host_checks``) with it at once."""
     def run(correct):
         return blocked(z, lambda zb, hb, t: _standardised_block(zb, t.unsqueeze(1), hb, eps, correct), target,
                        n_outputs=2)
@@ -292,7 +293,7 @@ def standardised_target(z, target, eps):
     if not host_checks(z):
         return run(True)[0]
     z_hat, mu_over_sigma = run(False)
-    return run(True)[0] if worth_a_pass(mu_over_sigma, 1.0) else z_hat
+    return run(True)[0] if worth_a_pass(mu_over_sigma) else z_hat
 
 
 def _logit_l2_ce_block(z, idx, h, coef, gamma):
