@@ -32,10 +32,16 @@ def main(argv: list[str] | None = None) -> None:
     from losscli.errors import LossCLIError
 
     _register_commands()
+    try:
+        cwd = os.getcwd()
+    except OSError:  # deleted (or moved away) under the shell: a FileNotFoundError traceback before any command
+        print("error: the current directory no longer exists (deleted or moved); cd to an existing directory "
+              "and run the command again", file=sys.stderr)
+        sys.exit(2)
     # plugins named by import path (--loss examples.custom_loss:Name) are found in the current
     # directory, as under `python -m`; searched last, so it never shadows an installed module
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
     debug = os.environ.get("LOSSCLI_DEBUG", "") not in ("", "0")
     try:
         result = app(args=argv, prog_name="losscli", standalone_mode=False)

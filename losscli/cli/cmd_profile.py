@@ -29,8 +29,11 @@ def _check_output_paths(plot: Optional[str], trace: Optional[str]) -> None:
     import os
 
     from losscli.atomic import check_writable_dir
+    from losscli.cli.common import check_not_empty
     from losscli.errors import UsageError
 
+    check_not_empty(plot, "--plot", "give a file name such as profile.png, or leave --plot out")  # '' drew nothing
+    check_not_empty(trace, "--trace", "give a directory, or leave --trace out")  # '' traced nothing
     if plot is not None:
         if os.path.isdir(plot):
             raise UsageError(f"--plot {plot}: is a directory; give a file name such as {os.path.join(plot, 'profile.png')}")
