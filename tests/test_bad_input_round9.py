@@ -127,3 +127,35 @@ def test_param_applies_to_the_presets_loss(capsys, tmp_path):
     # no preset: -p still applies to ce (or --loss), as before
     _one_line_exit_2(["train", *SYN, "-p", "gamma=3", "--out", str(tmp_path / "r4")], capsys,
                      "ce: unknown parameter 'gamma'")
+
+
+def test_a_report_swapped_between_compare_runs_is_not_taken_for_the_other_run(capsys, tmp_path):
+    """A compare resumed with one run's report.yaml copied over another's counted the copy as the other run's
+    result (its loss, seed and setting got the first run's metrics; exit 0). The report names its run's key
+    (runs/<key>): a foreign one is pending, and the run is trained again."""
+    from losscli.serialize import load_yaml
+
+    out = tmp_path / "cmp"
+    args = ["compare", *SYN, "--losses", "ce,focal", "--seeds", "1", "--noise", "none", "--jobs", "1", "--out", str(out)]
+    code, _, err = _invoke(args, capsys)
+    assert code == 0, err
+    a, b = sorted((out / "runs").iterdir())
+    original = (b / "report.yaml").read_bytes()
+    shutil.copy(a / "report.yaml", b / "report.yaml")
+    code, _, err = _invoke(args, capsys)
+    assert code == 0, err
+    report = load_yaml((b / "report.yaml").read_bytes(), "report")
+    assert report["run_key"] == b.name
+    assert report["metrics"]["test"] == load_yaml(original, "report")["metrics"]["test"]  # deterministic on CPU
+
+
+def test_a_path_with_a_name_too_long_for_the_file_system_is_one_line(capsys, tmp_path):
+    """Path.exists()/is_dir()/is_file() raise ENAMETOOLONG instead of answering False: eval, --preset and --teacher
+    exited 1 with "OSError: [Errno 36] File name too long"; profile --plot measured first, then failed saving."""
+    long = str(tmp_path / ("x" * 300))
+    _one_line_exit_2(["eval", long], capsys, "too long for the file system")
+    _one_line_exit_2(["train", *SYN, "--preset", long + ".yaml", "--out", str(tmp_path / "r")], capsys, "too long")
+    _one_line_exit_2(["train", *SYN, "--loss", "kd", "--teacher", long, "--out", str(tmp_path / "r")], capsys, "too long")
+    _one_line_exit_2(["profile", "--losses", "ce", "--classes", "4", "--batch", "8", "--repeats", "1", "--quiet",
+                      "--plot", long + ".png"], capsys, "--plot")
+    assert not (tmp_path / "r").exists()

@@ -7,6 +7,7 @@ import time (heavy imports go inside the command functions). A test checks this.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            # a path given by the user: Path.exists()/is_dir()/is_file() raise this one instead of answering False
+            name = str(exc.filename or "")
+            name = name if len(name) <= 80 else name[:77] + "..."
+            print(f"error: a file name in {name!r} is too long for the file system; give a shorter path", file=sys.stderr)
+            sys.exit(2)
         print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} (set LOSSCLI_DEBUG=1 for the traceback)",
               file=sys.stderr)
         sys.exit(1)
