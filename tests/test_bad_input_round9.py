@@ -159,3 +159,12 @@ def test_a_path_with_a_name_too_long_for_the_file_system_is_one_line(capsys, tmp
     _one_line_exit_2(["profile", "--losses", "ce", "--classes", "4", "--batch", "8", "--repeats", "1", "--quiet",
                       "--plot", long + ".png"], capsys, "--plot")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_directory_where_compare_keeps_its_lock_file(capsys, tmp_path):
+    """OUT/.lock a directory: IsADirectoryError text, exit 1."""
+    out = tmp_path / "cmp"
+    (out / ".lock").mkdir(parents=True)
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--jobs", "1",
+                      "--out", str(out)], capsys, ".lock is a directory")
+    assert not list(out.glob("runs/*/report.yaml"))
