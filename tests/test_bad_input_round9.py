@@ -168,3 +168,20 @@ def test_a_directory_where_compare_keeps_its_lock_file(capsys, tmp_path):
     _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--jobs", "1",
                       "--out", str(out)], capsys, ".lock is a directory")
     assert not list(out.glob("runs/*/report.yaml"))
+
+
+@pytest.mark.parametrize("where", ["calibration.yaml", "calibration.md", "reliability_temperature.png",
+                                   "calibrators/temperature.pt", "calibrators"])
+def test_calibrate_refuses_a_directory_or_file_in_the_way_before_fitting(where, finished_run, capsys, tmp_path):
+    """A directory where calibrate writes a file (or a file named calibrators): IsADirectoryError/FileExistsError
+    text, exit 1, after fitting and with the files before it in the write order already replaced."""
+    out = tmp_path / "cal"
+    if where == "calibrators":
+        out.mkdir()
+        (out / "calibrators").write_text("mine")
+    else:
+        (out / where).mkdir(parents=True)
+    _one_line_exit_2(["calibrate", str(finished_run), "--methods", "temperature", "--out", str(out)], capsys,
+                     str(out / where))
+    assert not (out / "calibration.yaml").is_file()
+    assert not (out / "reliability_uncalibrated.png").exists()
