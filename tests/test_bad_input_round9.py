@@ -185,3 +185,18 @@ def test_calibrate_refuses_a_directory_or_file_in_the_way_before_fitting(where, 
                      str(out / where))
     assert not (out / "calibration.yaml").is_file()
     assert not (out / "reliability_uncalibrated.png").exists()
+
+
+@pytest.mark.parametrize("where", ["report.md", "runs"])
+def test_compare_refuses_its_report_or_runs_in_the_way_up_front(where, capsys, tmp_path):
+    """OUT/report.md a directory: every run trained, then the report failed (exit 1, naming a temp file);
+    OUT/runs a file: "cannot write to --out OUT: File exists"."""
+    out = tmp_path / "cmp"
+    out.mkdir()
+    if where == "runs":
+        (out / "runs").write_text("mine")
+    else:
+        (out / where).mkdir()
+    _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--jobs", "1",
+                      "--out", str(out)], capsys, str(out / where))
+    assert sorted(p.name for p in out.iterdir()) == [where]

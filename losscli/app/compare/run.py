@@ -113,6 +113,13 @@ def _check_out(out_dir: Path) -> None:
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out {out_dir} is a file; give a directory")
+        # in the way of what a compare writes: the runs trained, then the report failed (exit 1, a temp
+        # file's name), or "cannot write to --out: File exists" for runs
+        if (out_dir / "runs").exists() and not (out_dir / "runs").is_dir():
+            raise UsageError(f"{out_dir / 'runs'} is a file where compare keeps its runs; remove it or choose another --out")
+        if (out_dir / "report.md").is_dir():
+            raise UsageError(f"{out_dir / 'report.md'} is a directory where compare writes its report; remove it or "
+                             "choose another --out")
     except OSError as exc:
         raise UsageError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
 
