@@ -200,3 +200,24 @@ def test_compare_refuses_its_report_or_runs_in_the_way_up_front(where, capsys, t
     _one_line_exit_2(["compare", *SYN, "--losses", "ce", "--seeds", "1", "--noise", "none", "--jobs", "1",
                       "--out", str(out)], capsys, str(out / where))
     assert sorted(p.name for p in out.iterdir()) == [where]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", *SYN, "--preset", ""], "--preset is empty"),
+    (["train", *SYN, "--data-dir", ""], "--data-dir is empty"),
+    (["compare", *SYN, "--losses", "ce", "--seeds", "1", "--preset", ""], "--preset is empty"),
+    (["compare", *SYN, "--losses", "ce", "--seeds", "1", "--data-dir", " "], "--data-dir is empty"),
+])
+def test_an_empty_preset_or_data_dir_is_refused(args, needle, capsys, tmp_path):
+    """'' (an unset shell variable) meant the default preset (compare: the default grid, minutes of runs) or the
+    default data directory, without a word."""
+    out = tmp_path / "out"
+    _one_line_exit_2([*args, "--out", str(out)], capsys, needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--calibrator", "--dataset", "--data-dir"])
+def test_eval_refuses_an_empty_option_instead_of_ignoring_it(option, finished_run, capsys):
+    """`eval RUN --calibrator ""` printed the uncalibrated metrics, `--dataset ""` the run's own test set: as if the
+    option had not been given."""
+    _one_line_exit_2(["eval", str(finished_run), option, ""], capsys, f"{option} is empty")

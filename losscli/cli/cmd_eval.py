@@ -29,6 +29,10 @@ def eval_command(
     from losscli.errors import UsageError
 
     check_not_empty(run_dir, "RUN_DIR", "give a directory written by `losscli train`")
+    # '' evaluated the run's own test set, uncalibrated, as if the option were not given
+    check_not_empty(dataset, "--dataset", "give a dataset name, or leave --dataset out for the run's own")
+    check_not_empty(data_dir, "--data-dir", "give a directory, or leave --data-dir out for the default")
+    check_not_empty(calibrator, "--calibrator", "give a fitted calibrator's name (e.g. temperature), or leave it out")
     if (run_dir is None) == (checkpoint is None):
         raise UsageError("pass a RUN_DIR or --checkpoint FILE (one of them)")
     if checkpoint is not None and (Path(checkpoint).name != "model.pt" or not Path(checkpoint).is_file()):
