@@ -63,13 +63,16 @@ class _DuplicateKey(Exception):
 
 
 @functools.lru_cache(maxsize=None)
-def _strict_loader():
-    """PyYAML's safe loader (the libyaml C parser when installed: ~10x faster on the run reports a
+def _strict_loader(c: bool = True):
+    """PyYAML's safe loader (the libyaml C parser when installed and ``c``: ~10x faster on the run reports a
     compare resume reads) that refuses a mapping key given twice. Built on first use: yaml is not
-    imported by ``--help``."""
+    imported by ``--help``. ``c=False``: the pure-Python parser, whose deep nesting is a RecursionError
+    (libyaml's own depth limit is a parse error that would not say why)."""
     import yaml
 
-    class StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader) if c else yaml.SafeLoader
+
+    class StrictSafeLoader(base):  # type: ignore[misc,valid-type]
         def construct_mapping(self, node, deep=False):
             seen: set = set()
             for key, _ in node.value:

@@ -101,6 +101,22 @@ def write_calibration_outputs(out_dir: str | Path, report: dict[str, Any], calib
     return report
 
 
+def _check_outputs(out_dir: str | Path, names: Sequence[str]) -> None:
+    """Refuse, before fitting, an output directory where a file calibrate writes is a directory (or
+    calibrators/ a file): the write failed after the fit with IsADirectoryError text, exit 1, some files
+    already replaced."""
+    out = Path(out_dir)
+    if (out / "calibrators").exists() and not (out / "calibrators").is_dir():
+        raise UsageError(f"{out / 'calibrators'} is a file where calibrate keeps the fitted calibrators; remove it "
+                         "(or choose another --out)")
+    files = ["calibration.yaml", "calibration.md", "reliability_uncalibrated.png",
+             *(f"reliability_{n}.png" for n in names), *(f"calibrators/{n}.pt" for n in names)]
+    for rel in files:
+        if (out / rel).is_dir():
+            raise UsageError(f"{out / rel} is a directory where calibrate writes a file; remove it "
+                             "(or choose another --out)")
+
+
 def calibrate_run(run_dir: str | Path, methods: str | Sequence[str] | None = DEFAULT_METHODS, n_bins: int = 15,
                   out_dir: str | Path | None = None) -> dict[str, Any]:
     """Calibrate a run directory: read RUN_DIR/logits.pt, fit on val, score on test, write
@@ -116,6 +132,7 @@ def calibrate_run(run_dir: str | Path, methods: str | Sequence[str] | None = DEF
         raise UsageError(f"{run_dir} is a regression run; calibrators apply to classifiers' probabilities")
     data = rundir.load_logits(Path(run_dir))
     check_writable_dir(out_dir if out_dir is not None else run_dir, "--out")  # before fitting, not after
+    _check_outputs(out_dir if out_dir is not None else run_dir, names)
     report, fitted, cal_test, (zt, yt) = fit_and_score(
         data["val_logits"], data["val_labels"], data["test_logits"], data["test_labels"], names, n_bins)
     report["run_dir"] = str(Path(run_dir).resolve())
@@ -133,6 +150,7 @@ def calibrate_files(val_logits: str | Path, val_labels: str | Path, test_logits:
     arrays = {k: load_array(p, k) for k, p in paths.items()}
     if out_dir is not None:
         check_writable_dir(out_dir, "--out")  # before fitting, not after
+        _check_outputs(out_dir, names)
     report, fitted, cal_test, (zt, yt) = fit_and_score(
         arrays["val_logits"], arrays["val_labels"], arrays["test_logits"], arrays["test_labels"], names, n_bins)
     report["inputs"] = {k: str(p) for k, p in paths.items()}

@@ -7,6 +7,7 @@ import time (heavy imports go inside the command functions). A test checks this.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -32,10 +33,16 @@ def main(argv: list[str] | None = None) -> None:
     from losscli.errors import LossCLIError
 
     _register_commands()
+    try:
+        cwd = os.getcwd()
+    except OSError:  # deleted (or moved away) under the shell: a FileNotFoundError traceback before any command
+        print("error: the current directory no longer exists (deleted or moved); cd to an existing directory "
+              "and run the command again", file=sys.stderr)
+        sys.exit(2)
     # plugins named by import path (--loss examples.custom_loss:Name) are found in the current
     # directory, as under `python -m`; searched last, so it never shadows an installed module
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
     debug = os.environ.get("LOSSCLI_DEBUG", "") not in ("", "0")
     try:
         result = app(args=argv, prog_name="losscli", standalone_mode=False)
@@ -64,6 +71,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            # a path given by the user: Path.exists()/is_dir()/is_file() raise this one instead of answering False
+            name = str(exc.filename or "")
+            name = name if len(name) <= 80 else name[:77] + "..."
+            print(f"error: a file name in {name!r} is too long for the file system; give a shorter path", file=sys.stderr)
+            sys.exit(2)
         print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())} (set LOSSCLI_DEBUG=1 for the traceback)",
               file=sys.stderr)
         sys.exit(1)

@@ -9,7 +9,7 @@ import typer
 from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
-from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, check_out, quiet_libraries
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, check_not_empty, check_out, quiet_libraries
 from losscli.cli.output import Format, emit, log
 
 
@@ -76,6 +76,9 @@ def compare_command(
 
     quiet_libraries(quiet)
     check_out(out)
+    # an unset shell variable: '' meant the default preset (compare: 60 runs) or data directory without a word
+    check_not_empty(preset, "--preset", "give a preset name or a YAML file, or leave --preset out")
+    check_not_empty(data_dir, "--data-dir", "give a directory, or leave --data-dir out for the default")
     overrides = o.flag_overrides(
         dataset=dataset, data_dir=data_dir, download=download, model=model, epochs=epochs, batch_size=batch_size,
         lr=lr, optimizer=optimizer, schedule=schedule, device=device, compile=compile, image_column=image_column,

@@ -8,7 +8,7 @@ import typer
 
 from losscli.cli import names
 from losscli.cli.app import app
-from losscli.cli.common import FORMAT_OPTION
+from losscli.cli.common import FORMAT_OPTION, check_not_empty
 from losscli.cli.output import Format, emit, log
 
 
@@ -28,13 +28,18 @@ def eval_command(
 
     from losscli.errors import UsageError
 
+    check_not_empty(run_dir, "RUN_DIR", "give a directory written by `losscli train`")
+    # '' evaluated the run's own test set, uncalibrated, as if the option were not given
+    check_not_empty(dataset, "--dataset", "give a dataset name, or leave --dataset out for the run's own")
+    check_not_empty(data_dir, "--data-dir", "give a directory, or leave --data-dir out for the default")
+    check_not_empty(calibrator, "--calibrator", "give a fitted calibrator's name (e.g. temperature), or leave it out")
     if (run_dir is None) == (checkpoint is None):
         raise UsageError("pass a RUN_DIR or --checkpoint FILE (one of them)")
     if checkpoint is not None and (Path(checkpoint).name != "model.pt" or not Path(checkpoint).is_file()):
         # any other name was ignored: the model.pt beside it was evaluated instead
         raise UsageError(f"--checkpoint {checkpoint!r} is not a run's model.pt; pass the model.pt a run directory "
                          "holds (its config.yaml beside it), or the run directory itself")
-    directory = Path(run_dir) if run_dir else Path(checkpoint).parent
+    directory = Path(run_dir) if run_dir is not None else Path(checkpoint).parent
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
         raise UsageError(f"run directory {str(directory)!r} {what}; pass a directory written by `losscli train`")

@@ -26,12 +26,21 @@ _SHAPE_COLUMNS = ["loss", "bounded", "bounded_registry", "max_value", "symmetric
 
 def _check_output_paths(plot: Optional[str], trace: Optional[str]) -> None:
     """Refuse a --plot file or --trace directory that cannot be written, before minutes of measuring."""
+    import errno
     import os
 
     from losscli.atomic import check_writable_dir
+    from losscli.cli.common import check_not_empty
     from losscli.errors import UsageError
 
+    check_not_empty(plot, "--plot", "give a file name such as profile.png, or leave --plot out")  # '' drew nothing
+    check_not_empty(trace, "--trace", "give a directory, or leave --trace out")  # '' traced nothing
     if plot is not None:
+        try:
+            os.stat(plot)
+        except OSError as exc:  # os.path.isdir() says False to a name too long, which failed only once measured
+            if exc.errno == errno.ENAMETOOLONG:
+                raise UsageError(f"--plot {plot}: the file name is too long for the file system; give a shorter one") from None
         if os.path.isdir(plot):
             raise UsageError(f"--plot {plot}: is a directory; give a file name such as {os.path.join(plot, 'profile.png')}")
         ext = os.path.splitext(plot)[1].lower().lstrip(".")

@@ -9,7 +9,7 @@ import typer
 from losscli.cli import names
 from losscli.cli.app import app
 from losscli.cli import run_options as o
-from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, check_out, quiet_libraries
+from losscli.cli.common import FORMAT_OPTION, QUIET_OPTION, check_not_empty, check_out, quiet_libraries
 from losscli.cli.output import Format, emit, log
 
 
@@ -59,10 +59,13 @@ def train_command(
     from losscli.config import build_config
     from losscli.errors import RunFailedError, UsageError
     from losscli.losses.resolve import parse_spec
-    from losscli.lossspec import format_composite, format_loss_spec, parse_params, split_composite
+    from losscli.lossspec import format_composite, format_loss_spec, parse_assignments, parse_params, split_composite
 
     quiet_libraries(quiet)
     check_out(out)
+    # an unset shell variable: '' meant the default preset (compare: 60 runs) or data directory without a word
+    check_not_empty(preset, "--preset", "give a preset name or a YAML file, or leave --preset out")
+    check_not_empty(data_dir, "--data-dir", "give a directory, or leave --data-dir out for the default")
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it; give one of them")
     overrides = o.flag_overrides(
@@ -73,12 +76,16 @@ def train_command(
     )
     if loss is not None or param:
         given = parse_params(param or [])
-        composite = split_composite("ce" if loss is None else loss)
+        if param and "loss" in parse_assignments(sets or [], what="--set"):  # applied after the flags: -p was lost
+            raise UsageError("--param applies to --loss (or the preset's loss), and --set loss=... replaces it; write "
+                             "the parameters in one spec (--set loss='focal(gamma=3)' or --loss 'focal(gamma=3)')")
+        base = loss if loss is not None else _preset_loss(preset) if param else "ce"
+        composite = split_composite(base)
         if composite is not None:  # --param applies to the whole sum (weight, ignore_index); validated later
             terms, options = composite
             overrides["loss"] = format_composite(terms, {**options, **given})
         else:
-            name, params = parse_spec("ce" if loss is None else loss)
+            name, params = parse_spec(base)
             overrides["loss"] = format_loss_spec(name, {**params, **given})
     # --resume with nothing but --out: the run's own config.yaml says what it is
     cfg = None if resume and out and not (overrides or preset or sets or teacher) else build_config(preset, overrides, sets)
@@ -90,6 +97,15 @@ def train_command(
         raise RunFailedError(f"run failed: {report['error']} (partial results kept in {run_dir})")
     if not quiet:
         log(f"run directory: {run_dir}")
+
+
+def _preset_loss(preset: Optional[str]) -> str:
+    """The loss ``--param`` applies to without ``--loss``: the preset's (it was always ce: ``--preset p -p gamma=3``
+    with a focal preset said "ce: unknown parameter 'gamma'")."""
+    from losscli.config.loading import read_preset
+
+    named = read_preset(preset).get("loss") if preset else None
+    return named if isinstance(named, str) and named.strip() else "ce"
 
 
 def _print_summary(report: dict, fmt: Format) -> None:

@@ -36,7 +36,13 @@ def parse_csv(text: str | None, what: str) -> list[str]:
 def check_out(out: str | None) -> None:
     """``--out ''`` (an unset shell variable) silently meant the default directory, as ``--loss ''``
     meant ce: an empty value is refused instead."""
+    check_not_empty(out, "--out", "give a directory, or leave --out out for the default")
+
+
+def check_not_empty(value: str | None, what: str, hint: str) -> None:
+    """A path given as ``''`` (an unset shell variable) is refused: it meant the current directory
+    (a Path of ``''`` is ``.``), or nothing at all, without a word."""
     from losscli.errors import UsageError
 
-    if out is not None and not str(out).strip():
-        raise UsageError("--out is empty; give a directory, or leave --out out for the default")
+    if value is not None and not str(value).strip():
+        raise UsageError(f"{what} is empty; {hint}")

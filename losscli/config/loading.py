@@ -45,8 +45,9 @@ def preset_path(name_or_file: str) -> Path:
     if path.suffix in (".yaml", ".yml") or os.sep in name_or_file:
         if path.is_dir():
             raise UsageError(f"preset {name_or_file!r} is a directory; pass a preset name or a YAML file")
-        if not path.is_file():
-            raise UsageError(f"preset file {name_or_file!r} not found")
+        if not path.is_file():  # /dev/zero, a FIFO: they exist, and "not found" sent the user looking for a typo
+            what = "is not a regular file" if path.exists() else "not found"
+            raise UsageError(f"preset file {name_or_file!r} {what}")
         return path
     candidate = PRESET_DIR / f"{name_or_file}.yaml"
     if candidate.is_file():

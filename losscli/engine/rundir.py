@@ -44,6 +44,12 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> Path:
         raise UsageError(f"{run_dir} exists and is not a directory; choose another --out")
     if run_status(run_dir) == "ok" and not overwrite:
         raise UsageError(f"{run_dir} already holds a completed run; pass --overwrite to replace it or choose another --out")
+    for name in (CONFIG, METRICS, MODEL, LOGITS, REPORT, REPORT_MD, "checkpoint.pt"):
+        # a directory where a run file goes: unlinking it failed (IsADirectoryError, exit 1) after the files
+        # before it (metrics.jsonl: a killed run's history) were deleted; the write at the end failed too
+        if (run_dir / name).is_dir():
+            raise UsageError(f"{run_dir / name} is a directory where the run writes a file; remove it or choose "
+                             "another --out")
     return run_dir
 
 
@@ -136,12 +142,15 @@ class ReportCache:
         return report
 
 
-def report_problem(report: dict | None) -> str | None:
-    """Why a report does not describe a finished run (None when it does)."""
+def report_problem(report: dict | None, key: str | None = None) -> str | None:
+    """Why a report does not describe a finished run (None when it does). ``key``: the run's key, for a
+    directory named by it (a compare's ``runs/<key>``): a report naming another run is not this one's."""
     if report is None:
         return "no readable report.yaml"
     if report.get("schema") != RUN_SCHEMA:
         return f"report.yaml has schema {report.get('schema')!r}, not {RUN_SCHEMA}"
+    if key is not None and report.get("run_key") not in (None, key):  # copied or swapped between runs by hand
+        return f"report.yaml is run {report.get('run_key')!r}'s, not {key!r}'s"
     status = report.get("status")
     if status == "failed":
         return None if isinstance(report.get("error"), str) else "failed report without an error message"
@@ -156,12 +165,14 @@ def report_problem(report: dict | None) -> str | None:
     return None
 
 
-def run_status(run_dir: Path, reports: ReportCache | None = None) -> str:
+def run_status(run_dir: Path, reports: ReportCache | None = None, *, key: str | None = None) -> str:
     """``ok`` (finished), ``failed`` (the run's own failure, recorded) or ``pending`` (not done:
     never started, interrupted, or its report is incomplete; rerunning it loses nothing).
-    ``reports`` reads the report through that cache instead of parsing it again."""
+    ``reports`` reads the report through that cache instead of parsing it again. ``key``: the run
+    ``run_dir`` is for (compare's runs): a report of another run there (copied or swapped by hand) is
+    pending, not that run's result."""
     report = reports.read(run_dir) if reports is not None else read_report(run_dir)
-    if report_problem(report) is not None:
+    if report_problem(report, key) is not None:
         return "pending"
     return "ok" if report["status"] == "ok" else "failed"
 

@@ -31,7 +31,11 @@ class CompareLock:
         except ImportError:  # pragma: no cover - no flock (Windows): run unlocked
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fh = open(self.path, "a+", encoding="utf-8")
+        except IsADirectoryError:  # was IsADirectoryError text, exit 1
+            raise UsageError(f"{self.path} is a directory where compare keeps its lock file; remove it "
+                             "(or choose another --out)") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

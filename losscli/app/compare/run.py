@@ -53,7 +53,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
     _check_out(out_dir)
     cache: dict = {}
     reports = rundir.ReportCache()  # each run's report.yaml parsed once, not at every status check
-    pending = [s for s in grid if rundir.run_status(out_dir / "runs" / s.key(), reports) != "ok"]
+    pending = [s for s in grid if rundir.run_status(out_dir / "runs" / s.key(), reports, key=s.key()) != "ok"]
     _preflight(cfg, grid, pending, cache)
     _make_out(out_dir)
     with CompareLock(out_dir, wait=wait, log=log):
@@ -69,7 +69,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
                 tuning = _tune(cfg, out_dir, executors, log, progress)
             specs = expand_grid(cfg, tuning["best"] if tuning else None)
             run_dirs = [out_dir / "runs" / s.key() for s in specs]
-            statuses = [rundir.run_status(d, reports) for d in run_dirs]
+            statuses = [rundir.run_status(d, reports, key=d.name) for d in run_dirs]
             todo = [(s, d) for s, d, st in zip(specs, run_dirs, statuses)
                     if st == "pending" or (retry_failed and st == "failed")]
             if tuning and todo:  # tuned parameters make losses the preflight has not built
@@ -80,7 +80,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
             track = _tracker(kind, tracking_uri, out_dir, log) if kind and todo else None
             errors = _run_pending(cfg, todo, executors, log, progress, cache, track) if todo else []
         except KeyboardInterrupt:
-            kept = sum(rundir.run_status(d, reports) == "ok" for d in run_dirs)
+            kept = sum(rundir.run_status(d, reports, key=d.name) == "ok" for d in run_dirs)
             raise Interrupted(f"interrupted; {kept} finished run(s) are kept in {out_dir}"
                               + (" and the tuning trials in its study" if cfg.tune.trials else "")
                               + " (rerun the same command to resume)") from None
@@ -95,7 +95,7 @@ def run_compare(cfg: Config, out_dir: Path, *, retry_failed: bool = False, log: 
                                           tuning=tuning["report"] if tuning else None, data_cache=cache,
                                           reports=reports)
         except OSError as exc:
-            pending = sum(rundir.run_status(d, reports) == "pending" for d in run_dirs)
+            pending = sum(rundir.run_status(d, reports, key=d.name) == "pending" for d in run_dirs)
             why = errors[0] if errors else f"I/O error: {exc.strerror or exc}: {exc.filename or out_dir}"
             raise RunFailedError(f"{pending} run(s) left pending and the report could not be written ({why}); "
                                  "fix it and rerun the same command to resume") from None
@@ -113,6 +113,13 @@ def _check_out(out_dir: Path) -> None:
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out {out_dir} is a file; give a directory")
+        # in the way of what a compare writes: the runs trained, then the report failed (exit 1, a temp
+        # file's name), or "cannot write to --out: File exists" for runs
+        if (out_dir / "runs").exists() and not (out_dir / "runs").is_dir():
+            raise UsageError(f"{out_dir / 'runs'} is a file where compare keeps its runs; remove it or choose another --out")
+        if (out_dir / "report.md").is_dir():
+            raise UsageError(f"{out_dir / 'report.md'} is a directory where compare writes its report; remove it or "
+                             "choose another --out")
     except OSError as exc:
         raise UsageError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
 

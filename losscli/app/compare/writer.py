@@ -25,7 +25,7 @@ def collect_results(specs: list[RunSpec], run_dirs: list[Path], labels: list[str
     results = []
     for i, (spec, d) in enumerate(zip(specs, run_dirs)):
         report = reports.read(d) if reports is not None else rundir.read_report(d)
-        if rundir.report_problem(report) is not None:
+        if rundir.report_problem(report, spec.key()) is not None:
             report = {"status": "pending", "error": None}
         report = dict(report)
         report["loss"] = {**spec.loss.to_dict(), "label": labels[i] if labels else spec.loss.label}

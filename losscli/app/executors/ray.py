@@ -86,7 +86,8 @@ def _train_remote(task: Task) -> dict:
         local = replace(task, run_dirs=[tmp / str(i) for i in range(task.size)])
         outcome = execute_task(local, _WORKER_CACHE, None)
         # only finished or failed runs travel: a run left pending (I/O error) is redone from scratch
-        files = [pack_run(d) if run_status(d) != "pending" else {} for d in local.run_dirs]
+        files = [pack_run(d) if run_status(d, key=s.key()) != "pending" else {}
+                 for s, d in zip(local.specs, local.run_dirs)]
         return {"files": files, "error": outcome.error}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -245,7 +246,7 @@ class RayExecutor:
         refs = self._refs = {}
         for task in tasks:
             if isinstance(task, Task):
-                todo = [i for i, d in enumerate(task.run_dirs) if run_status(d) != "ok"]
+                todo = [i for i, d in enumerate(task.run_dirs) if run_status(d, key=task.specs[i].key()) != "ok"]
                 if not todo:
                     yield TaskOutcome(task, ["ok"] * task.size)
                     continue
@@ -324,7 +325,7 @@ def _write_back(task: Task, shipped: Task, result: dict) -> TaskOutcome:
             unpack_run(run_dir, files)
     except OSError as exc:
         error = f"I/O error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-    return TaskOutcome(task, [run_status(d) for d in task.run_dirs], error)
+    return TaskOutcome(task, [run_status(d, key=s.key()) for s, d in zip(task.specs, task.run_dirs)], error)
 
 
 def _loopback_only(ray) -> Callable[[], None]:

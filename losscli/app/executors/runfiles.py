@@ -38,7 +38,7 @@ def unpack_run(run_dir: Path, files: dict[str, bytes]) -> bool:
     from losscli.atomic import atomic_write_bytes
 
     run_dir = Path(run_dir)
-    if not files or run_status(run_dir) == "ok":
+    if not files or run_status(run_dir, key=run_dir.name) == "ok":  # runs/<key>
         return False
     for name in files:
         _check_name(name)

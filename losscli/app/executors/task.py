@@ -65,7 +65,7 @@ def execute_task(task: Task, data_cache: dict | None = None, log: Callable[[str]
     own failure is recorded; an I/O error stops the task and leaves its unfinished runs pending."""
     from losscli.engine import rundir
 
-    todo = [(s, d) for s, d in zip(task.specs, task.run_dirs) if rundir.run_status(d) != "ok"]
+    todo = [(s, d) for s, d in zip(task.specs, task.run_dirs) if rundir.run_status(d, key=s.key()) != "ok"]
     try:
         if len(todo) > 1 and _train_together(todo, data_cache, log, task.tracker):
             return _outcome(task)
@@ -79,7 +79,7 @@ def execute_task(task: Task, data_cache: dict | None = None, log: Callable[[str]
 def _outcome(task: Task, error: str | None = None) -> TaskOutcome:
     from losscli.engine import rundir
 
-    return TaskOutcome(task, [rundir.run_status(d) for d in task.run_dirs], error)
+    return TaskOutcome(task, [rundir.run_status(d, key=s.key()) for s, d in zip(task.specs, task.run_dirs)], error)
 
 
 def _render(report: dict) -> str:
@@ -128,7 +128,7 @@ def record_failure(spec: RunSpec, run_dir: Path, message: str) -> None:
     from losscli.engine.recorder import RunRecorder
     from losscli.environment import environment
 
-    if rundir.run_status(run_dir) == "ok":
+    if rundir.run_status(run_dir, key=spec.key()) == "ok":
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     rec = RunRecorder(spec, Path(run_dir), environment(), None, spec.model.name, _render)
