@@ -13,7 +13,8 @@ import torch
 
 from losscli.losses.base import Loss, LossInputError, Param, Reference, register_loss
 from losscli.losses.ce import soft_cross_entropy
-from losscli.losses.fused.softmax_core import log_softmax_y, shift_far_rows
+from losscli.losses.fused.far_rows import shift_far_rows
+from losscli.losses.fused.softmax_core import log_softmax_y
 
 #: offset given to a class with count 0 (instead of -inf): log(1e-12)
 _ZERO_COUNT_LOG = math.log(1e-12)

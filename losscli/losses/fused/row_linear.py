@@ -18,8 +18,9 @@ import math
 
 import torch
 
-from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, host_checks,
-                                               log_normaliser, saturated_target, target_log_prob, worth_a_pass)
+from losscli.losses.fused.far_rows import host_checks, worth_a_pass
+from losscli.losses.fused.softmax_core import (argmax_and_count, blocked, first_argmax, log_normaliser,
+                                               saturated_target, target_log_prob)
 
 
 def _softmax_ce(x: torch.Tensor, idx: torch.Tensor):

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from losscli.losses.fused.softmax_core import Saturation, blocked, target_log_prob, worth_a_pass
+from losscli.losses.fused.far_rows import worth_a_pass
+from losscli.losses.fused.softmax_core import Saturation, blocked, target_log_prob
 
 
 def _is_small_int(x: float) -> bool:
