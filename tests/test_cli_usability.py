@@ -229,7 +229,32 @@ def test_ctrl_c_says_what_is_kept(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(harness, "profile_losses", interrupted)
     code, _, err = _invoke(["profile", "--losses", "ce", "--batch", "8", "--classes", "3", "--device", "cpu",
                             "--quiet"], capsys)
-    assert code == 130 and err.strip() == "error: interrupted; completed results are kept on disk"
+    assert code == 130 and err.strip() == "error: interrupted before the command finished; no file was left half-written"
+
+
+def test_sigterm_stops_train_as_ctrl_c_does_and_it_resumes(tmp_path):
+    EPOCHS = 300  # noqa: N806 - ~4 s of training here: the signal lands mid-run, and the resume is quick
+    """`kill PID` (a scheduler preempting the job) ended train at once, exit -15, without a word; it
+    now takes Ctrl-C's path: one line naming the checkpoint, exit 143 (128 + SIGTERM), and --resume
+    finishes the run."""
+    import signal
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "losscli", "train", "--dataset", "synthetic", "--model", "mlp", "--device", "cpu",
+            "--quiet", "--out", str(out)]
+    proc = subprocess.Popen([*args, "--epochs", str(EPOCHS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0] and f"--resume --out {out}" in lines[0]
+    assert (out / "checkpoint.pt").is_file()
+    resumed = subprocess.run([*args, "--epochs", str(EPOCHS), "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (out / "checkpoint.pt").exists() and (out / "report.yaml").is_file()
 
 
 def test_losses_shows_a_spec_with_parameters(capsys):

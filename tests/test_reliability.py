@@ -139,14 +139,20 @@ def test_workers_die_with_the_compare_process(tmp_path):
     _wait_for(lambda: not any(_alive(w) for w in workers), timeout=15)
 
 
-def test_ctrl_c_cancels_pending_work_and_says_what_is_kept(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_cancels_pending_work_and_says_what_is_kept(tmp_path, how):
+    """SIGTERM (`kill PID`, a scheduler's preemption) takes Ctrl-C's path; it had killed the driver at
+    once, without a word."""
     out = tmp_path / "c"
     proc = _compare(out, "--jobs", "2", start_new_session=True, preexec_fn=answers_ctrl_c)
     _wait_for(lambda: len(_done(out)) >= 1 and _workers(proc.pid), proc=proc)
     workers = _workers(proc.pid)
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)  # the driver only: its workers must stop with it
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == (130 if how == "ctrl-c" else 143)
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: interrupted;") and "finished run(s) are kept" in last
     _wait_for(lambda: not any(_alive(w) for w in workers), timeout=15)

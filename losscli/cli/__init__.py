@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 
 from losscli.cli.app import app  # noqa: E402,F401  (the Typer app; tests invoke it)
@@ -28,10 +29,13 @@ def _click_kind(exc: BaseException) -> str | None:
     return None
 
 
+#: Ctrl-C in a command without its own message (train and compare name what they keep): profile,
+#: eval and calibrate keep nothing partial, since every file is written whole (atomically) at the end
+_INTERRUPTED = "error: interrupted before the command finished; no file was left half-written"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one clear line and an exit code for every known failure."""
-    from losscli.errors import LossCLIError
-
     _register_commands()
     try:
         cwd = os.getcwd()
@@ -43,24 +47,35 @@ def main(argv: list[str] | None = None) -> None:
     # directory, as under `python -m`; searched last, so it never shadows an installed module
     if "" not in sys.path and cwd not in sys.path:
         sys.path.append(cwd)
+    terminated = _Sigterm()
+    previous = terminated.install()
+    try:
+        _run(argv, terminated)
+    finally:  # an embedding (tests call main() in process) gets its own handler back
+        terminated.restore(previous)
+
+
+def _run(argv: list[str] | None, terminated: "_Sigterm") -> None:
+    from losscli.errors import LossCLIError
+
     debug = os.environ.get("LOSSCLI_DEBUG", "") not in ("", "0")
     try:
         result = app(args=argv, prog_name="losscli", standalone_mode=False)
     except KeyboardInterrupt:
-        print("error: interrupted; completed results are kept on disk", file=sys.stderr)
-        sys.exit(130)
+        print(_INTERRUPTED, file=sys.stderr)
+        sys.exit(terminated.exit_code(130))
     except LossCLIError as exc:
         if debug:
             raise
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        sys.exit(terminated.exit_code(exc.exit_code))
     except Exception as exc:  # noqa: BLE001 - the CLI promises no tracebacks
         kind = _click_kind(exc)
         if kind == "Exit":  # --help, --version, typer.Exit
             sys.exit(exc.exit_code)
         if kind == "Abort":
-            print("error: interrupted; completed results are kept on disk", file=sys.stderr)
-            sys.exit(130)
+            print(_INTERRUPTED, file=sys.stderr)
+            sys.exit(terminated.exit_code(130))
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `losscli`: the help, as asked for
             print(exc.format_message())
             sys.exit(0)
@@ -81,5 +96,35 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(1)
     if result == 130:  # Typer turns Ctrl-C into a returned 130 outside standalone mode: it exited silently
-        print("error: interrupted; completed results are kept on disk", file=sys.stderr)
-    sys.exit(result if isinstance(result, int) else 0)
+        print(_INTERRUPTED, file=sys.stderr)
+    sys.exit(terminated.exit_code(result) if isinstance(result, int) else 0)
+
+
+class _Sigterm:
+    """SIGTERM (``kill PID``, a scheduler preempting the job, ``docker stop``) handled as Ctrl-C is: the
+    same clean path (train names the checkpoint it keeps, compare the finished runs, its worker
+    processes and Ray stop with it) instead of an instant death without a word; the exit code then
+    says which signal it was (143 = 128 + SIGTERM, where Ctrl-C gives 130)."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum, frame) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def exit_code(self, code: int) -> int:
+        return 128 + signal.SIGTERM if self.received and code == 130 else code
+
+    def install(self):
+        """Handle SIGTERM; returns the handler it replaces (None where none can be set: main() called
+        from a thread other than the main one, where signals cannot be handled)."""
+        try:
+            return signal.signal(signal.SIGTERM, self)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def restore(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
