@@ -217,8 +217,9 @@ def test_batched_nan_fails_only_that_run(tmp_path, nan_loss):
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_stacked_optimizer_updates_equal_separate_ones_bitwise(optimizer):
-    """The claim behind batched training: a stacked [R, ...] parameter gets exactly the per-tensor
-    update R separate parameters get (build_optimizer passes foreach=False)."""
+    """The claim behind batched training: a stacked [R, ...] parameter gets exactly the update R
+    separate parameters get; and on a CPU build_optimizer's multi-tensor step (foreach=True) gives
+    the per-tensor loop's results bit for bit."""
     from losscli.config import TrainConfig
     from losscli.engine.optim import build_optimizer
 
@@ -227,9 +228,13 @@ def test_stacked_optimizer_updates_equal_separate_ones_bitwise(optimizer):
     shapes = [(37, 13), (13,), (5, 7, 3)]
     separate = [[torch.randn(s, generator=g).requires_grad_() for s in shapes] for _ in range(3)]
     stacked = [torch.stack([separate[r][i].detach() for r in range(3)]).requires_grad_() for i in range(len(shapes))]
+    looped = [p.detach().clone().requires_grad_() for p in separate[0]]
     opts = [build_optimizer(p, cfg) for p in separate]
     opt = build_optimizer(stacked, cfg)
-    assert all(group["foreach"] is False for o in (*opts, opt) for group in o.param_groups)
+    assert all(group["foreach"] is True for o in (*opts, opt) for group in o.param_groups)
+    # torch's per-tensor loop, with the same hyperparameters
+    reference = (torch.optim.AdamW(looped, lr=0.01, weight_decay=5e-4, foreach=False) if optimizer == "adamw" else
+                 torch.optim.SGD(looped, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True, foreach=False))
     for _ in range(10):
         grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(3)]
         for r in range(3):
@@ -239,6 +244,10 @@ def test_stacked_optimizer_updates_equal_separate_ones_bitwise(optimizer):
         for i, p in enumerate(stacked):
             p.grad = torch.stack([grads[r][i] for r in range(3)])
         opt.step()
+        for p, gr in zip(looped, grads[0]):
+            p.grad = gr.clone()
+        reference.step()
     for i in range(len(shapes)):
+        assert torch.equal(separate[0][i], looped[i])
         for r in range(3):
             assert torch.equal(stacked[i][r], separate[r][i])

