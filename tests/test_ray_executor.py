@@ -337,7 +337,10 @@ def test_a_storage_workers_cannot_open_stops_tuning_with_one_line(tmp_path, loca
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="follows the driver's child processes in /proc (Linux)")
-def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopback(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopback(tmp_path, how):
+    """Ctrl-C reaches the whole foreground group; SIGTERM (`kill PID`, a scheduler) the driver alone,
+    which must then stop the Ray instance it started (exit 143)."""
     _ray()
     out = tmp_path / "c"
     args = [sys.executable, "-m", "losscli", "compare", "--dataset", "synthetic", "--set",
@@ -355,9 +358,12 @@ def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopbac
     family = descendants(proc.pid)
     ours = {inode: address for inode, address in listening().items() if inode in sockets_of([proc.pid, *family])}
     assert ours and set(ours.values()) <= LOOPBACK, ours  # the instance the command started: loopback only
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=90)
-    assert proc.returncode == 130, err
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), err
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: interrupted;") and "finished run(s) are kept" in lines[-1]
     assert not any("Traceback" in line or line.startswith("[20") for line in lines), err  # no Ray log spill
