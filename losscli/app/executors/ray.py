@@ -20,10 +20,13 @@ Ray is imported when the executor is built, never when this module is imported.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -172,6 +175,11 @@ class RayExecutor:
     def _connect(self, address: str | None, requested_jobs: int | None) -> None:
         ray = self.ray
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # stderr is ours: progress, one-line errors
+        with _keep_sigterm_handler():
+            self._init(ray, address, requested_jobs, quiet)
+        self._connected = True
+
+    def _init(self, ray, address: str | None, requested_jobs: int | None, quiet: dict) -> None:
         try:
             if address is None:
                 self._restore = _loopback_only(ray)
@@ -187,7 +195,6 @@ class RayExecutor:
             where = f"the Ray cluster at --address {address}" if address else "a local Ray instance"
             raise UsageError(f"cannot connect to {where}: {_first_line(exc)}"
                              + ("; start one with `ray start --head` or omit --address" if address else "")) from None
-        self._connected = True
 
     # -- resources
 
@@ -326,6 +333,23 @@ def _write_back(task: Task, shipped: Task, result: dict) -> TaskOutcome:
     except OSError as exc:
         error = f"I/O error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return TaskOutcome(task, [run_status(d, key=s.key()) for s, d in zip(task.specs, task.run_dirs)], error)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler():
+    """``ray.init`` replaces the process's SIGTERM handler twice: in Python (``sys.exit(15)``) and in C++
+    (a failure handler that prints a stack of ``*** SIGTERM received`` lines on stderr). The CLI's own
+    handler (SIGTERM taken as Ctrl-C: the outstanding tasks cancelled, the instance stopped, one line,
+    exit 143) is put back afterwards; ``signal.signal`` replaces the C++ handler too. Only a Python
+    handler that was there (a library user without one keeps Ray's), and only in the main thread,
+    where Python handles signals."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _loopback_only(ray) -> Callable[[], None]:
