@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import losscli.cli as cli
 
 cli._register_commands()
@@ -31,3 +33,12 @@ def one_line_exit_2(args, capsys, needle=None) -> str:
     if needle:
         assert needle.lower() in err.lower(), (args, err)
     return err
+
+
+def train_tiny_run(run: Path) -> Path:
+    """A finished ``SYN`` run in ``run`` (for the fixtures of tests that damage or misuse one)."""
+    try:
+        cli.main(["train", *SYN, "--out", str(run)])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return run

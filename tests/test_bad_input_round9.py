@@ -8,21 +8,14 @@ import shutil
 
 import pytest
 
-from tests.cli_helpers import SYN
+from tests.cli_helpers import SYN, train_tiny_run
 from tests.cli_helpers import invoke as _invoke
 from tests.cli_helpers import one_line_exit_2 as _one_line_exit_2
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "ok"
-    import losscli.cli as cli
-
-    try:
-        cli.main(["train", *SYN, "--out", str(run)])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("runs") / "ok")
 
 
 def test_empty_paths_are_refused_not_taken_for_the_current_directory(finished_run, capsys, tmp_path, monkeypatch):
