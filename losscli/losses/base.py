@@ -155,7 +155,7 @@ class Loss(nn.Module):
 
     # -- the shared path --------------------------------------------------------------
     def forward(self, logits: torch.Tensor, target: torch.Tensor, **context: Any) -> torch.Tensor:
-        unknown = set(context) - set(CONTEXT_KEYS)
+        unknown = set(context) - set(CONTEXT_KEYS) if context else None
         if unknown:
             raise LossInputError(
                 f"{self.info.name}: unknown keyword argument(s) {sorted(unknown)}; forward takes {', '.join(CONTEXT_KEYS)}"
@@ -210,8 +210,8 @@ class Loss(nn.Module):
             return per
         if self.reduction == "sum":
             return per.sum()
-        if valid is None:
-            return per.sum() / (per.shape[0] if w is None else w.sum())
+        if valid is None:  # mean(): one op and one autograd node, bitwise sum / N (both ways; float32/64, tested)
+            return per.mean() if w is None else per.sum() / w.sum()
         denominator = valid.to(per.dtype) if w is None else torch.where(valid, w, torch.zeros_like(w))
         return per.sum() / denominator.sum()
 
