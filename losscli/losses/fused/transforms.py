@@ -177,3 +177,16 @@ def keep_for_backward(ctx, *outputs: torch.Tensor | None) -> None:
     ``[N, C]`` zero tensor per backward would cost as much as the backward itself."""
     ctx.mark_non_differentiable(*(t for t in outputs if isinstance(t, torch.Tensor)))
     ctx.set_materialize_grads(False)
+
+
+def own_output(r, n: int, z: torch.Tensor, h: torch.Tensor | None, inputs: tuple) -> torch.Tensor:
+    """A one-block kernel output as ``softmax_core._Blocked``'s own ``[N]`` output: itself (detached from a
+    view such as ``squeeze``'s: a view output of a custom Function may not be modified in place) when it is
+    of ``z``'s dtype and device and no input shares its storage, else a copy as the row-block loop makes."""
+    if isinstance(r, torch.Tensor) and r.shape == (n,) and r.dtype == z.dtype and r.device == z.device:
+        root = r if r._base is None else r._base
+        if all(root is not x and root is not getattr(x, "_base", None) for x in (z, z._base, h, *inputs)):
+            return r.detach() if r._base is not None else r
+    out = z.new_empty(n)
+    out[:] = r
+    return out
