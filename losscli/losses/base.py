@@ -241,8 +241,8 @@ class Loss(nn.Module):
             target = target.long()
             every_row_counts = False
             if n and can_inspect_values(target):  # a range check would synchronise a GPU (see can_inspect_values)
-                # the range from the extremes: one op and one read (was <, >=, |, any: 4 ops, ~10 us of a
-                # 128 x 10 fused loss's forward+backward); the per-row check only when some target is out
+                # the range from the extremes: one op and one read (was <, >=, |, any: _check_inputs on a
+                # 128-row batch 15.9 -> 7.3 us, paired, thread time); the per-row check only when some target is out
                 lo, hi = map(int, torch.aminmax(target))
                 if lo < 0 or hi >= c:
                     outside = (target < 0) | (target >= c)

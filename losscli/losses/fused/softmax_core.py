@@ -82,7 +82,9 @@ def target_log_prob(z: torch.Tensor, p: torch.Tensor, idx: torch.Tensor) -> tupl
     Where ``p_y > 1/2``, ``log p_y = log1p(-(1 - p_y))`` (``saturated_target``): a confident
     prediction's loss is its tiny exact value, not the 0 of ``log(round(p_y))``.
     """
-    if p.device.type == "cpu":  # both checks from p_y's extremes: one op and one read (was 2 gathers, 5 ops, 2 reads)
+    # on a CPU both checks from p_y's extremes: one op and one read (was 2 gathers, 5 ops, 2 reads); at
+    # 128 x 10, 32.5 -> 9.2 us with no saturated row, 65.8 -> 43.6 us with 5 (paired, thread time)
+    if p.device.type == "cpu":
         p_y = p.gather(1, idx)
         lo, hi = map(float, torch.aminmax(p_y)) if p_y.numel() else (1.0, 0.0)
         if lo > math.exp(_log_floor(p.dtype) + 1.0):  # no row under log_p_at's floor (NaN: the general path)

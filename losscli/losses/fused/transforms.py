@@ -95,8 +95,8 @@ class _Bound:
 class _PositionalSignature(inspect.Signature):
     """A forward's signature whose ``bind`` returns the positional arguments unchanged when the call
     names every fixed parameter positionally and passes no keywords (how losscli calls its nodes);
-    any other call takes ``inspect.Signature.bind``. ``Signature.bind`` walks the parameters in
-    Python on every ``apply``: ~10 us of a 128 x 10 forward+backward (see ``bind_once``)."""
+    any other call takes ``inspect.Signature.bind``, which walks the parameters in Python on every
+    ``apply``: 11.1 us against 0.7 us for ``_LogSoftmaxAt``'s five arguments (paired, thread time)."""
 
     __slots__ = ("_fixed", "_variadic")
 
