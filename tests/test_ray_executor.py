@@ -337,10 +337,8 @@ def test_a_storage_workers_cannot_open_stops_tuning_with_one_line(tmp_path, loca
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="follows the driver's child processes in /proc (Linux)")
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopback(tmp_path, how):
-    """Ctrl-C reaches the whole foreground group; SIGTERM (`kill PID`, a scheduler) the driver alone,
-    which must then stop the Ray instance it started (exit 143)."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: `kill PID`, a scheduler's preemption
+def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopback(tmp_path, sig):
     _ray()
     out = tmp_path / "c"
     args = [sys.executable, "-m", "losscli", "compare", "--dataset", "synthetic", "--set",
@@ -358,12 +356,10 @@ def test_ctrl_c_stops_ray_and_exits_130_with_one_line_and_ray_listens_on_loopbac
     family = descendants(proc.pid)
     ours = {inode: address for inode, address in listening().items() if inode in sockets_of([proc.pid, *family])}
     assert ours and set(ours.values()) <= LOOPBACK, ours  # the instance the command started: loopback only
-    if how == "ctrl-c":
-        os.killpg(proc.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
-    else:
-        os.kill(proc.pid, signal.SIGTERM)
+    # a terminal sends Ctrl-C to the whole foreground group; SIGTERM goes to the driver alone, which stops Ray
+    (os.killpg if sig == signal.SIGINT else os.kill)(proc.pid, sig)
     _, err = proc.communicate(timeout=90)
-    assert proc.returncode == (130 if how == "ctrl-c" else 143), err
+    assert proc.returncode == 128 + sig, err  # 130, 143
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: interrupted;") and "finished run(s) are kept" in lines[-1]
     assert not any("Traceback" in line or line.startswith("[20") for line in lines), err  # no Ray log spill
