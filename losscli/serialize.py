@@ -53,7 +53,16 @@ def dump_yaml(data: Any) -> str:
 
 
 def dump_json(data: Any) -> str:
-    return json.dumps(to_plain(data), indent=2, allow_nan=False)
+    """Strict JSON: NaN (by ``to_plain``) and +-inf (here; YAML keeps them as ``.inf``) become null."""
+    return json.dumps(_finite(to_plain(data)), indent=2, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
 class _DuplicateKey(Exception):

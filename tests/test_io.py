@@ -99,3 +99,16 @@ def test_a_report_counts_as_finished_only_with_a_finite_headline_metric():
     for bad in (float("nan"), float("inf"), True, "0.9"):
         assert report_problem(report(accuracy=bad)) is not None, bad
     assert report_problem(report(nll=0.3)) == "report.yaml lacks its test metrics"
+
+
+def test_json_output_writes_nan_and_inf_as_null():
+    # `profile --shape --format json` crashed (exit 1, nothing on stdout) on an unbounded loss whose
+    # max_value is inf: JSON has no NaN or Infinity, so both are null there; YAML keeps .inf
+    import json
+    import math
+
+    from losscli.serialize import dump_json, dump_yaml
+
+    data = {"rows": [{"max_value": math.inf, "low": -math.inf, "nll": math.nan, "ok": 1.5}]}
+    assert json.loads(dump_json(data)) == {"rows": [{"max_value": None, "low": None, "nll": None, "ok": 1.5}]}
+    assert ".inf" in dump_yaml(data)
