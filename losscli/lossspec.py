@@ -118,15 +118,14 @@ def _plain_yaml(stripped: str, text: str) -> Any:
     doubles per level: a short --set value expanded to gigabytes once validated) and deep nesting."""
     import yaml
 
-    from losscli.serialize import MAX_YAML_DEPTH, _DuplicateKey, _strict_loader, too_deep
+    from losscli.serialize import MAX_YAML_DEPTH, DuplicateKey, refuse_aliases, strict_loader, too_deep
 
+    loader = strict_loader(c=False)  # the presets' loader: a key given twice is refused (safe_load kept the last)
     if "*" in stripped:  # an alias needs a '*': only then is the event scan worth it
-        for event in yaml.parse(stripped, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                raise UsageError(f"value {_short(text)!r} uses a YAML alias (*name); write the values out instead")
-    try:  # the presets' loader: a key given twice is refused (safe_load kept the last one silently)
-        value = yaml.load(stripped, Loader=_strict_loader(c=False))  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKey as dup:
+        refuse_aliases(stripped, f"value {_short(text)!r}", loader)
+    try:
+        value = yaml.load(stripped, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKey as dup:
         raise UsageError(f"value {_short(text)!r} gives key {dup.key!r} twice; give each key once") from None
     if too_deep(value):
         raise UsageError(f"value {_short(text)!r} is nested too deeply (more than {MAX_YAML_DEPTH} levels)")

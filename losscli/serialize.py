@@ -23,16 +23,17 @@ MAX_YAML_BYTES = 4 * 2**20
 MAX_YAML_DEPTH = 32
 
 
-def to_plain(obj: Any) -> Any:
-    """Convert tensors, numpy values, tuples, paths and enums to YAML/JSON-safe data; NaN -> None."""
+def to_plain(obj: Any, *, finite: bool = False) -> Any:
+    """Convert tensors, numpy values, tuples, paths and enums to YAML/JSON-safe data; NaN -> None, and
+    with ``finite`` +-inf too (JSON has no infinity; YAML writes ``.inf``)."""
     if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
+        return {str(k): to_plain(v, finite=finite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
+        return [to_plain(v, finite=finite) for v in obj]
     if isinstance(obj, Enum):
-        return to_plain(obj.value)
+        return to_plain(obj.value, finite=finite)
     if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
+        return None if math.isnan(obj) or (finite and math.isinf(obj)) else obj
     if isinstance(obj, bool) or obj is None:
         return obj
     if isinstance(obj, str):
@@ -40,7 +41,7 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, int):
         return int(obj)
     if hasattr(obj, "tolist"):  # torch tensors and numpy arrays/scalars
-        return to_plain(obj.tolist())
+        return to_plain(obj.tolist(), finite=finite)
     return str(obj)  # paths and anything else: their text
 
 
@@ -53,26 +54,18 @@ def dump_yaml(data: Any) -> str:
 
 
 def dump_json(data: Any) -> str:
-    """Strict JSON: NaN (by ``to_plain``) and +-inf (here; YAML keeps them as ``.inf``) become null."""
-    return json.dumps(_finite(to_plain(data)), indent=2, allow_nan=False)
+    """Strict JSON: NaN and +-inf become null (YAML keeps infinities as ``.inf``)."""
+    return json.dumps(to_plain(data, finite=True), indent=2, allow_nan=False)
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
-
-
-class _DuplicateKey(Exception):
+class DuplicateKey(Exception):
     def __init__(self, key: str, line: int):
         super().__init__(key)
         self.key, self.line = key, line
 
 
 @functools.lru_cache(maxsize=None)
-def _strict_loader(c: bool = True):
+def strict_loader(c: bool = True):
     """PyYAML's safe loader (the libyaml C parser when installed and ``c``: ~10x faster on the run reports a
     compare resume reads) that refuses a mapping key given twice. Built on first use: yaml is not
     imported by ``--help``. ``c=False``: the pure-Python parser, whose deep nesting is a RecursionError
@@ -87,7 +80,7 @@ def _strict_loader(c: bool = True):
             for key, _ in node.value:
                 if isinstance(key, yaml.ScalarNode):
                     if key.value in seen:
-                        raise _DuplicateKey(key.value, key.start_mark.line + 1)
+                        raise DuplicateKey(key.value, key.start_mark.line + 1)
                     seen.add(key.value)
             return super().construct_mapping(node, deep=deep)
 
@@ -111,12 +104,12 @@ def load_yaml(text: str | bytes, what: str) -> Any:
         raise UsageError(f"{what} is too large ({len(text)} characters; at most {MAX_YAML_BYTES})")
     if "\x00" in text:
         raise UsageError(f"{what} is binary, not YAML text")
-    loader = _strict_loader()
+    loader = strict_loader()
     try:
         if "*" in text:  # an alias is written *name: without a "*" there is none, and no need for a second parse
-            _refuse_aliases(text, what, loader)
+            refuse_aliases(text, what, loader)
         data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass (plain data only)
-    except _DuplicateKey as dup:  # YAML keeps the last silently: a preset's first `train:` block would vanish
+    except DuplicateKey as dup:  # YAML keeps the last silently: a preset's first `train:` block would vanish
         raise UsageError(f"{what} gives key {dup.key!r} twice (line {dup.line}); merge the two into one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -135,7 +128,7 @@ def load_yaml(text: str | bytes, what: str) -> Any:
     return data
 
 
-def _refuse_aliases(text: str, what: str, loader: Any) -> None:
+def refuse_aliases(text: str, what: str, loader: Any) -> None:
     """Scan the events before building anything: an alias bomb expands exponentially when built."""
     import yaml
 

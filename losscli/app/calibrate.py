@@ -81,24 +81,28 @@ def write_calibration_outputs(out_dir: str | Path, report: dict[str, Any], calib
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_bins = int(report["n_bins"])
-    files: dict[str, Any] = {"report_yaml": "calibration.yaml", "report_md": "calibration.md",
-                             "reliability": {}, "calibrators": {}}
+    files = _output_files(list(calibrators))
     for name, cal in calibrators.items():
-        rel = f"calibrators/{name}.pt"
-        atomic_torch_save({"schema": CALIBRATOR_SCHEMA, "method": name, "state": cal.state_dict()}, out / rel)
-        files["calibrators"][name] = rel
-    plot_reliability(test_logits, test_labels, out / "reliability_uncalibrated.png",
+        atomic_torch_save({"schema": CALIBRATOR_SCHEMA, "method": name, "state": cal.state_dict()},
+                          out / files["calibrators"][name])
+    plot_reliability(test_logits, test_labels, out / files["reliability"]["uncalibrated"],
                      title="uncalibrated (test)", n_bins=n_bins, is_probs=False)
-    files["reliability"]["uncalibrated"] = "reliability_uncalibrated.png"
     for name, cal in calibrators.items():
         z = calibrated_test[name] if calibrated_test and name in calibrated_test else cal.transform(test_logits)
-        rel = f"reliability_{name}.png"
-        plot_reliability(z, test_labels, out / rel, title=f"{name} (test)", n_bins=n_bins, is_probs=False)
-        files["reliability"][name] = rel
+        plot_reliability(z, test_labels, out / files["reliability"][name], title=f"{name} (test)", n_bins=n_bins,
+                         is_probs=False)
     report["files"] = files
-    atomic_write_text(out / "calibration.md", render_calibration_markdown(report, files["reliability"]))
-    write_yaml(out / "calibration.yaml", report)
+    atomic_write_text(out / files["report_md"], render_calibration_markdown(report, files["reliability"]))
+    write_yaml(out / files["report_yaml"], report)
     return report
+
+
+def _output_files(names: Sequence[str]) -> dict[str, Any]:
+    """The files calibrate writes for the calibrators ``names``, relative to its output directory (the
+    report's ``files``): one list for the writer and for the check made before fitting."""
+    return {"report_yaml": "calibration.yaml", "report_md": "calibration.md",
+            "reliability": {"uncalibrated": "reliability_uncalibrated.png", **{n: f"reliability_{n}.png" for n in names}},
+            "calibrators": {n: f"calibrators/{n}.pt" for n in names}}
 
 
 def _check_outputs(out_dir: str | Path, names: Sequence[str]) -> None:
@@ -109,9 +113,8 @@ def _check_outputs(out_dir: str | Path, names: Sequence[str]) -> None:
     if (out / "calibrators").exists() and not (out / "calibrators").is_dir():
         raise UsageError(f"{out / 'calibrators'} is a file where calibrate keeps the fitted calibrators; remove it "
                          "(or choose another --out)")
-    files = ["calibration.yaml", "calibration.md", "reliability_uncalibrated.png",
-             *(f"reliability_{n}.png" for n in names), *(f"calibrators/{n}.pt" for n in names)]
-    for rel in files:
+    files = _output_files(names)
+    for rel in [files["report_yaml"], files["report_md"], *files["reliability"].values(), *files["calibrators"].values()]:
         if (out / rel).is_dir():
             raise UsageError(f"{out / rel} is a directory where calibrate writes a file; remove it "
                              "(or choose another --out)")

@@ -44,7 +44,9 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> Path:
         raise UsageError(f"{run_dir} exists and is not a directory; choose another --out")
     if run_status(run_dir) == "ok" and not overwrite:
         raise UsageError(f"{run_dir} already holds a completed run; pass --overwrite to replace it or choose another --out")
-    for name in (CONFIG, METRICS, MODEL, LOGITS, REPORT, REPORT_MD, "checkpoint.pt"):
+    from losscli.engine.checkpoint import CHECKPOINT  # (imports torch: only where a run is about to train)
+
+    for name in (CONFIG, METRICS, MODEL, LOGITS, REPORT, REPORT_MD, CHECKPOINT):
         # a directory where a run file goes: unlinking it failed (IsADirectoryError, exit 1) after the files
         # before it (metrics.jsonl: a killed run's history) were deleted; the write at the end failed too
         if (run_dir / name).is_dir():
